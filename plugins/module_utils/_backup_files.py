@@ -1,0 +1,261 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 CortexReview engineering
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This is a private module_utils of cortexreview.supabase_backup; it may change without notice.
+# It must stay importable without Ansible: the cron runner uses it too.
+"""The backup directory: names, sidecars, atomic writes, the run lock and retention."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import re
+import stat
+import tempfile
+import time
+
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
+    ConfigError,
+    LockError,
+    StorageError,
+)
+
+TIMESTAMP_FORMAT = '%Y%m%d_%H%M%S'
+SIDECAR_SUFFIXES = ('.sha256', '.manifest.json')
+PREFIX_PATTERN = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
+SECONDS_PER_DAY = 86400
+
+
+def validate_prefix(prefix):
+    if not prefix or not PREFIX_PATTERN.match(prefix):
+        raise ConfigError('prefix %r is invalid: use letters, digits, ".", "_" and "-" only, no "/"' % (prefix,))
+    return prefix
+
+
+def backup_name_pattern(prefix, suffixes):
+    """Exactly ``<prefix>_YYYYMMDD_HHMMSS<suffix>``; nothing looser is ever deleted."""
+    alternatives = '|'.join(re.escape(suffix) for suffix in suffixes)
+    return re.compile(r'^%s_(\d{8}_\d{6})(?:%s)$' % (re.escape(prefix), alternatives))
+
+
+def storage_error(action, path, exc):
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageError('no space left on the device of %s while %s; nothing was kept, older backups are intact'
+                            % (os.path.dirname(path) or path, action), path=path)
+    return StorageError('cannot %s %s: %s' % (action, path, exc.strerror or exc), path=path)
+
+
+def ensure_directory(path, check_mode):
+    """Create the backup directory 0700 when missing. Returns (changed, warnings)."""
+    warnings = []
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if not check_mode:
+            try:
+                os.makedirs(path, mode=0o700)
+                os.chmod(path, 0o700)
+            except OSError as exc:
+                raise storage_error('create the backup directory', path, exc) from None
+        return True, warnings
+    except OSError as exc:
+        raise storage_error('inspect the backup directory', path, exc) from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise ConfigError('backup_dir %s exists and is not a directory' % path)
+    if info.st_mode & 0o077:
+        warnings.append('backup_dir %s is accessible to group or others (mode %04o); 0700 is recommended'
+                        % (path, stat.S_IMODE(info.st_mode)))
+    return False, warnings
+
+
+class DirectoryLock:
+    """An exclusive flock on the backup directory itself, so no lock file is ever left behind."""
+
+    def __init__(self, path, timeout):
+        self._path = path
+        self._timeout = timeout
+        self._fd = None
+
+    def __enter__(self):
+        try:
+            self._fd = os.open(self._path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise storage_error('lock', self._path, exc) from None
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(self._fd)
+                    self._fd = None
+                    raise LockError('another backup run holds %s (waited %ss); try again later'
+                                    % (self._path, self._timeout), path=self._path) from None
+                time.sleep(0.2)
+
+    def __exit__(self, *exc_info):
+        os.close(self._fd)  # closing releases the flock
+        self._fd = None
+
+
+class AtomicFile:
+    """A temporary file beside ``final_path``, renamed into place only by ``commit()``.
+
+    It is created with ``mode`` from the start (never world-readable, even briefly) and
+    removed on any failure, so a half-written file can never look like a backup.
+    """
+
+    def __init__(self, final_path, mode):
+        self.final_path = final_path
+        directory, name = os.path.split(final_path)
+        try:
+            fd, self.temp_path = tempfile.mkstemp(prefix='.%s.' % name, suffix='.partial', dir=directory)
+        except OSError as exc:
+            raise storage_error('create a temporary file in', directory, exc) from None
+        os.fchmod(fd, mode)
+        self._file = os.fdopen(fd, 'wb', buffering=0)
+        self._committed = False
+
+    def write(self, data):
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            raise storage_error('write', self.final_path, exc) from None
+
+    def commit(self, overwrite=True):
+        """fsync, then rename into place (never replacing an existing file unless ``overwrite``)."""
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            if overwrite:
+                os.replace(self.temp_path, self.final_path)
+            else:
+                os.link(self.temp_path, self.final_path)
+                os.unlink(self.temp_path)
+            fsync_directory(os.path.dirname(self.final_path))
+        except FileExistsError:
+            raise StorageError('%s already exists; not overwriting it' % self.final_path,
+                               path=self.final_path) from None
+        except OSError as exc:
+            raise storage_error('write', self.final_path, exc) from None
+        self._committed = True
+
+    def discard(self):
+        if self._committed:
+            return
+        try:
+            self._file.close()
+        except OSError:
+            pass
+        try:
+            os.unlink(self.temp_path)
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *rest):
+        self.discard()
+
+
+def fsync_directory(path):
+    fd = os.open(path or '.', os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_file_atomically(path, content, mode):
+    with AtomicFile(path, mode) as handle:
+        handle.write(content.encode('utf-8') if isinstance(content, str) else content)
+        handle.commit()
+
+
+def write_sidecars(backup_path, sha256, manifest, mode, created):
+    """The checksum (``sha256sum -c`` format) and the manifest, beside the backup.
+
+    Each path is appended to ``created`` once in place, so a caller can undo them.
+    """
+    name = os.path.basename(backup_path)
+    for suffix, content in (('.sha256', '%s  %s\n' % (sha256, name)),
+                            ('.manifest.json', json.dumps(manifest, indent=2, sort_keys=True) + '\n')):
+        write_file_atomically(backup_path + suffix, content, mode)
+        created.append(backup_path + suffix)
+
+
+def remove_quietly(paths):
+    for path in paths:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def list_backups(directory, prefix, suffixes):
+    """Backups of this exact name pattern, oldest first: dicts with name, path, timestamp, mtime, size.
+
+    Symlinks and anything that is not a regular file are never listed, so never deleted.
+    """
+    pattern = backup_name_pattern(prefix, suffixes)
+    found = []
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return found
+    except OSError as exc:
+        raise storage_error('list', directory, exc) from None
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if not match or not entry.is_file(follow_symlinks=False):
+            continue
+        info = entry.stat(follow_symlinks=False)
+        found.append({'name': entry.name, 'path': entry.path, 'timestamp': match.group(1),
+                      'mtime': info.st_mtime, 'size': info.st_size})
+    found.sort(key=lambda item: (item['timestamp'], item['mtime'], item['name']))
+    return found
+
+
+def age_in_days(mtime, now):
+    """Whole days, rounded down, as ``find -mtime`` counts them."""
+    return int((now - mtime) // SECONDS_PER_DAY)
+
+
+def select_expired(backups, retention_days, keep_min, now):
+    """Backups older than ``retention_days`` (``find -mtime +N``), never one of the newest ``keep_min``."""
+    if retention_days <= 0:
+        return []
+    candidates = backups[:-keep_min] if keep_min > 0 else list(backups)
+    return [item for item in candidates if age_in_days(item['mtime'], now) > retention_days]
+
+
+def _is_regular_file(path):
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def remove_backups(expired, check_mode):
+    """Delete each expired backup and its sidecars (regular files only); returns the removed paths."""
+    removed = []
+    for item in expired:
+        for path in [item['path']] + [item['path'] + suffix for suffix in SIDECAR_SUFFIXES]:
+            if not _is_regular_file(path):
+                continue
+            if not check_mode:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    raise storage_error('remove expired backup', path, exc) from None
+            removed.append(path)
+    return removed

@@ -1,0 +1,243 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 CortexReview engineering
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This is a private module_utils of cortexreview.supabase_backup; it may change without notice.
+# It must stay importable without Ansible: the cron runner uses it too.
+"""The logical backup engine, shared by the supabase_dump module and the cron runner.
+
+pg_dump's plain SQL streams through a parallel gzip writer into a temporary file that is
+renamed into place only after pg_dump exited 0, wrote its completion marker and the data
+is on disk. Row counts for the manifest are taken from the stream as it passes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import time
+
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
+    AtomicFile,
+    DirectoryLock,
+    TIMESTAMP_FORMAT,
+    ensure_directory,
+    list_backups,
+    remove_backups,
+    remove_quietly,
+    select_expired,
+    validate_prefix,
+    write_sidecars,
+)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import (
+    PgTarget,
+    last_line,
+)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump_stream import DumpInspector
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
+    CommandError,
+    ConfigError,
+    SupabaseBackupError,
+)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metrics import write_metrics
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import parse_mode
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._parallel_gzip import (
+    ZLIB_IMPLEMENTATION,
+    ParallelGzipWriter,
+    default_threads,
+)
+
+DUMP_SUFFIX = '.sql.gz'
+MANIFEST_FORMAT = 'cortexreview.supabase_backup/dump-manifest/v1'
+METRICS_KIND = 'logical'
+DATABASE_FACTS_SQL = (
+    "SELECT 'extension', extname, extversion FROM pg_catalog.pg_extension "
+    "UNION ALL SELECT 'setting', 'server_version', pg_catalog.current_setting('server_version')"
+)
+
+
+class DumpSettings:
+    """Validated options of one backup run."""
+
+    def __init__(self, params):
+        self.backup_dir = params['backup_dir']
+        self.prefix = validate_prefix(params['prefix'])
+        self.retention_days = params['retention_days']
+        self.retention_keep_min = params['retention_keep_min']
+        self.mode = parse_mode(params['mode'])
+        self.metrics_file = params.get('metrics_file')
+        self.compression_level = params['compression_level']
+        self.compress_threads = params['compress_threads'] or default_threads()
+        self.lock_timeout = params['lock_timeout']
+        if not self.backup_dir:
+            raise ConfigError('backup_dir must not be empty')
+        self.backup_dir = os.path.abspath(self.backup_dir)
+        if self.retention_days < 0:
+            raise ConfigError('retention_days must be 0 (keep everything) or more')
+        if self.retention_keep_min < 1:
+            raise ConfigError('retention_keep_min must be at least 1, so the new backup is always kept')
+        if not 1 <= self.compression_level <= 9:
+            raise ConfigError('compression_level must be between 1 and 9')
+        if params['compress_threads'] < 0:
+            raise ConfigError('compress_threads must be 0 (one per core) or more')
+        if self.lock_timeout < 0:
+            raise ConfigError('lock_timeout must be 0 or more seconds')
+        self.target = PgTarget(**params)
+
+
+def database_facts(target):
+    """Server version and installed extensions, read before the dump starts."""
+    facts = {'extensions': {}, 'server_version': None}
+    for row in target.query(DATABASE_FACTS_SQL):
+        if len(row) != 3:
+            continue
+        kind, name, value = row
+        if kind == 'extension':
+            facts['extensions'][name] = value
+        else:
+            facts[name] = value
+    return facts
+
+
+class DumpBackend:
+    """Runs one backup; ``run()`` returns the result dict or raises a SupabaseBackupError."""
+
+    def __init__(self, settings, check_mode=False, clock=time.time):
+        self.settings = settings
+        self.check_mode = check_mode
+        self.clock = clock
+        self.warnings = []
+
+    def run(self):
+        started = time.monotonic()
+        try:
+            result = self._backup(started)
+        except SupabaseBackupError as exc:
+            self._record_metrics(False, time.monotonic() - started, failure=exc)
+            raise
+        self._record_metrics(True, result['duration'], size=result['size'])
+        return result
+
+    def _record_metrics(self, success, duration, size=None, failure=None):
+        if self.check_mode or not self.settings.metrics_file:
+            return
+        try:
+            write_metrics(self.settings.metrics_file, METRICS_KIND, success, duration,
+                          size=size, finished_at=int(self.clock()))
+        except (OSError, SupabaseBackupError) as exc:
+            if failure is not None:
+                # The backup error is the one the operator must see.
+                failure.details['metrics_error'] = str(exc)
+                return
+            self.warnings.append('backup succeeded but metrics_file %s was not written: %s'
+                                 % (self.settings.metrics_file, exc))
+
+    def _backup_path(self, now):
+        stamp = datetime.datetime.fromtimestamp(now).strftime(TIMESTAMP_FORMAT)
+        return os.path.join(self.settings.backup_dir, '%s_%s%s' % (self.settings.prefix, stamp, DUMP_SUFFIX))
+
+    def _expired(self, include_new=None):
+        backups = list_backups(self.settings.backup_dir, self.settings.prefix, (DUMP_SUFFIX,))
+        if include_new and all(item['path'] != include_new for item in backups):
+            backups.append({'path': include_new, 'mtime': self.clock(), 'timestamp': '~'})
+        return select_expired(backups, self.settings.retention_days, self.settings.retention_keep_min, self.clock())
+
+    def _backup(self, started):
+        settings = self.settings
+        dir_changed, warnings = ensure_directory(settings.backup_dir, self.check_mode)
+        self.warnings.extend(warnings)
+        settings.target.ensure_reachable()
+        facts = database_facts(settings.target)
+        if self.check_mode:
+            path = self._backup_path(self.clock())
+            removed = remove_backups(self._expired(include_new=path), check_mode=True) if not dir_changed else []
+            return {
+                'changed': True, 'path': path, 'removed': removed, 'size': None, 'sha256': None,
+                'duration': round(time.monotonic() - started, 3), 'tables': {},
+                'msg': 'Would back up %s to %s%s' % (settings.target.describe(), path,
+                                                     ' and remove %d expired file(s)' % len(removed) if removed else ''),
+            }
+        with DirectoryLock(settings.backup_dir, settings.lock_timeout):
+            path = self._free_backup_path()
+            dump = self._dump_to(path, facts, started)
+            removed = remove_backups(self._expired(), check_mode=False)
+        dump.update({
+            'changed': True, 'removed': removed, 'duration': round(time.monotonic() - started, 3),
+            'msg': 'Backed up %s to %s (%d bytes)' % (settings.target.describe(), path, dump['size']),
+        })
+        return dump
+
+    def _free_backup_path(self):
+        """The timestamped name; a run finishing within the same second as the last one waits a tick."""
+        for _attempt in range(30):
+            path = self._backup_path(self.clock())
+            if not os.path.lexists(path):
+                return path
+            time.sleep(0.1)
+        raise ConfigError('cannot find a free backup name in %s' % self.settings.backup_dir)
+
+    def _dump_to(self, path, facts, started):
+        settings = self.settings
+        digest = hashlib.sha256()
+        inspector = DumpInspector()
+        sidecars = []
+        with AtomicFile(path, settings.mode) as output:
+            written = [0]
+
+            def sink(data):
+                digest.update(data)
+                output.write(data)
+                written[0] += len(data)
+
+            compressor = ParallelGzipWriter(sink, level=settings.compression_level,
+                                            threads=settings.compress_threads)
+            stream = settings.target.start('pg_dump', ['--dbname', settings.target.db])
+            try:
+                for chunk in stream.chunks():
+                    inspector.feed(chunk)
+                    compressor.write(chunk)
+            except BaseException:
+                stream.abort()
+                compressor.abort()
+                raise
+            returncode, stderr = stream.finish()
+            if returncode != 0:
+                compressor.abort()
+                raise CommandError('pg_dump failed (exit %s): %s' % (returncode, last_line(stderr) or 'no message'),
+                                   rc=returncode, stderr=stderr)
+            if not inspector.complete:
+                compressor.abort()
+                raise CommandError('pg_dump exited 0 but its output lacks the completion marker; '
+                                   'the dump is incomplete and was discarded', stderr=stderr)
+            compressor.close()
+            manifest = {
+                'format': MANIFEST_FORMAT,
+                'file': os.path.basename(path),
+                'sha256': digest.hexdigest(),
+                'size': written[0],
+                'uncompressed_size': compressor.uncompressed_size,
+                'created_at': datetime.datetime.fromtimestamp(self.clock(), datetime.timezone.utc).isoformat(),
+                'database': settings.target.db,
+                'server_version': inspector.versions.get('server_version') or facts.get('server_version'),
+                'pg_dump_version': inspector.versions.get('pg_dump_version'),
+                'extensions': facts['extensions'],
+                'tables': inspector.tables,
+                'compression': {'format': 'gzip', 'level': settings.compression_level,
+                                'implementation': ZLIB_IMPLEMENTATION},
+                'dump_seconds': round(time.monotonic() - started, 3),
+            }
+            try:
+                write_sidecars(path, manifest['sha256'], manifest, settings.mode, sidecars)
+                output.commit(overwrite=False)
+            except BaseException:
+                remove_quietly(sidecars)
+                raise
+        return {
+            'path': path, 'size': manifest['size'], 'sha256': manifest['sha256'],
+            'manifest': path + '.manifest.json', 'tables': manifest['tables'],
+            'uncompressed_size': manifest['uncompressed_size'],
+            'server_version': manifest['server_version'], 'pg_dump_version': manifest['pg_dump_version'],
+            'extensions': manifest['extensions'],
+        }

@@ -1,0 +1,158 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 CortexReview engineering
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This is a private module_utils of cortexreview.supabase_backup; it may change without notice.
+# It must stay importable without Ansible: the cron runner uses it too.
+"""Reading a plain-format pg_dump as it streams past, without holding it in memory.
+
+It counts the rows of every ``COPY ... FROM stdin;`` block, picks up the versions from
+the dump's header comments and tells whether pg_dump wrote its completion marker.
+Within a COPY block a row is one line and the block ends with a line ``\\.``; a data
+value can never produce that line because COPY escapes backslashes.
+"""
+
+from __future__ import annotations
+
+import re
+
+COMPLETION_MARKER = b'-- PostgreSQL database dump complete'
+COPY_END_LINE = b'\\.\n'
+# The start of a line outside COPY data is kept up to this size: enough for any
+# header or COPY statement we parse, and memory stays bounded for huge DDL lines.
+LINE_KEEP = 64 * 1024
+TAIL_KEEP = 256
+
+_VERSION_PATTERNS = {
+    'server_version': re.compile(r'^-- Dumped from database version (.+)$'),
+    'pg_dump_version': re.compile(r'^-- Dumped by pg_dump version (.+)$'),
+}
+
+
+def parse_copy_target(line):
+    """``COPY public."Weird Table" (a, b) FROM stdin;`` -> ``public."Weird Table"``; else None."""
+    if not line.startswith('COPY ') or not line.rstrip().endswith('FROM stdin;'):
+        return None
+    text = line[5:]
+    pos = 0
+    in_quotes = False
+    while pos < len(text):
+        char = text[pos]
+        if in_quotes:
+            if char == '"':
+                if text[pos + 1:pos + 2] == '"':
+                    pos += 1
+                else:
+                    in_quotes = False
+        elif char == '"':
+            in_quotes = True
+        elif char == ' ':
+            break
+        pos += 1
+    return text[:pos] or None
+
+
+class DumpInspector:
+    """Feed it the dump's chunks in order; read ``tables``, ``versions`` and ``complete`` at the end."""
+
+    def __init__(self):
+        self.tables = {}
+        self.versions = {}
+        self._table = None          # table whose COPY data we are in, else None
+        self._line_start = bytearray()  # start of the current line outside COPY data
+        self._line_truncated = False
+        self._partial = b''         # the current COPY data line so far, if it could still be "\."
+        self._tail = b''
+
+    # COPY data
+
+    def _copy_data(self, data, pos):
+        """Count rows from data[pos:]; returns where the COPY data ended, or len(data)."""
+        end = len(data)
+        if self._partial is not None:
+            # The current line started earlier and may still be the end marker.
+            needed = len(COPY_END_LINE) - len(self._partial)
+            candidate = self._partial + data[pos:pos + needed]
+            if candidate == COPY_END_LINE:
+                self._finish_copy()
+                return pos + needed
+            if len(candidate) < len(COPY_END_LINE) and COPY_END_LINE.startswith(candidate):
+                self._partial = candidate
+                return end
+        terminator = data.find(b'\n' + COPY_END_LINE, pos)
+        if terminator >= 0:
+            self.tables[self._table] += data.count(b'\n', pos, terminator + 1)
+            self._finish_copy()
+            return terminator + 1 + len(COPY_END_LINE)
+        self.tables[self._table] += data.count(b'\n', pos, end)
+        last_newline = data.rfind(b'\n', pos, end)
+        rest = data[last_newline + 1:end] if last_newline >= 0 else None
+        self._partial = rest if rest is not None and COPY_END_LINE.startswith(rest) else None
+        return end
+
+    def _finish_copy(self):
+        self._table = None
+        self._partial = b''
+
+    # Everything else: SQL text, read line by line
+
+    def _sql_text(self, data, pos):
+        end = len(data)
+        while pos < end:
+            newline = data.find(b'\n', pos)
+            stop = end if newline < 0 else newline
+            room = LINE_KEEP - len(self._line_start)
+            if room > 0:
+                self._line_start += data[pos:min(stop, pos + room)]
+            if stop - pos > max(room, 0):
+                self._line_truncated = True
+            if newline < 0:
+                return end
+            self._end_of_line()
+            pos = newline + 1
+            if self._table is not None:
+                return pos
+        return end
+
+    def _end_of_line(self):
+        line = self._line_start.decode('utf-8', errors='replace')
+        self._line_start = bytearray()
+        self._line_truncated = False
+        if line.startswith('COPY '):
+            table = parse_copy_target(line)
+            if table:
+                self._table = table
+                self._partial = b''
+                self.tables.setdefault(table, 0)
+            return
+        if line.startswith('-- Dumped '):
+            for key, pattern in _VERSION_PATTERNS.items():
+                match = pattern.match(line)
+                if match:
+                    self.versions[key] = match.group(1).strip()
+
+    def feed(self, data):
+        data = bytes(data)
+        pos = 0
+        while pos < len(data):
+            if self._table is not None:
+                pos = self._copy_data(data, pos)
+            else:
+                pos = self._sql_text(data, pos)
+        self._tail = (self._tail + data[-TAIL_KEEP:])[-TAIL_KEEP:]
+
+    @property
+    def complete(self):
+        """True when pg_dump's completion marker ends the output and no COPY block is open.
+
+        After the marker only comment and blank lines may follow, and PostgreSQL 17.6+
+        adds an ``\\unrestrict <key>`` line.
+        """
+        if self._table is not None:
+            return False
+        position = self._tail.rfind(COMPLETION_MARKER)
+        if position < 0:
+            return False
+        trailer = self._tail[position + len(COMPLETION_MARKER):].decode('ascii', errors='replace')
+        return all(line in ('', '--') or line.startswith('\\unrestrict ') for line in trailer.split('\n'))

@@ -1,0 +1,86 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 CortexReview engineering
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This is a private module_utils of cortexreview.supabase_backup; it may change without notice.
+# It must stay importable without Ansible: the cron runner uses it too.
+"""Prometheus textfile-collector metrics, written atomically.
+
+One file can hold several kinds of backup (label ``kind``): a run replaces only its
+own kind's samples and keeps the others. A failed run keeps the last success time
+and size of the previous successful one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
+    write_file_atomically,
+)
+
+METRIC_PREFIX = 'supabase_backup'
+METRICS = (
+    ('duration_seconds', 'Duration of the last Supabase backup run, successful or not.'),
+    ('size_bytes', 'Size of the latest successful Supabase backup file.'),
+    ('last_success_timestamp_seconds', 'Unix time of the latest successful Supabase backup.'),
+    ('success', '1 if the last Supabase backup run succeeded, 0 if it failed.'),
+)
+_SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)')
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def read_samples(path):
+    """{(name, kind): value} from an existing metrics file; empty when missing or unreadable."""
+    samples = {}
+    try:
+        with open(path, encoding='utf-8') as handle:
+            lines = handle.readlines()
+    except OSError:
+        return samples
+    for line in lines:
+        match = _SAMPLE.match(line)
+        if not match:
+            continue
+        labels = dict(_LABEL.findall(match.group('labels')))
+        try:
+            samples[(match.group('name'), labels.get('kind', ''))] = float(match.group('value'))
+        except ValueError:
+            continue
+    return samples
+
+
+def _format(value):
+    return repr(float(value)) if isinstance(value, float) else str(int(value))
+
+
+def write_metrics(path, kind, success, duration, size=None, finished_at=None):
+    """Record one run of ``kind``. ``size``/``finished_at`` are those of this run when it succeeded."""
+    samples = read_samples(path)
+    names = dict(('%s_%s' % (METRIC_PREFIX, short), short) for short, _help in METRICS)
+    if success:
+        samples[(METRIC_PREFIX + '_size_bytes', kind)] = size or 0
+        samples[(METRIC_PREFIX + '_last_success_timestamp_seconds', kind)] = finished_at
+    samples.setdefault((METRIC_PREFIX + '_size_bytes', kind), 0)
+    samples.setdefault((METRIC_PREFIX + '_last_success_timestamp_seconds', kind), 0)
+    samples[(METRIC_PREFIX + '_duration_seconds', kind)] = round(float(duration), 3)
+    samples[(METRIC_PREFIX + '_success', kind)] = 1 if success else 0
+    lines = []
+    for short, help_text in METRICS:
+        name = '%s_%s' % (METRIC_PREFIX, short)
+        lines.append('# HELP %s %s' % (name, help_text))
+        lines.append('# TYPE %s gauge' % name)
+        for (sample_name, sample_kind), value in sorted(samples.items()):
+            if sample_name == name:
+                lines.append('%s{kind="%s"} %s' % (name, sample_kind, _format(value)))
+    # Keep samples of metrics this version does not know, so newer writers are not undone.
+    for (sample_name, sample_kind), value in sorted(samples.items()):
+        if sample_name not in names:
+            lines.append('%s{kind="%s"} %s' % (sample_name, sample_kind, _format(value)))
+    directory = os.path.dirname(path)
+    if directory and not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o755)
+    # node_exporter runs unprivileged and must read it; it holds no secrets.
+    write_file_atomically(path, '\n'.join(lines) + '\n', 0o644)

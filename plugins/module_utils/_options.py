@@ -1,0 +1,100 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 CortexReview engineering
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This is a private module_utils of cortexreview.supabase_backup; it may change without notice.
+# It must stay importable without Ansible: the cron runner uses it too.
+"""Option specs shared by the modules (as Ansible argument specs) and the cron runner."""
+
+from __future__ import annotations
+
+import os
+
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import ConfigError
+
+CONNECTION_OPTIONS = dict(
+    container=dict(type='str', default='cortexreview-supabase-db'),
+    db=dict(type='str', default='postgres', aliases=['login_db']),
+    login_user=dict(type='str', default='postgres'),
+    login_password=dict(type='str', no_log=True),
+    login_host=dict(type='str'),
+    login_port=dict(type='int'),
+    docker_host=dict(type='str'),
+    pg_bin_dir=dict(type='path'),
+)
+
+DUMP_OPTIONS = dict(
+    backup_dir=dict(type='path', required=True),
+    prefix=dict(type='str', default='supabase_backup'),
+    retention_days=dict(type='int', default=90),
+    retention_keep_min=dict(type='int', default=3),
+    mode=dict(type='raw', default='0600'),
+    metrics_file=dict(type='path'),
+    compression_level=dict(type='int', default=6),
+    compress_threads=dict(type='int', default=0),
+    lock_timeout=dict(type='int', default=600),
+)
+
+
+def dump_argument_spec():
+    spec = dict(CONNECTION_OPTIONS)
+    spec.update(DUMP_OPTIONS)
+    return spec
+
+
+def parse_mode(value):
+    """'0600', '600' or an int (as Ansible's file modules take it) -> int."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    else:
+        try:
+            mode = int(str(value), 8)
+        except ValueError:
+            raise ConfigError('mode %r is not an octal file mode such as 0600' % (value,)) from None
+    if not 0 <= mode <= 0o777:
+        raise ConfigError('mode %r is out of range (0000-0777)' % (value,))
+    return mode
+
+
+def _coerce(name, value, option_type):
+    if option_type == 'raw':
+        return value
+    if option_type == 'int':
+        if isinstance(value, bool):
+            raise ConfigError('option %s must be an integer, got %r' % (name, value))
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError('option %s must be an integer, got %r' % (name, value)) from None
+    if option_type == 'bool':
+        if isinstance(value, bool):
+            return value
+        raise ConfigError('option %s must be true or false, got %r' % (name, value))
+    if not isinstance(value, str):
+        raise ConfigError('option %s must be a string, got %r' % (name, value))
+    if option_type == 'path':
+        return os.path.expanduser(os.path.expandvars(value))
+    return value
+
+
+def validate_config(spec, config):
+    """Check a plain mapping (the cron runner's config file) against an argument spec."""
+    if not isinstance(config, dict):
+        raise ConfigError('the configuration must be a mapping of option names to values')
+    names = {}
+    for name, option in spec.items():
+        names[name] = name
+        for alias in option.get('aliases', []):
+            names[alias] = name
+    unknown = sorted(set(config) - set(names))
+    if unknown:
+        raise ConfigError('unknown option(s): %s' % ', '.join(unknown))
+    params = dict((name, option.get('default')) for name, option in spec.items())
+    for key, value in config.items():
+        if value is not None:
+            params[names[key]] = _coerce(key, value, spec[names[key]].get('type', 'str'))
+    missing = sorted(name for name, option in spec.items() if option.get('required') and params[name] is None)
+    if missing:
+        raise ConfigError('missing required option(s): %s' % ', '.join(missing))
+    return params

@@ -1,0 +1,191 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 CortexReview engineering
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: supabase_dump
+short_description: Back up a Supabase PostgreSQL database to a verified, compressed SQL dump
+version_added: 0.1.0
+description:
+  - Runs C(pg_dump) inside the Supabase DB container (or on the node) and streams its plain SQL output
+    through multi-threaded gzip into C(<backup_dir>/<prefix>_YYYYMMDD_HHMMSS.sql.gz), a file that
+    C(gunzip -c FILE | psql) restores, exactly like the files of the contract's shell procedure.
+  - The file appears only after C(pg_dump) exited 0, wrote its completion marker and the data is flushed
+    to disk; on any failure the partial file is removed, older backups stay untouched and retention does not run.
+  - Beside the backup it writes C(<file>.sha256) (C(sha256sum -c) format) and C(<file>.manifest.json) with the
+    checksum, size, PostgreSQL and C(pg_dump) versions, extensions and the exact row count of every table,
+    counted from the dump stream itself.
+  - After a successful backup, retention deletes backups of this O(prefix) older than O(retention_days)
+    (counted as C(find -mtime) does) with their sidecar files, always keeping the newest O(retention_keep_min).
+  - Runs on one backup directory are serialised by a lock on the directory; no lock file is left behind.
+author:
+  - CortexReview engineering
+extends_documentation_fragment:
+  - cortexreview.supabase_backup.connection
+attributes:
+  check_mode:
+    support: full
+    details: Connects to the database read-only, and reports the file it would write and the backups retention would remove.
+  diff_mode:
+    support: none
+  idempotent:
+    support: none
+    details: Every run creates a new backup, so it always reports changed.
+options:
+  backup_dir:
+    description:
+      - Directory for the backups. Created with mode C(0700) when missing.
+    type: path
+    required: true
+  prefix:
+    description:
+      - File name prefix; files are named C(<prefix>_YYYYMMDD_HHMMSS.sql.gz) in the node's local time.
+      - Letters, digits, C(.), C(_) and C(-) only.
+    type: str
+    default: supabase_backup
+  retention_days:
+    description:
+      - Delete backups of this prefix whose age in whole days exceeds this, like C(find -mtime +N).
+      - V(0) disables retention.
+    type: int
+    default: 90
+  retention_keep_min:
+    description:
+      - Never delete the newest this many backups of this prefix, the new one included, whatever their age.
+    type: int
+    default: 3
+  mode:
+    description:
+      - File mode of the backup and its sidecar files, octal as a string (V('0600')) or an integer.
+    type: raw
+    default: '0600'
+  metrics_file:
+    description:
+      - Prometheus textfile-collector file to update after every run, successful or not, with
+        C(supabase_backup_duration_seconds), C(supabase_backup_size_bytes),
+        C(supabase_backup_last_success_timestamp_seconds) and C(supabase_backup_success) (label C(kind="logical")).
+      - Written atomically, mode C(0644). Samples of other kinds in the same file are kept.
+    type: path
+  compression_level:
+    description:
+      - gzip compression level, 1 (fastest) to 9 (smallest). V(6) is gzip's default.
+    type: int
+    default: 6
+  compress_threads:
+    description:
+      - Number of compression threads. V(0) uses one per available core.
+    type: int
+    default: 0
+  lock_timeout:
+    description:
+      - Seconds to wait for another run on the same O(backup_dir) to finish before failing.
+    type: int
+    default: 600
+notes:
+  - Memory use is bounded (a few MiB per compression thread) whatever the size of the database.
+  - The password never appears on a command line; use Ansible Vault or an AWX credential for O(login_password).
+seealso:
+  - name: Backup and restore contract
+    description: The procedures this collection automates (shared/backup-restore-contract.md).
+    link: https://www.postgresql.org/docs/current/app-pgdump.html
+'''
+
+EXAMPLES = r'''
+- name: Back up the Supabase database from its container
+  cortexreview.supabase_backup.supabase_dump:
+    backup_dir: /var/backups/supabase
+
+- name: Back up with a 30 day retention and Prometheus metrics
+  cortexreview.supabase_backup.supabase_dump:
+    backup_dir: /var/backups/supabase
+    retention_days: 30
+    metrics_file: /var/lib/prometheus/node-exporter/supabase_backup.prom
+  register: backup
+
+- name: Back up a server reached over TCP, running pg_dump on the node
+  cortexreview.supabase_backup.supabase_dump:
+    backup_dir: /var/backups/supabase
+    container: ''
+    login_host: 127.0.0.1
+    login_port: 5432
+    login_password: "{{ vault_supabase_db_password }}"
+'''
+
+RETURN = r'''
+path:
+  description: The backup file written (in check mode, the one that would be written).
+  returned: always
+  type: str
+  sample: /var/backups/supabase/supabase_backup_20260101_020000.sql.gz
+size:
+  description: Size of the backup file in bytes.
+  returned: success, not in check mode
+  type: int
+  sample: 52428800
+sha256:
+  description: SHA-256 of the backup file.
+  returned: success, not in check mode
+  type: str
+uncompressed_size:
+  description: Size of the SQL dump before compression, in bytes.
+  returned: success, not in check mode
+  type: int
+duration:
+  description: Seconds the run took.
+  returned: always
+  type: float
+removed:
+  description: Files retention deleted (in check mode, would delete), backups with their sidecar files.
+  returned: always
+  type: list
+  elements: str
+manifest:
+  description: Path of the manifest written beside the backup.
+  returned: success, not in check mode
+  type: str
+tables:
+  description: Exact row count of every table in the dump, keyed by its qualified name as C(pg_dump) writes it.
+  returned: success
+  type: dict
+  sample: {"public.knowledge_base": 1200, "public.feedback_audit_log": 5321}
+server_version:
+  description: PostgreSQL server version.
+  returned: success, not in check mode
+  type: str
+pg_dump_version:
+  description: Version of the C(pg_dump) that wrote the dump.
+  returned: success, not in check mode
+  type: str
+extensions:
+  description: Installed extensions and their versions.
+  returned: success, not in check mode
+  type: dict
+  sample: {"plpgsql": "1.0", "vector": "0.8.1"}
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump import DumpBackend, DumpSettings
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import SupabaseBackupError
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import dump_argument_spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=dump_argument_spec(), supports_check_mode=True)
+    try:
+        backend = DumpBackend(DumpSettings(module.params), check_mode=module.check_mode)
+        result = backend.run()
+    except SupabaseBackupError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    for warning in backend.warnings:
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
