@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Manage the cortexreview test-bed stack (docker-compose project "cortexreview").
+#
+#   stack.sh up      build images if needed, start containers, wait for the DB,
+#                    seed it if the schema is missing                (idempotent)
+#   stack.sh down    remove containers, network AND the data volume
+#   stack.sh reset   down + up (fresh volume, fresh seed)
+#   stack.sh seed    (re)load tests/testbed/seed.sql (drops + recreates its tables;
+#                    SEED_KB_ROWS=N for N knowledge_base rows instead of 300)
+#   stack.sh wait    wait until the DB accepts connections
+#   stack.sh status  containers, health, volume, row counts
+#   stack.sh logs    docker-compose logs --tail=50
+#
+# Containers: cortexreview-supabase-db, cortexreview-api, cortexreview-worker
+# Volume:     cortexreview-supabase-db-data     DB port: 127.0.0.1:54322
+set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+WAIT_TIMEOUT="${STACK_WAIT_TIMEOUT:-120}"
+
+db_exec() { docker exec -i "$TB_DB_CONTAINER" "$@"; }
+db_psql() { # db sql...
+	local db="$1"; shift
+	db_exec psql -X -At -v ON_ERROR_STOP=1 -U postgres -d "$db" -c "$*"
+}
+
+wait_db() {
+	local deadline=$((SECONDS + WAIT_TIMEOUT)) state
+	while :; do
+		state="$(docker inspect -f '{{.State.Status}}' "$TB_DB_CONTAINER" 2>/dev/null || echo missing)"
+		if [ "$state" = running ] \
+			&& db_exec pg_isready -q -h 127.0.0.1 -p 5432 -U postgres >/dev/null 2>&1 \
+			&& db_psql template1 'SELECT 1' >/dev/null 2>&1; then
+			break
+		fi
+		if [ $SECONDS -ge $deadline ]; then
+			docker logs --tail 40 "$TB_DB_CONTAINER" >&2 || true
+			tb_die "database not ready after ${WAIT_TIMEOUT}s (container state: $state)"
+		fi
+		sleep 0.5
+	done
+	# a test may have dropped/renamed the "postgres" database: bring it back
+	if [ "$(db_psql template1 "SELECT count(*) FROM pg_database WHERE datname = 'postgres'")" = 0 ]; then
+		tb_log "database 'postgres' missing -- recreating it"
+		db_psql template1 'CREATE DATABASE postgres'
+	fi
+}
+
+is_seeded() {
+	[ "$(db_psql postgres "SELECT to_regclass('public.knowledge_base') IS NOT NULL
+		AND to_regclass('public.learned_constraints') IS NOT NULL
+		AND to_regclass('public.feedback_audit_log') IS NOT NULL
+		AND to_regprocedure('public.match_knowledge(vector,double precision,integer)') IS NOT NULL" 2>/dev/null)" = t ]
+}
+
+seed() {
+	local t0=$SECONDS
+	tb_log "seeding database 'postgres' from $TB_SEED_SQL"
+	local -a vars=()
+	[ -n "${SEED_KB_ROWS:-}" ] && vars=(-v "kb_rows=$SEED_KB_ROWS")
+	db_exec psql -X -q -v ON_ERROR_STOP=1 "${vars[@]}" --single-transaction -U postgres -d postgres -f - \
+		< "$TB_SEED_SQL" >/dev/null
+	tb_log "seeded in $((SECONDS - t0))s"
+}
+
+up() {
+	local t0=$SECONDS
+	bash "$TB_DIR/build-images.sh"
+	tb_log "starting stack (project $TB_PROJECT)"
+	tb_compose up -d --no-build 2>&1 | grep -v -e '^$' >&2 || true
+	# `compose up` output is filtered above, so check the outcome explicitly
+	local c
+	for c in "$TB_DB_CONTAINER" "$TB_API_CONTAINER" "$TB_WORKER_CONTAINER"; do
+		[ "$(docker inspect -f '{{.State.Running}}' "$c" 2>/dev/null)" = true ] \
+			|| tb_die "container $c is not running after compose up"
+	done
+	wait_db
+	if is_seeded; then
+		tb_log "schema present -- not re-seeding"
+	else
+		seed
+	fi
+	tb_log "stack up in $((SECONDS - t0))s"
+}
+
+down() {
+	tb_log "removing stack, network and volume $TB_DB_VOLUME"
+	tb_compose down -v --remove-orphans -t 10 2>&1 | grep -v -e '^$' >&2 || true
+	# leftovers not tracked by compose (e.g. a volume re-created by hand)
+	docker rm -f "$TB_DB_CONTAINER" "$TB_API_CONTAINER" "$TB_WORKER_CONTAINER" >/dev/null 2>&1 || true
+	docker volume rm -f "$TB_DB_VOLUME" >/dev/null 2>&1 || true
+	if docker volume inspect "$TB_DB_VOLUME" >/dev/null 2>&1; then
+		tb_die "volume $TB_DB_VOLUME still exists (in use by another container?)"
+	fi
+}
+
+status() {
+	tb_compose ps
+	local c
+	for c in "$TB_DB_CONTAINER" "$TB_API_CONTAINER" "$TB_WORKER_CONTAINER"; do
+		printf '%-28s %s\n' "$c" \
+			"$(docker inspect -f '{{.State.Status}} {{if .State.Health}}({{.State.Health.Status}}){{end}}' "$c" 2>/dev/null || echo absent)"
+	done
+	printf '%-28s %s\n' "volume $TB_DB_VOLUME" \
+		"$(docker volume inspect -f '{{.Mountpoint}}' "$TB_DB_VOLUME" 2>/dev/null || echo absent)"
+	if [ "$(docker inspect -f '{{.State.Running}}' "$TB_DB_CONTAINER" 2>/dev/null)" = true ]; then
+		db_psql postgres "SELECT 'knowledge_base', count(*) FROM knowledge_base
+			UNION ALL SELECT 'learned_constraints', count(*) FROM learned_constraints
+			UNION ALL SELECT 'feedback_audit_log', count(*) FROM feedback_audit_log" 2>/dev/null \
+			| sed 's/^/  rows: /' || echo "  (schema not present)"
+	fi
+}
+
+cmd="${1:-}"
+case "$cmd" in
+	up)     up ;;
+	down)   down ;;
+	reset)  down; up ;;
+	seed)   wait_db; seed ;;
+	wait)   wait_db ;;
+	status) status ;;
+	logs)   tb_compose logs --tail=50 ;;
+	*)      sed -n '2,15p' "$0" >&2; exit 2 ;;
+esac
