@@ -1,0 +1,24 @@
+"""Make ``ansible_collections.cortexreview.supabase_backup`` importable from a plain checkout."""
+
+import os
+import sys
+import tempfile
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _collections_root():
+    marker = os.path.join('ansible_collections', 'cortexreview', 'supabase_backup')
+    if REPO_ROOT.endswith(marker):
+        return REPO_ROOT[:-len(marker)]
+    root = os.path.join(tempfile.gettempdir(), 'cortexreview-unit-collections')
+    link = os.path.join(root, marker)
+    os.makedirs(os.path.dirname(link), exist_ok=True)
+    if os.path.realpath(link) != REPO_ROOT:
+        if os.path.lexists(link):
+            os.unlink(link)
+        os.symlink(REPO_ROOT, link)
+    return root
+
+
+sys.path.insert(0, _collections_root())
