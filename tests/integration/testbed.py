@@ -1,0 +1,619 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 CortexReview engineering
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Helpers for the integration tests: the docker-compose test bed and Ansible.
+
+The test bed (tests/testbed/) is a docker-compose project ``cortexreview``:
+
+* ``cortexreview-supabase-db``  PostgreSQL 18 + pgvector, behaves like the
+  official ``postgres`` image (``docker exec <c> pg_dump -U postgres postgres``
+  works), data on the volume ``cortexreview-supabase-db-data``, published on
+  127.0.0.1:54322, password :data:`DB_PASSWORD`;
+* ``cortexreview-api`` / ``cortexreview-worker``  insert a row into
+  ``feedback_audit_log`` every ~0.5 s (actor ``api`` / ``worker``) and
+  survive the DB going away.
+
+Everything here is plain functions (usable outside pytest, e.g. from a
+python shell); tests/integration/conftest.py wraps them in fixtures.
+Nothing in this module needs Docker at import time.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TESTBED_DIR = REPO_ROOT / "tests" / "testbed"
+STACK_SH = TESTBED_DIR / "stack.sh"
+BUILD_IMAGES_SH = TESTBED_DIR / "build-images.sh"
+COMPOSE_FILE = TESTBED_DIR / "docker-compose.yml"
+SEED_SQL = TESTBED_DIR / "seed.sql"
+
+COLLECTION_NAMESPACE = "cortexreview"
+COLLECTION_NAME = "supabase_backup"
+COLLECTION_PREFIX = f"{COLLECTION_NAMESPACE}.{COLLECTION_NAME}"
+
+# Keep in sync with tests/testbed/lib.sh and docker-compose.yml.
+PROJECT = "cortexreview"
+BASE_IMAGE = "cortexreview/debian-base:bookworm"
+DB_IMAGE = "cortexreview/supabase-db:test"
+APP_IMAGE = "cortexreview/app:test"
+DB_SERVICE = "supabase-db"
+DB_CONTAINER = "cortexreview-supabase-db"
+API_CONTAINER = "cortexreview-api"
+WORKER_CONTAINER = "cortexreview-worker"
+APP_CONTAINERS = (API_CONTAINER, WORKER_CONTAINER)
+ALL_CONTAINERS = (DB_CONTAINER, API_CONTAINER, WORKER_CONTAINER)
+DB_VOLUME = "cortexreview-supabase-db-data"
+DB_HOST = "127.0.0.1"
+DB_PORT = 54322
+DB_USER = "postgres"
+DB_NAME = "postgres"
+DB_PASSWORD = "postgres-test-password"  # test-only; also in docker-compose.yml
+DB_DATA_DIR = "/var/lib/postgresql/data"  # PGDATA inside the DB container
+
+# What tests/testbed/seed.sql creates (default kb_rows).
+SEED_ROW_COUNTS = {
+    "knowledge_base": 300,
+    "learned_constraints": 50,
+    "feedback_audit_log": 100,  # rows with actor = 'seed'; api/worker add more
+    "Weird Table": 6,
+    "empty_table": 0,
+}
+SEED_TABLES = tuple(SEED_ROW_COUNTS)
+WRITER_ACTORS = ("api", "worker")
+SEED_INDEXES = (
+    "Weird Table_pkey",
+    "empty_table_pkey",
+    "feedback_audit_log_actor_idx",
+    "feedback_audit_log_created_at_idx",
+    "feedback_audit_log_pkey",
+    "knowledge_base_content_fts_idx",
+    "knowledge_base_created_at_idx",
+    "knowledge_base_embedding_ivfflat_idx",
+    "knowledge_base_metadata_gin_idx",
+    "knowledge_base_pkey",
+    "learned_constraints_expires_at_idx",
+    "learned_constraints_pkey",
+    "learned_constraints_type_idx",
+)
+SEED_FUNCTIONS = ("check_constraints", "match_knowledge")
+
+_FS = "\x1f"  # psql field separator used by psql_rows()
+_RS = "\x1e"  # psql record separator used by psql_rows()
+
+
+class TestbedError(RuntimeError):
+    """A test-bed command failed; carries the command's output."""
+
+    def __init__(self, msg: str, *, returncode: Optional[int] = None,
+                 stdout: str = "", stderr: str = "") -> None:
+        details = msg
+        if returncode is not None:
+            details += f" (exit {returncode})"
+        if stderr.strip():
+            details += f"\n--- stderr ---\n{stderr.strip()[-4000:]}"
+        if stdout.strip():
+            details += f"\n--- stdout ---\n{stdout.strip()[-4000:]}"
+        super().__init__(details)
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+class PsqlError(TestbedError):
+    """psql exited non-zero."""
+
+
+# --------------------------------------------------------------- processes --
+
+def _run(argv: Sequence[str], *, input: Optional[str] = None, timeout: float = 600,
+         env: Optional[Mapping[str, str]] = None, cwd: Optional[os.PathLike] = None,
+         ) -> subprocess.CompletedProcess:
+    return subprocess.run(list(argv), input=input, capture_output=True, text=True,
+                          timeout=timeout, env=None if env is None else dict(env),
+                          cwd=None if cwd is None else str(cwd), check=False)
+
+
+def docker_available() -> bool:
+    """True when the docker CLI exists and the daemon answers."""
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return _run(["docker", "info"], timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def stack_cmd(*args: str, timeout: float = 1800, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``tests/testbed/stack.sh <args>`` (up, down, reset, seed, wait, status)."""
+    proc = _run(["bash", str(STACK_SH), *args], timeout=timeout)
+    if check and proc.returncode != 0:
+        raise TestbedError(f"stack.sh {' '.join(args)} failed", returncode=proc.returncode,
+                           stdout=proc.stdout, stderr=proc.stderr)
+    return proc
+
+
+def stack_up() -> None:
+    """Build images if needed, start the stack, wait for the DB, seed if unseeded."""
+    stack_cmd("up")
+
+
+def stack_reset() -> None:
+    """Remove containers + volume and bring up a freshly seeded stack."""
+    stack_cmd("reset")
+
+
+def reseed() -> None:
+    """Reload seed.sql into database ``postgres`` (drops and recreates its tables)."""
+    stack_cmd("seed")
+
+
+def docker_exec(container: str, argv: Sequence[str], *, input: Optional[str] = None,
+                user: Optional[str] = None, env: Optional[Mapping[str, str]] = None,
+                timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+    """``docker exec -i [-u user] [-e K=V] <container> argv...`` (text mode)."""
+    cmd: List[str] = ["docker", "exec", "-i"]
+    if user:
+        cmd += ["-u", user]
+    proc_env = None
+    if env:
+        # pass values through our environment, not argv ("-e NAME" form)
+        proc_env = dict(os.environ)
+        for key, value in env.items():
+            cmd += ["-e", key]
+            proc_env[key] = value
+    cmd += [container, *argv]
+    proc = _run(cmd, input=input, timeout=timeout, env=proc_env)
+    if check and proc.returncode != 0:
+        raise TestbedError(f"docker exec {container} {argv[0]} failed",
+                           returncode=proc.returncode, stdout=proc.stdout, stderr=proc.stderr)
+    return proc
+
+
+# --------------------------------------------------------------------- SQL --
+
+def psql(sql: str, db: str = DB_NAME, *, user: str = DB_USER, container: str = DB_CONTAINER,
+         timeout: float = 300, check: bool = True) -> str:
+    """Run SQL with ``psql -X -q -At -v ON_ERROR_STOP=1`` inside the DB container.
+
+    The SQL goes in on stdin, so several statements (each in its own
+    transaction, e.g. ``CREATE DATABASE``) and psql meta-commands work.
+    Returns stdout without the trailing newline (rows '\\n'-separated,
+    columns '|'-separated). Raises :class:`PsqlError` on a non-zero exit.
+    """
+    argv = ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-U", user, "-d", db, "-f", "-"]
+    proc = docker_exec(container, argv, input=sql, timeout=timeout, check=False)
+    if check and proc.returncode != 0:
+        raise PsqlError(f"psql on {db!r} failed for SQL: {sql.strip()[:300]}",
+                        returncode=proc.returncode, stdout=proc.stdout, stderr=proc.stderr)
+    return proc.stdout.rstrip("\n")
+
+
+def psql_rows(sql: str, db: str = DB_NAME, **kwargs: Any) -> List[tuple]:
+    """Like :func:`psql` but returns a list of tuples of strings (NULL -> '').
+
+    Uses ASCII unit/record separators, so values may contain '|', tabs and
+    newlines. Only the output of the last statement is meaningful.
+    """
+    wrapped = f"\\pset fieldsep '{_FS}'\n\\pset recordsep '{_RS}'\n{sql}"
+    out = psql(wrapped, db, **kwargs)
+    if out == "":
+        return []
+    return [tuple(rec.split(_FS)) for rec in out.rstrip("\n").split(_RS)]
+
+
+def psql_value(sql: str, db: str = DB_NAME, **kwargs: Any) -> str:
+    """First column of the first row ('' when no rows)."""
+    rows = psql_rows(sql, db, **kwargs)
+    return rows[0][0] if rows else ""
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def database_exists(db: str) -> bool:
+    lit = "'" + db.replace("'", "''") + "'"
+    return psql_value(f"SELECT count(*) FROM pg_database WHERE datname = {lit}", "template1") == "1"
+
+
+def list_databases() -> List[str]:
+    return [r[0] for r in psql_rows(
+        "SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1", "template1")]
+
+
+def table_counts(db: str = DB_NAME, schema: Optional[str] = "public") -> Dict[str, int]:
+    """Exact ``count(*)`` of every ordinary/partitioned table.
+
+    Keys are bare table names for ``schema`` (default public, e.g.
+    ``'knowledge_base'``, ``'Weird Table'``); with ``schema=None`` all
+    non-system schemas are counted and keys are ``'schema.table'``.
+    """
+    where = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_'"
+    if schema is not None:
+        where = "n.nspname = '" + schema.replace("'", "''") + "'"
+    tables = psql_rows(f"""
+        SELECT n.nspname, c.relname
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND {where}
+        ORDER BY 1, 2""", db)
+    counts: Dict[str, int] = {}
+    if not tables:
+        return counts
+    # one round trip; rows identified by position (names may contain anything)
+    union = "\nUNION ALL ".join(
+        f"SELECT {i}, count(*) FROM {_quote_ident(nsp)}.{_quote_ident(rel)}"
+        for i, (nsp, rel) in enumerate(tables))
+    for i, n in psql_rows(union, db):
+        nsp, rel = tables[int(i)]
+        counts[rel if schema is not None else f"{nsp}.{rel}"] = int(n)
+    return counts
+
+
+def seed_row_counts(db: str = DB_NAME) -> Dict[str, int]:
+    """Row counts comparable with :data:`SEED_ROW_COUNTS` (feedback_audit_log
+    counts only actor='seed' rows, ignoring the api/worker writers)."""
+    counts = table_counts(db)
+    result = {t: counts.get(t, -1) for t in SEED_TABLES}
+    if "feedback_audit_log" in counts:
+        result["feedback_audit_log"] = int(psql_value(
+            "SELECT count(*) FROM feedback_audit_log WHERE actor = 'seed'", db))
+    return result
+
+
+def writer_rows(db: str = DB_NAME) -> int:
+    """Rows written by the api/worker containers (actor 'api' or 'worker')."""
+    return int(psql_value(
+        "SELECT count(*) FROM feedback_audit_log WHERE actor IN ('api', 'worker')", db) or 0)
+
+
+def index_names(db: str = DB_NAME, schema: str = "public") -> List[str]:
+    lit = "'" + schema.replace("'", "''") + "'"
+    return [r[0] for r in psql_rows(
+        f"SELECT indexname FROM pg_indexes WHERE schemaname = {lit} ORDER BY 1", db)]
+
+
+def function_names(db: str = DB_NAME, schema: str = "public") -> List[str]:
+    lit = "'" + schema.replace("'", "''") + "'"
+    return [r[0] for r in psql_rows(
+        "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        f"WHERE n.nspname = {lit} AND p.prokind = 'f' "
+        "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e') "
+        "ORDER BY 1", db)]
+
+
+def pg_dump(db: str = DB_NAME, *args: str, timeout: float = 600) -> bytes:
+    """``docker exec <db> pg_dump -U postgres [args] <db>`` -> raw bytes."""
+    proc = subprocess.run(["docker", "exec", DB_CONTAINER, "pg_dump", "-U", DB_USER, *args, db],
+                          capture_output=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise TestbedError("pg_dump failed", returncode=proc.returncode,
+                           stderr=proc.stderr.decode("utf-8", "replace"))
+    return proc.stdout
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.5,
+               what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns a truthy value (returned); exceptions count as falsy."""
+    deadline = time.monotonic() + timeout
+    last_exc: Optional[BaseException] = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - polling
+            last_exc = exc
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}"
+                               + (f" (last error: {last_exc})" if last_exc else ""))
+        time.sleep(interval)
+
+
+def wait_for_db(timeout: float = 120) -> None:
+    """Wait until the DB container accepts SQL on database template1."""
+    wait_until(lambda: psql("SELECT 1", "template1", timeout=10) == "1",
+               timeout=timeout, what=f"{DB_CONTAINER} to accept connections")
+
+
+def stack_is_healthy() -> bool:
+    """Quick check (~0.2 s): containers running, DB answering, seed schema present."""
+    if any(container_status(name) != "running" for name in ALL_CONTAINERS):
+        return False
+    try:
+        return psql(
+            "SELECT to_regclass('public.knowledge_base') IS NOT NULL"
+            " AND to_regclass('public.learned_constraints') IS NOT NULL"
+            " AND to_regclass('public.feedback_audit_log') IS NOT NULL"
+            " AND to_regprocedure('public.match_knowledge(vector,double precision,integer)') IS NOT NULL",
+            DB_NAME, timeout=20) == "t"
+    except (TestbedError, subprocess.TimeoutExpired):
+        return False
+
+
+# ------------------------------------------------------------------ docker --
+
+@functools.lru_cache(maxsize=None)
+def docker_client():
+    """A cached ``docker.from_env()`` client (Docker SDK for Python)."""
+    import docker  # imported lazily: unit tests must not need it
+
+    return docker.from_env()
+
+
+def container(name: str):
+    """docker SDK Container object (reloaded)."""
+    c = docker_client().containers.get(name)
+    c.reload()
+    return c
+
+
+def container_status(name: str) -> str:
+    """'running', 'exited', ... or 'absent'."""
+    import docker
+
+    try:
+        return container(name).status
+    except docker.errors.NotFound:
+        return "absent"
+
+
+def start_containers(*names: str) -> None:
+    for name in names or ALL_CONTAINERS:
+        c = container(name)
+        if c.status != "running":
+            c.start()
+
+
+def stop_containers(*names: str, timeout: int = 10) -> None:
+    for name in names or ALL_CONTAINERS:
+        c = container(name)
+        if c.status == "running":
+            c.stop(timeout=timeout)
+
+
+# ----------------------------------------------------------------- ansible --
+
+def make_collections_path(base_dir: Optional[os.PathLike] = None) -> str:
+    """Create ``<base>/ansible_collections/cortexreview/supabase_backup`` as a
+    symlink to the repo root and return ``<base>`` (for ANSIBLE_COLLECTIONS_PATH)."""
+    base = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="cortexreview-collections-"))
+    ns_dir = base / "ansible_collections" / COLLECTION_NAMESPACE
+    ns_dir.mkdir(parents=True, exist_ok=True)
+    link = ns_dir / COLLECTION_NAME
+    if link.is_symlink() and Path(os.readlink(link)) != REPO_ROOT:
+        link.unlink()
+    if not link.exists():
+        link.symlink_to(REPO_ROOT, target_is_directory=True)
+    return str(base)
+
+
+@functools.lru_cache(maxsize=None)
+def _default_collections_path() -> str:
+    return make_collections_path()
+
+
+def ansible_env(collections_path: Optional[str] = None,
+                extra: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+    """Environment for ansible-playbook: our collection first, then the default
+    collection paths; python interpreter pinned to ``sys.executable``."""
+    cpath = collections_path or _default_collections_path()
+    env = dict(os.environ)
+    env.update({
+        "ANSIBLE_COLLECTIONS_PATH": os.pathsep.join(
+            [cpath, os.path.expanduser("~/.ansible/collections"), "/usr/share/ansible/collections"]),
+        "ANSIBLE_ROLES_PATH": str(REPO_ROOT / "roles"),
+        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+        "ANSIBLE_HOST_KEY_CHECKING": "0",
+        "ANSIBLE_LOCALHOST_WARNING": "0",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+        "PY_COLORS": "0",
+    })
+    env.pop("ANSIBLE_CONFIG", None)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def _local_inventory(workdir: Path) -> Path:
+    inv = workdir / "inventory.ini"
+    inv.write_text(
+        "localhost ansible_connection=local "
+        f"ansible_python_interpreter={sys.executable}\n", encoding="utf-8")
+    return inv
+
+
+# Characters PyYAML refuses even inside quoted scalars (must be escaped).
+_YAML_NON_PRINTABLE = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _unsafe_flow_yaml(value: Any) -> str:
+    """``value`` as a YAML flow node tagged ``!unsafe``: Ansible passes every
+    string in it verbatim (no Jinja2 templating of '{{', '{%').
+
+    NB ansible-core 2.19: ``!unsafe "yes"`` on a *single quoted scalar* loses
+    its quoting and becomes a bool -- so the tag goes on the whole JSON
+    (= YAML flow) collection, whose inner scalars keep their quotes.
+    """
+    text = json.dumps(value, ensure_ascii=False, default=os.fspath)
+    text = _YAML_NON_PRINTABLE.sub(lambda m: "\\u%04x" % ord(m.group()), text)
+    return "!unsafe " + text
+
+
+def fqcn(module: str) -> str:
+    """``supabase_dump`` -> ``cortexreview.supabase_backup.supabase_dump``."""
+    return module if "." in module else f"{COLLECTION_PREFIX}.{module}"
+
+
+def run_module(module: str, args: Optional[Mapping[str, Any]] = None, check: bool = False, *,
+               diff: bool = False, collections_path: Optional[str] = None,
+               env: Optional[Mapping[str, str]] = None, timeout: float = 1800,
+               keep_workdir: bool = False) -> Dict[str, Any]:
+    """Run one module on localhost through ``ansible-playbook``; return its result dict.
+
+    A one-task playbook registers the result (``ignore_errors: true``) and a
+    second task writes ``result | to_json`` to a file, so failures come back
+    as dicts too (``result['failed']``, ``result['msg']``). ``module`` may be
+    a short name (prefixed with ``cortexreview.supabase_backup.``) or a FQCN.
+    Args are tagged ``!unsafe`` (strings are never templated). Raises
+    :class:`TestbedError` only when ansible-playbook produced no result.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="cortexreview-run-module-"))
+    try:
+        os.chmod(workdir, 0o700)
+        out = workdir / "result.json"
+        task_args = " " + _unsafe_flow_yaml(dict(args or {}))
+        playbook = workdir / "playbook.yml"
+        playbook.write_text(f"""---
+- name: run_module {module}
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Run {fqcn(module)}
+      {fqcn(module)}:{task_args}
+      register: result
+      ignore_errors: true
+      check_mode: {"true" if check else "false"}
+      diff: {"true" if diff else "false"}
+
+    - name: Save the registered result
+      ansible.builtin.copy:
+        content: "{{{{ result | to_json }}}}"
+        dest: {json.dumps(str(out))}
+        mode: "0600"
+      check_mode: false
+      diff: false
+""", encoding="utf-8")
+        inv = _local_inventory(workdir)
+        proc = _run([sys.executable, "-m", "ansible", "playbook", "-i", str(inv), str(playbook)],
+                    env=ansible_env(collections_path, env), cwd=workdir, timeout=timeout)
+        if not out.exists():
+            raise TestbedError(f"ansible-playbook produced no result for {fqcn(module)}",
+                               returncode=proc.returncode, stdout=proc.stdout, stderr=proc.stderr)
+        return json.loads(out.read_text(encoding="utf-8"))
+    finally:
+        if not keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_playbook(path: os.PathLike, extra_vars: Optional[Mapping[str, Any]] = None, *,
+                 check: bool = False, diff: bool = False, inventory: Optional[os.PathLike] = None,
+                 limit: Optional[str] = None, tags: Optional[Iterable[str]] = None,
+                 extra_args: Sequence[str] = (), collections_path: Optional[str] = None,
+                 env: Optional[Mapping[str, str]] = None, cwd: Optional[os.PathLike] = None,
+                 timeout: float = 1800) -> subprocess.CompletedProcess:
+    """Run ``ansible-playbook <path>`` (as ``sys.executable -m ansible playbook``).
+
+    ``extra_vars`` go through a 0600 JSON file (``-e @file``), never argv.
+    Default inventory: localhost, local connection, ``sys.executable`` as
+    interpreter. Returns the CompletedProcess (text, not checked).
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="cortexreview-run-playbook-"))
+    try:
+        os.chmod(workdir, 0o700)
+        argv: List[str] = [sys.executable, "-m", "ansible", "playbook",
+                           "-i", str(inventory) if inventory else str(_local_inventory(workdir))]
+        if extra_vars:
+            ev = workdir / "extra_vars.json"
+            fd = os.open(ev, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(dict(extra_vars), fh, default=os.fspath)
+            argv += ["-e", f"@{ev}"]
+        if check:
+            argv.append("--check")
+        if diff:
+            argv.append("--diff")
+        if limit:
+            argv += ["--limit", limit]
+        if tags:
+            argv += ["--tags", ",".join(tags)]
+        argv += [*extra_args, str(Path(path).resolve())]
+        return _run(argv, env=ansible_env(collections_path, env),
+                    cwd=cwd if cwd is not None else workdir, timeout=timeout)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# ------------------------------------------------------------------- Stack --
+
+@dataclass
+class Stack:
+    """Handle returned by the ``stack`` fixture: names + bound helpers."""
+
+    project: str = PROJECT
+    db_container: str = DB_CONTAINER
+    api_container: str = API_CONTAINER
+    worker_container: str = WORKER_CONTAINER
+    app_containers: tuple = APP_CONTAINERS
+    containers: tuple = ALL_CONTAINERS
+    volume: str = DB_VOLUME
+    db_image: str = DB_IMAGE
+    app_image: str = APP_IMAGE
+    host: str = DB_HOST
+    port: int = DB_PORT
+    user: str = DB_USER
+    password: str = DB_PASSWORD
+    database: str = DB_NAME
+    data_dir: str = DB_DATA_DIR
+    compose_file: Path = COMPOSE_FILE
+    stack_sh: Path = STACK_SH
+    seed_sql: Path = SEED_SQL
+    expected_seed_counts: Dict[str, int] = field(default_factory=lambda: dict(SEED_ROW_COUNTS))
+
+    @property
+    def docker(self):
+        """docker SDK client (``docker.from_env()``)."""
+        return docker_client()
+
+    def dsn(self, db: str = DB_NAME) -> str:
+        return f"host={self.host} port={self.port} user={self.user} password={self.password} dbname={db}"
+
+    # bound helpers (see module-level functions for docs)
+    psql = staticmethod(psql)
+    psql_rows = staticmethod(psql_rows)
+    psql_value = staticmethod(psql_value)
+    table_counts = staticmethod(table_counts)
+    seed_counts = staticmethod(seed_row_counts)
+    writer_rows = staticmethod(writer_rows)
+    index_names = staticmethod(index_names)
+    function_names = staticmethod(function_names)
+    database_exists = staticmethod(database_exists)
+    list_databases = staticmethod(list_databases)
+    pg_dump = staticmethod(pg_dump)
+    wait_for_db = staticmethod(wait_for_db)
+    wait_until = staticmethod(wait_until)
+    container = staticmethod(container)
+    container_status = staticmethod(container_status)
+    start_containers = staticmethod(start_containers)
+    stop_containers = staticmethod(stop_containers)
+    docker_exec = staticmethod(docker_exec)
+    up = staticmethod(stack_up)
+    reset = staticmethod(stack_reset)
+    reseed = staticmethod(reseed)
+
+    def is_healthy(self) -> bool:
+        """All three containers running and database ``postgres`` seeded."""
+        return stack_is_healthy()
+
+    def ensure_healthy(self) -> None:
+        """Make the stack usable again after a destructive test: all three
+        containers running, database ``postgres`` present and seeded.
+        Cheap check first; ``stack.sh up`` only when something is off."""
+        if not stack_is_healthy():
+            stack_up()
