@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import os
 import shutil
+import struct
 import subprocess
 import threading
 import time
@@ -29,6 +30,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
 try:
     import docker
     from docker.errors import DockerException, NotFound
+    from docker.utils import socket as docker_socket
     HAS_DOCKER = True
     DOCKER_IMPORT_ERROR = None
 except ImportError as exc:  # pragma: no cover - depends on the node
@@ -39,6 +41,9 @@ READ_SIZE = 1 << 20
 STDERR_KEEP_BYTES = 64 * 1024
 CONTROL_TIMEOUT = 60
 APPLICATION_NAME = 'cortexreview-supabase-backup'
+FRAME_HEADER = struct.Struct('>BxxxL')
+STDOUT_FRAME = 1
+STDERR_FRAME = 2
 
 
 class _TailBuffer:
@@ -106,30 +111,67 @@ class _LocalStream:
 
 
 class _DockerExecStream:
-    """A client program run inside a container through the Docker exec API."""
+    """A client program run inside a container through the Docker exec API.
 
-    def __init__(self, control_api, stream_api, container, argv, env):
+    The attach stream is read in large pieces and its frames (8-byte header, then
+    payload) are split here: dockerd sends frames of a few KiB, and handing each one
+    on separately would cost more CPU than the compression.
+    """
+
+    def __init__(self, control_api, container, argv, env):
         self._api = control_api
         self._stderr = _TailBuffer()
         try:
             self._exec_id = control_api.exec_create(
                 container, argv, stdout=True, stderr=True, environment=env)['Id']
-            self._stream = stream_api.exec_start(self._exec_id, stream=True, demux=True)
+            self._socket = control_api.exec_start(self._exec_id, socket=True)
         except DockerException as exc:
             raise DockerError('cannot run %s in container %s: %s' % (argv[0], container, exc)) from None
+        # Stream reads may legitimately wait long (lock waits, big tables).
+        raw = getattr(self._socket, '_sock', self._socket)
+        if hasattr(raw, 'settimeout'):
+            raw.settimeout(None)
 
-    def chunks(self):
+    def _read(self):
         try:
-            for stdout, stderr in self._stream:
-                if stderr:
-                    self._stderr.add(stderr)
-                if stdout:
-                    yield stdout
+            return docker_socket.read(self._socket, READ_SIZE)
         except (DockerException, OSError) as exc:
             raise DockerError('lost the Docker exec stream: %s' % exc) from None
 
+    def chunks(self):
+        pending = b''
+        output = []
+        output_size = 0
+        while True:
+            data = self._read()
+            if not data:
+                break
+            buffer = pending + data if pending else data
+            position = 0
+            end = len(buffer)
+            while end - position >= FRAME_HEADER.size:
+                stream_type, size = FRAME_HEADER.unpack_from(buffer, position)
+                start = position + FRAME_HEADER.size
+                if end - start < size:
+                    break
+                position = start + size
+                if stream_type == STDOUT_FRAME:
+                    output.append(buffer[start:position])
+                    output_size += size
+                elif stream_type == STDERR_FRAME:
+                    self._stderr.add(buffer[start:position])
+            pending = buffer[position:]
+            if output_size >= READ_SIZE:
+                yield b''.join(output)
+                output = []
+                output_size = 0
+        if output:
+            yield b''.join(output)
+        if pending:
+            raise DockerError('the Docker exec stream ended inside a frame')
+
     def finish(self):
-        self._stream.close()
+        self._close()
         # The exec can still be marked running for a moment after its output closed.
         deadline = time.monotonic() + CONTROL_TIMEOUT
         while True:
@@ -145,9 +187,18 @@ class _DockerExecStream:
             exit_code = -1
         return exit_code, self._stderr.text()
 
+    def _close(self):
+        response = getattr(self._socket, '_response', None)
+        for closable in (response, self._socket):
+            try:
+                if closable is not None:
+                    closable.close()
+            except (OSError, ValueError):
+                pass
+
     def abort(self):
         # Closing the attach stream gives the program EPIPE on its next write.
-        self._stream.close()
+        self._close()
 
 
 class PgTarget:
@@ -164,7 +215,6 @@ class PgTarget:
         self.docker_host = docker_host
         self.pg_bin_dir = pg_bin_dir
         self._control_api = None
-        self._stream_api = None
         if not db:
             raise ConfigError('db must not be empty')
         if not login_user:
@@ -247,10 +297,7 @@ class PgTarget:
         """Start a client program with the connection options; returns a stream object."""
         argv = [self.program_path(program)] + self.connection_args() + list(args)
         if self.container:
-            if self._stream_api is None:
-                # Streams may legitimately stay silent for long (lock waits, big tables).
-                self._stream_api = self._docker(None)
-            return _DockerExecStream(self.docker_api, self._stream_api, self.container, argv, self.client_env())
+            return _DockerExecStream(self.docker_api, self.container, argv, self.client_env())
         env = dict(os.environ)
         env.pop('PGPASSWORD', None)
         env.update(self.client_env())

@@ -133,7 +133,6 @@ class DumpInspector:
                     self.versions[key] = match.group(1).strip()
 
     def feed(self, data):
-        data = bytes(data)
         pos = 0
         while pos < len(data):
             if self._table is not None:
