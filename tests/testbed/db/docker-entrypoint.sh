@@ -35,7 +35,9 @@ process_init_files() {
 	local f
 	for f in /docker-entrypoint-initdb.d/*; do
 		case "$f" in
-			*.sh)     log "running $f"; . "$f" ;;
+			*.sh)     log "running $f"
+			          # shellcheck disable=SC1090
+			          . "$f" ;;
 			*.sql)    log "running $f"; psql -X -v ON_ERROR_STOP=1 -h /var/run/postgresql \
 			                -U "$POSTGRES_USER" -d "$POSTGRES_DB" -f "$f" >/dev/null ;;
 			*.sql.gz) log "running $f"; gunzip -c "$f" | psql -X -v ON_ERROR_STOP=1 \
@@ -113,7 +115,7 @@ if [ "$1" = postgres ]; then
 		chmod 3777 /var/run/postgresql
 		# re-exec as postgres without forking (keeps PID 1)
 		exec setpriv --reuid=postgres --regid=postgres --init-groups \
-			env HOME=/var/lib/postgresql USER=postgres "$BASH_SOURCE" "$@"
+			env HOME=/var/lib/postgresql USER=postgres "${BASH_SOURCE[0]}" "$@"
 	fi
 	if [ ! -s "$PGDATA/PG_VERSION" ]; then
 		init_database
