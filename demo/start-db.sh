@@ -22,7 +22,7 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# shellcheck source=../tests/testbed/lib.sh
+# shellcheck source-path=SCRIPTDIR source=../tests/testbed/lib.sh
 . "$REPO/tests/testbed/lib.sh"
 
 DEMO_DIR="${DEMO_DIR:-/tmp/cortexreview-demo}"

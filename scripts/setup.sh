@@ -13,7 +13,7 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# shellcheck source=../tests/testbed/lib.sh
+# shellcheck source-path=SCRIPTDIR source=../tests/testbed/lib.sh
 . "$REPO/tests/testbed/lib.sh"
 cd "$REPO"
 

@@ -10,7 +10,7 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# shellcheck source=testbed/lib.sh
+# shellcheck source-path=SCRIPTDIR source=testbed/lib.sh
 . "$REPO/tests/testbed/lib.sh"
 cd "$REPO"
 tb_activate_python   # puts the interpreter with the dev requirements first on PATH
