@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import threading
@@ -74,10 +75,10 @@ def last_line(text):
 class _LocalStream:
     """A client program run on this node, stdout consumed in chunks."""
 
-    def __init__(self, argv, env):
+    def __init__(self, argv, env, with_input=False):
         try:
             self._proc = subprocess.Popen(  # pylint: disable=consider-using-with
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                argv, stdin=subprocess.PIPE if with_input else subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, env=env, close_fds=True)
         except OSError as exc:
             raise CommandError('cannot start %s: %s' % (argv[0], exc.strerror or exc)) from None
@@ -97,7 +98,18 @@ class _LocalStream:
                 return
             yield data
 
+    def send(self, data):
+        self._proc.stdin.write(data)
+
+    def close_input(self):
+        self._proc.stdin.close()
+
     def finish(self):
+        if self._proc.stdin and not self._proc.stdin.closed:
+            try:
+                self._proc.stdin.close()
+            except OSError:
+                pass
         returncode = self._proc.wait()
         self._stderr_reader.join()
         self._proc.stdout.close()
@@ -118,19 +130,26 @@ class _DockerExecStream:
     on separately would cost more CPU than the compression.
     """
 
-    def __init__(self, control_api, container, argv, env):
+    def __init__(self, control_api, container, argv, env, with_input=False):
         self._api = control_api
         self._stderr = _TailBuffer()
         try:
             self._exec_id = control_api.exec_create(
-                container, argv, stdout=True, stderr=True, environment=env)['Id']
+                container, argv, stdin=with_input, stdout=True, stderr=True, environment=env)['Id']
             self._socket = control_api.exec_start(self._exec_id, socket=True)
         except DockerException as exc:
             raise DockerError('cannot run %s in container %s: %s' % (argv[0], container, exc)) from None
         # Stream reads may legitimately wait long (lock waits, big tables).
-        raw = getattr(self._socket, '_sock', self._socket)
-        if hasattr(raw, 'settimeout'):
-            raw.settimeout(None)
+        self._raw = getattr(self._socket, '_sock', self._socket)
+        if hasattr(self._raw, 'settimeout'):
+            self._raw.settimeout(None)
+
+    def send(self, data):
+        self._raw.sendall(data)
+
+    def close_input(self):
+        # Half-close: the program sees end of input, its output still flows back.
+        self._raw.shutdown(socket.SHUT_WR)
 
     def _read(self):
         try:
@@ -220,13 +239,13 @@ class PgTarget:
         if not login_user:
             raise ConfigError('login_user must not be empty')
 
-    def describe(self):
+    def describe(self, db=None):
         if self.container:
-            return "database '%s' in container '%s'" % (self.db, self.container)
+            return "database '%s' in container '%s'" % (db or self.db, self.container)
         where = self.login_host or 'the local socket'
         if self.login_port:
             where = '%s:%s' % (where, self.login_port)
-        return "database '%s' on %s" % (self.db, where)
+        return "database '%s' on %s" % (db or self.db, where)
 
     # Docker
 
@@ -293,15 +312,17 @@ class PgTarget:
             env['PGPASSWORD'] = self._password
         return env
 
-    def start(self, program, args):
+    def start(self, program, args, with_input=False, env=None):
         """Start a client program with the connection options; returns a stream object."""
         argv = [self.program_path(program)] + self.connection_args() + list(args)
+        program_env = self.client_env()
+        program_env.update(env or {})
         if self.container:
-            return _DockerExecStream(self.docker_api, self.container, argv, self.client_env())
-        env = dict(os.environ)
-        env.pop('PGPASSWORD', None)
-        env.update(self.client_env())
-        return _LocalStream(argv, env)
+            return _DockerExecStream(self.docker_api, self.container, argv, program_env, with_input)
+        local_env = dict(os.environ)
+        local_env.pop('PGPASSWORD', None)
+        local_env.update(program_env)
+        return _LocalStream(argv, local_env, with_input)
 
     def run(self, program, args, output_limit=16 << 20):
         """Run a client program to completion; returns (rc, stdout text, stderr text)."""
@@ -320,12 +341,48 @@ class PgTarget:
         returncode, stderr = stream.finish()
         return returncode, b''.join(collected).decode('utf-8', errors='replace'), stderr
 
-    def query(self, sql):
-        """Rows of a read-only query, as lists of strings."""
+    def feed(self, program, args, chunks, env=None):
+        """Run a client program with ``chunks`` as its standard input.
+
+        Returns (rc, stdout tail, stderr tail). When the program stops reading (it
+        failed), feeding stops and its exit status tells why.
+        """
+        stream = self.start(program, args, with_input=True, env=env)
+        output = _TailBuffer()
+        reader_errors = []
+
+        def drain():
+            try:
+                for data in stream.chunks():
+                    output.add(data)
+            except Exception as exc:  # pylint: disable=broad-except
+                reader_errors.append(exc)
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        try:
+            try:
+                for chunk in chunks:
+                    stream.send(chunk)
+                stream.close_input()
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        except BaseException:
+            stream.abort()
+            reader.join()
+            raise
+        reader.join()
+        returncode, stderr = stream.finish()
+        if reader_errors and returncode == 0:
+            raise reader_errors[0]
+        return returncode, output.text(), stderr
+
+    def query(self, sql, db=None):
+        """Rows of a query, as lists of strings; ``db`` defaults to the target database."""
         returncode, out, err = self.run('psql', [
-            '--dbname', self.db, '--no-psqlrc', '--quiet', '--tuples-only', '--no-align',
+            '--dbname', db or self.db, '--no-psqlrc', '--quiet', '--tuples-only', '--no-align',
             '--field-separator', '\x1f', '--set', 'ON_ERROR_STOP=1', '--command', sql])
         if returncode != 0:
-            raise CommandError('query on %s failed: %s' % (self.describe(), last_line(err) or 'exit %s' % returncode),
+            raise CommandError('query on %s failed: %s' % (self.describe(db), last_line(err) or 'exit %s' % returncode),
                                rc=returncode, stderr=err)
         return [line.split('\x1f') for line in out.splitlines() if line]

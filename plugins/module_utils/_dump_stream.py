@@ -24,6 +24,8 @@ COPY_END_LINE = b'\\.\n'
 LINE_KEEP = 64 * 1024
 TAIL_KEEP = 256
 
+IDENTIFIER = r'(?:"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$]*)'
+_INDEX_PATTERN = re.compile(r'^CREATE (?:UNIQUE )?INDEX (%s) ON (?:ONLY )?(%s)\.' % (IDENTIFIER, IDENTIFIER))
 _VERSION_PATTERNS = {
     'server_version': re.compile(r'^-- Dumped from database version (.+)$'),
     'pg_dump_version': re.compile(r'^-- Dumped by pg_dump version (.+)$'),
@@ -58,7 +60,9 @@ class DumpInspector:
 
     def __init__(self):
         self.tables = {}
+        self.indexes = []           # "schema.index" of every CREATE INDEX, as pg_dump quotes them
         self.versions = {}
+        self.header_seen = False
         self._table = None          # table whose COPY data we are in, else None
         self._line_start = bytearray()  # start of the current line outside COPY data
         self._line_truncated = False
@@ -126,6 +130,13 @@ class DumpInspector:
                 self._partial = b''
                 self.tables.setdefault(table, 0)
             return
+        if line.startswith('CREATE ') and ' INDEX ' in line[:20]:
+            match = _INDEX_PATTERN.match(line)
+            if match:
+                self.indexes.append('%s.%s' % (match.group(2), match.group(1)))
+            return
+        if line.startswith('-- PostgreSQL database dump'):
+            self.header_seen = True
         if line.startswith('-- Dumped '):
             for key, pattern in _VERSION_PATTERNS.items():
                 match = pattern.match(line)

@@ -37,3 +37,11 @@ class StorageError(SupabaseBackupError):
 
 class LockError(SupabaseBackupError):
     """Another run holds the backup directory."""
+
+
+class BackupFileError(SupabaseBackupError):
+    """A backup file is missing, unreadable, corrupt or not what it claims to be."""
+
+
+class VerificationError(SupabaseBackupError):
+    """A restored database does not match its backup."""

@@ -37,6 +37,25 @@ DUMP_OPTIONS = dict(
 )
 
 
+RESTORE_OPTIONS = dict(
+    src=dict(type='path', required=True),
+    confirm=dict(type='bool', default=False),
+    stop_containers=dict(type='list', elements='str', default=['cortexreview-api', 'cortexreview-worker']),
+    stop_compose_project=dict(type='str'),
+    stop_compose_services=dict(type='list', elements='str', default=[]),
+    stop_timeout=dict(type='int', default=30),
+    keep_previous=dict(type='bool', default=True),
+    maintenance_work_mem=dict(type='str', default='1GB'),
+    maintenance_db=dict(type='str', default='template1'),
+)
+
+
+def restore_argument_spec():
+    spec = dict(CONNECTION_OPTIONS)
+    spec.update(RESTORE_OPTIONS)
+    return spec
+
+
 def dump_argument_spec():
     spec = dict(CONNECTION_OPTIONS)
     spec.update(DUMP_OPTIONS)

@@ -177,10 +177,13 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._opti
 
 def main():
     module = AnsibleModule(argument_spec=dump_argument_spec(), supports_check_mode=True)
+    backend = None
     try:
         backend = DumpBackend(DumpSettings(module.params), check_mode=module.check_mode)
         result = backend.run()
     except SupabaseBackupError as exc:
+        for warning in backend.warnings if backend else []:
+            module.warn(warning)
         module.fail_json(msg=exc.msg, **exc.details)
     for warning in backend.warnings:
         module.warn(warning)

@@ -1,0 +1,159 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 CortexReview engineering
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This is a private module_utils of cortexreview.supabase_backup; it may change without notice.
+# It must stay importable without Ansible: the cron runner uses it too.
+"""Reading a ``.sql.gz`` backup: a full verification pass, then streaming it to a restore.
+
+Memory stays bounded: the file is read and decompressed in pieces of at most 1 MiB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump_stream import DumpInspector
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import BackupFileError
+
+try:
+    from zlib_ng import zlib_ng as fast_zlib
+except ImportError:  # pragma: no cover - depends on the node
+    import zlib as fast_zlib
+
+import zlib
+
+READ_SIZE = 1 << 20
+GZIP_MAGIC = b'\x1f\x8b'
+
+
+def _decompressed(compressed_chunks):
+    """Plain chunks of a gzip stream (several members allowed); raises BackupFileError if corrupt."""
+    decoder = fast_zlib.decompressobj(wbits=31)
+    in_member = False
+    try:
+        for data in compressed_chunks:
+            while data:
+                in_member = True
+                plain = decoder.decompress(data, READ_SIZE)
+                while plain or decoder.unconsumed_tail:
+                    if plain:
+                        yield plain
+                    plain = decoder.decompress(decoder.unconsumed_tail, READ_SIZE)
+                data = b''
+                if decoder.eof:
+                    # Another member may follow; anything else fails its header check.
+                    data = decoder.unused_data
+                    decoder = fast_zlib.decompressobj(wbits=31)
+                    in_member = False
+        if in_member:
+            rest = decoder.flush()
+            if rest:
+                yield rest
+            if not decoder.eof:
+                raise BackupFileError('the gzip stream is truncated (unexpected end of file)')
+    except (zlib.error, fast_zlib.error) as exc:
+        raise BackupFileError('not a valid gzip stream: %s' % exc) from None
+
+
+class BackupFile:
+    """A logical backup on disk, with its optional ``.sha256`` and ``.manifest.json`` sidecars."""
+
+    def __init__(self, path):
+        self.path = os.path.abspath(path)
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            raise BackupFileError('backup file %s does not exist' % self.path) from None
+        except OSError as exc:
+            raise BackupFileError('cannot read backup file %s: %s' % (self.path, exc.strerror)) from None
+        if not stat.S_ISREG(info.st_mode):
+            raise BackupFileError('backup file %s is not a regular file' % self.path)
+        if not os.access(self.path, os.R_OK):
+            raise BackupFileError('backup file %s is not readable' % self.path)
+        self.size = info.st_size
+        if self.size == 0:
+            raise BackupFileError('backup file %s is empty' % self.path)
+
+    def _raw_chunks(self, digest=None):
+        try:
+            with open(self.path, 'rb') as handle:
+                for data in iter(lambda: handle.read(READ_SIZE), b''):
+                    if digest is not None:
+                        digest.update(data)
+                    yield data
+        except OSError as exc:
+            raise BackupFileError('cannot read backup file %s: %s' % (self.path, exc.strerror or exc)) from None
+
+    def sql_chunks(self):
+        """The SQL text, decompressed as it is read."""
+        return _decompressed(self._raw_chunks())
+
+    def expected_sha256(self):
+        try:
+            with open(self.path + '.sha256', encoding='utf-8') as handle:
+                text = handle.read().split()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BackupFileError('cannot read checksum file %s.sha256: %s' % (self.path, exc)) from None
+        if not text or len(text[0]) != 64:
+            raise BackupFileError('checksum file %s.sha256 is malformed' % self.path)
+        return text[0].lower()
+
+    def manifest(self):
+        try:
+            with open(self.path + '.manifest.json', encoding='utf-8') as handle:
+                manifest = json.load(handle)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise BackupFileError('cannot read manifest %s.manifest.json: %s' % (self.path, exc)) from None
+        if not isinstance(manifest, dict) or not isinstance(manifest.get('tables', {}), dict):
+            raise BackupFileError('manifest %s.manifest.json is malformed' % self.path)
+        return manifest
+
+    def verify(self):
+        """Read the whole file once: checksum, gzip integrity, pg_dump shape, manifest agreement.
+
+        Returns a dict with sha256, tables (row counts from the file), indexes, versions and manifest.
+        """
+        digest = hashlib.sha256()
+        inspector = DumpInspector()
+        with open(self.path, 'rb') as handle:
+            if handle.read(2) != GZIP_MAGIC:
+                raise BackupFileError('backup file %s is not gzip-compressed' % self.path)
+        name = os.path.basename(self.path)
+        try:
+            for plain in _decompressed(self._raw_chunks(digest)):
+                inspector.feed(plain)
+        except BackupFileError as exc:
+            raise BackupFileError('backup file %s is corrupt: %s' % (name, exc.msg)) from None
+        sha256 = digest.hexdigest()
+        expected = self.expected_sha256()
+        if expected and expected != sha256:
+            raise BackupFileError('backup file %s does not match its checksum file (sha256 %s, expected %s)'
+                                  % (name, sha256, expected))
+        if not inspector.header_seen:
+            raise BackupFileError('backup file %s does not look like a pg_dump plain SQL dump' % name)
+        if not inspector.complete:
+            raise BackupFileError('backup file %s is an incomplete dump: pg_dump\'s completion marker is missing'
+                                  % name)
+        manifest = self.manifest()
+        if manifest is not None:
+            if manifest.get('sha256') not in (None, sha256):
+                raise BackupFileError('backup file %s does not match the sha256 in its manifest' % name)
+            if manifest.get('tables') is not None and manifest['tables'] != inspector.tables:
+                raise BackupFileError('backup file %s does not match its manifest\'s row counts' % name)
+        return {
+            'sha256': sha256,
+            'checksum_verified': bool(expected) or bool(manifest and manifest.get('sha256')),
+            'tables': inspector.tables,
+            'indexes': inspector.indexes,
+            'versions': inspector.versions,
+            'manifest': manifest,
+        }

@@ -1,0 +1,92 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 CortexReview engineering
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This is a private module_utils of cortexreview.supabase_backup; it may change without notice.
+# It must stay importable without Ansible.
+"""Stopping the containers that write to the database, and starting them again."""
+
+from __future__ import annotations
+
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import DockerError
+
+try:
+    from docker.errors import DockerException, NotFound
+except ImportError:  # pragma: no cover - depends on the node
+    DockerException = NotFound = Exception
+
+COMPOSE_PROJECT_LABEL = 'com.docker.compose.project'
+COMPOSE_SERVICE_LABEL = 'com.docker.compose.service'
+
+
+class WriterControl:
+    """The writers: containers named in ``names`` plus, optionally, services of a compose project."""
+
+    def __init__(self, target, names, compose_project=None, compose_services=(), timeout=30):
+        self._target = target
+        self._names = list(names or [])
+        self._compose_project = compose_project
+        self._compose_services = list(compose_services or [])
+        self._timeout = timeout
+        self.warnings = []
+
+    def _selected(self):
+        if not self._names and not self._compose_project:
+            return []
+        api = self._target.docker_api
+        selected = []
+        for name in self._names:
+            try:
+                selected.append((name, api.inspect_container(name)))
+            except NotFound:
+                self.warnings.append('container %s to stop does not exist; skipped' % name)
+            except DockerException as exc:
+                raise DockerError('cannot inspect container %s: %s' % (name, exc)) from None
+        if self._compose_project:
+            try:
+                found = api.containers(all=True, filters={'label': '%s=%s' % (COMPOSE_PROJECT_LABEL,
+                                                                              self._compose_project)})
+            except DockerException as exc:
+                raise DockerError('cannot list containers of compose project %s: %s'
+                                  % (self._compose_project, exc)) from None
+            for summary in found:
+                service = summary.get('Labels', {}).get(COMPOSE_SERVICE_LABEL)
+                if self._compose_services and service not in self._compose_services:
+                    continue
+                name = summary['Names'][0].lstrip('/')
+                if name == self._target.container:
+                    continue  # never the database itself
+                selected.append((name, api.inspect_container(summary['Id'])))
+        unique = []
+        for name, info in selected:
+            if name not in [known for known, _info in unique]:
+                unique.append((name, info))
+        return unique
+
+    def running(self):
+        """Names of the selected writers that are running now (only those are stopped and started)."""
+        return [name for name, info in self._selected() if info.get('State', {}).get('Running')]
+
+    def stop(self, names):
+        stopped = []
+        api = self._target.docker_api
+        for name in names:
+            try:
+                api.stop(name, timeout=self._timeout)
+            except DockerException as exc:
+                raise DockerError('cannot stop writer container %s: %s' % (name, exc), stopped=stopped) from None
+            stopped.append(name)
+        return stopped
+
+    def start(self, names):
+        """Start every container in ``names``; returns (started, {name: error})."""
+        started = []
+        errors = {}
+        for name in names:
+            try:
+                self._target.docker_api.start(name)
+                started.append(name)
+            except DockerException as exc:
+                errors[name] = str(exc)
+        return started, errors

@@ -1,0 +1,197 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 CortexReview engineering
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: supabase_restore
+short_description: Restore a Supabase PostgreSQL database from a SQL dump without risking the live data
+version_added: 0.1.0
+description:
+  - Restores a C(.sql.gz) backup made by M(cortexreview.supabase_backup.supabase_dump) or by the contract's shell
+    procedure (C(pg_dump | gzip)), following the contract's steps (stop the writers, replace the database,
+    start the writers, verify) in an order that never loses the live database.
+  - "1. The backup is read in full before anything changes: it must exist, decompress to the end, match its
+    C(.sha256) sidecar and manifest when they exist, and be a complete C(pg_dump) plain dump."
+  - "2. The writer containers (O(stop_containers), and services of O(stop_compose_project)) are stopped and the
+    remaining sessions on the database are ended."
+  - "3. The dump is restored into a new scratch database in one transaction with C(ON_ERROR_STOP), so any SQL
+    error fails the restore; O(maintenance_work_mem) lets vector index builds succeed."
+  - "4. The scratch database is verified: the row count of every table equals the backup's, every index of the
+    backup exists and is valid, the manifest's extensions exist, and a vector search through C(match_knowledge)
+    returns the exact nearest neighbours (probes equal to lists, compared with an exact scan)."
+  - "5. Only then the live database is renamed to C(<db>_pre_restore_<timestamp>) and the scratch database takes
+    its name, both renames in one transaction run from O(maintenance_db). Database-level settings, grants,
+    connection limit and comment are carried over from the live database."
+  - "6. The writers are started again in every case, success or failure."
+  - A failure at any step leaves the live database exactly as it was, and drops the scratch database.
+author:
+  - CortexReview engineering
+extends_documentation_fragment:
+  - cortexreview.supabase_backup.connection
+attributes:
+  check_mode:
+    support: full
+    details: Verifies the backup fully and reports the plan; stops nothing and changes nothing. O(confirm) is not needed.
+  diff_mode:
+    support: none
+  idempotent:
+    support: none
+    details: Every run replaces the database, so it always reports changed.
+options:
+  src:
+    description:
+      - The backup file, C(.sql.gz).
+    type: path
+    required: true
+  confirm:
+    description:
+      - Must be V(true) for a real run; the restore replaces the current contents of O(db).
+    type: bool
+    default: false
+  stop_containers:
+    description:
+      - Containers that write to the database, stopped during the restore and started again afterwards.
+        Only those running at the start are stopped and started; names that do not exist are skipped with a warning.
+    type: list
+    elements: str
+    default: [cortexreview-api, cortexreview-worker]
+  stop_compose_project:
+    description:
+      - Also stop the containers of this Docker Compose project (label C(com.docker.compose.project)),
+        except the database container itself.
+    type: str
+  stop_compose_services:
+    description:
+      - With O(stop_compose_project), only the containers of these compose services.
+    type: list
+    elements: str
+    default: []
+  stop_timeout:
+    description:
+      - Seconds each writer gets to stop before it is killed.
+    type: int
+    default: 30
+  keep_previous:
+    description:
+      - Keep the live database as C(<db>_pre_restore_<timestamp>) until the next successful restore replaces it,
+        so at most one such copy exists. V(false) drops it once the restore succeeded.
+    type: bool
+    default: true
+  maintenance_work_mem:
+    description:
+      - C(maintenance_work_mem) of the restore session. An IVFFlat index of 1536-dimension vectors with
+        C(lists = 100) needs about 65MB, more than PostgreSQL's default of 64MB.
+    type: str
+    default: 1GB
+  maintenance_db:
+    description:
+      - Database to connect to for creating, renaming and dropping databases.
+    type: str
+    default: template1
+notes:
+  - The restore needs free space in the database server for a second copy of the database while it runs.
+seealso:
+  - module: cortexreview.supabase_backup.supabase_dump
+'''
+
+EXAMPLES = r'''
+- name: Restore a backup, keeping the current database as postgres_pre_restore_<timestamp>
+  cortexreview.supabase_backup.supabase_restore:
+    src: /var/backups/supabase/supabase_backup_20260101_020000.sql.gz
+    confirm: true
+
+- name: Plan a restore (check mode needs no confirmation)
+  cortexreview.supabase_backup.supabase_restore:
+    src: /var/backups/supabase/supabase_backup_20260101_020000.sql.gz
+  check_mode: true
+
+- name: Restore, stopping every service of the compose project except the DB
+  cortexreview.supabase_backup.supabase_restore:
+    src: /var/backups/supabase/supabase_backup_20260101_020000.sql.gz
+    confirm: true
+    stop_containers: []
+    stop_compose_project: cortexreview
+'''
+
+RETURN = r'''
+src:
+  description: The backup restored.
+  returned: always
+  type: str
+sha256:
+  description: SHA-256 of the backup file.
+  returned: always
+  type: str
+tables:
+  description: Row count of every table of the restored database (in check mode, of the backup).
+  returned: always
+  type: dict
+indexes:
+  description: Indexes of the restored database.
+  returned: success, not in check mode
+  type: list
+  elements: str
+verification:
+  description: What was verified in the restored database before it was swapped in.
+  returned: success, not in check mode
+  type: dict
+previous_database:
+  description: Name under which the previous live database is kept, or null when it was dropped.
+  returned: always
+  type: str
+scratch_database:
+  description: Name of the database the backup is restored into before the swap (check mode).
+  returned: check mode
+  type: str
+stopped:
+  description: Containers stopped for the restore.
+  returned: always
+  type: list
+  elements: str
+started:
+  description: Containers started again afterwards.
+  returned: always
+  type: list
+  elements: str
+sessions_ended:
+  description: Number of sessions on the database ended before the restore.
+  returned: success, not in check mode
+  type: int
+duration:
+  description: Seconds the run took.
+  returned: always
+  type: float
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import SupabaseBackupError
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import restore_argument_spec
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore import (
+    RestoreBackend,
+    RestoreSettings,
+)
+
+
+def main():
+    module = AnsibleModule(argument_spec=restore_argument_spec(), supports_check_mode=True)
+    backend = None
+    try:
+        backend = RestoreBackend(RestoreSettings(module.params), check_mode=module.check_mode)
+        result = backend.run()
+    except SupabaseBackupError as exc:
+        for warning in backend.warnings if backend else []:
+            module.warn(warning)
+        module.fail_json(msg=exc.msg, **exc.details)
+    for warning in backend.warnings:
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
