@@ -86,10 +86,15 @@ up() {
 
 down() {
 	tb_log "removing stack, network and volume $TB_DB_VOLUME"
+	# every volume mounted by our containers (incl. anonymous ones)
+	local vols
+	vols="$(docker inspect -f '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}' \
+		"$TB_DB_CONTAINER" "$TB_API_CONTAINER" "$TB_WORKER_CONTAINER" 2>/dev/null || true)"
 	tb_compose down -v --remove-orphans -t 10 2>&1 | grep -v -e '^$' >&2 || true
 	# leftovers not tracked by compose (e.g. a volume re-created by hand)
 	docker rm -f "$TB_DB_CONTAINER" "$TB_API_CONTAINER" "$TB_WORKER_CONTAINER" >/dev/null 2>&1 || true
-	docker volume rm -f "$TB_DB_VOLUME" >/dev/null 2>&1 || true
+	# shellcheck disable=SC2086
+	docker volume rm -f "$TB_DB_VOLUME" $vols >/dev/null 2>&1 || true
 	if docker volume inspect "$TB_DB_VOLUME" >/dev/null 2>&1; then
 		tb_die "volume $TB_DB_VOLUME still exists (in use by another container?)"
 	fi
