@@ -25,6 +25,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
 )
 
 TIMESTAMP_FORMAT = '%Y%m%d_%H%M%S'
+DUMP_SUFFIX = '.sql.gz'
 SIDECAR_SUFFIXES = ('.sha256', '.manifest.json')
 PREFIX_PATTERN = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
 SECONDS_PER_DAY = 86400
@@ -221,6 +222,12 @@ def list_backups(directory, prefix, suffixes):
                       'mtime': info.st_mtime, 'size': info.st_size})
     found.sort(key=lambda item: (item['timestamp'], item['mtime'], item['name']))
     return found
+
+
+def newest_backup(directory, prefix, suffixes):
+    """Path of the newest backup of this prefix (by the timestamp in its name), or None."""
+    backups = list_backups(directory, prefix, suffixes)
+    return backups[-1]['path'] if backups else None
 
 
 def age_in_days(mtime, now):

@@ -18,6 +18,11 @@ import os
 import stat
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump_stream import DumpInspector
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
+    DUMP_SUFFIX,
+    newest_backup,
+    validate_prefix,
+)
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import BackupFileError
 
 try:
@@ -58,6 +63,19 @@ def _decompressed(compressed_chunks):
                 raise BackupFileError('the gzip stream is truncated (unexpected end of file)')
     except (zlib.error, fast_zlib.error) as exc:
         raise BackupFileError('not a valid gzip stream: %s' % exc) from None
+
+
+def select_backup(params):
+    """``src``, or the newest backup of ``prefix`` in ``backup_dir``."""
+    if params.get('src'):
+        return params['src']
+    directory = params.get('backup_dir')
+    if not directory:
+        raise BackupFileError('give either src or backup_dir')
+    path = newest_backup(directory, validate_prefix(params['prefix']), (DUMP_SUFFIX,))
+    if not path:
+        raise BackupFileError('no backup named %s_YYYYMMDD_HHMMSS.sql.gz in %s' % (params['prefix'], directory))
+    return path
 
 
 class BackupFile:

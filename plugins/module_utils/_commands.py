@@ -67,9 +67,10 @@ class _TailBuffer:
 
 
 def last_line(text):
-    """The most telling line of a client's stderr: its last non-empty one."""
+    """The most telling line of a client's stderr: its last error line, else its last line."""
     lines = [line.strip() for line in (text or '').splitlines() if line.strip()]
-    return lines[-1] if lines else ''
+    errors = [line for line in lines if any(word in line for word in ('ERROR:', 'FATAL:', 'error:'))]
+    return (errors or lines or [''])[-1]
 
 
 class _LocalStream:

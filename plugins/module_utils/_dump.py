@@ -20,6 +20,7 @@ import os
 import time
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
+    DUMP_SUFFIX,
     AtomicFile,
     DirectoryLock,
     TIMESTAMP_FORMAT,
@@ -49,7 +50,6 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._para
     default_threads,
 )
 
-DUMP_SUFFIX = '.sql.gz'
 MANIFEST_FORMAT = 'cortexreview.supabase_backup/dump-manifest/v1'
 METRICS_KIND = 'logical'
 DATABASE_FACTS_SQL = (

@@ -37,8 +37,13 @@ DUMP_OPTIONS = dict(
 )
 
 
+BACKUP_SOURCE_OPTIONS = dict(
+    src=dict(type='path'),
+    backup_dir=dict(type='path'),
+    prefix=dict(type='str', default='supabase_backup'),
+)
+
 RESTORE_OPTIONS = dict(
-    src=dict(type='path', required=True),
     confirm=dict(type='bool', default=False),
     stop_containers=dict(type='list', elements='str', default=['cortexreview-api', 'cortexreview-worker']),
     stop_compose_project=dict(type='str'),
@@ -50,9 +55,28 @@ RESTORE_OPTIONS = dict(
 )
 
 
+VALIDATE_OPTIONS = dict(
+    report_dir=dict(type='path'),
+    maintenance_work_mem=dict(type='str', default='1GB'),
+    maintenance_db=dict(type='str', default='template1'),
+    metrics_file=dict(type='path'),
+)
+
+# A backup is named by src, or it is the newest of backup_dir.
+SOURCE_RULES = dict(required_one_of=[('src', 'backup_dir')], mutually_exclusive=[('src', 'backup_dir')])
+
+
 def restore_argument_spec():
     spec = dict(CONNECTION_OPTIONS)
+    spec.update(BACKUP_SOURCE_OPTIONS)
     spec.update(RESTORE_OPTIONS)
+    return spec
+
+
+def validate_argument_spec():
+    spec = dict(CONNECTION_OPTIONS)
+    spec.update(BACKUP_SOURCE_OPTIONS)
+    spec.update(VALIDATE_OPTIONS)
     return spec
 
 

@@ -20,7 +20,10 @@ import re
 import time
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import TIMESTAMP_FORMAT
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_reader import BackupFile
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_reader import (
+    BackupFile,
+    select_backup,
+)
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import PgTarget, last_line
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
     CommandError,
@@ -46,19 +49,23 @@ VECTOR_COLUMN = 'embedding'
 VECTOR_NEIGHBOURS = 5
 
 
+def check_memory_setting(value):
+    # It goes into PGOPTIONS, where a space would start another option.
+    if not MEMORY_SETTING.match(value or ''):
+        raise ConfigError('maintenance_work_mem %r is not a memory size such as 1GB or 512MB' % (value,))
+
+
 class RestoreSettings:
     """Validated options of one restore."""
 
     def __init__(self, params):
-        self.src = params['src']
+        self.src = select_backup(params)
         self.confirm = params['confirm']
         self.keep_previous = params['keep_previous']
         self.maintenance_work_mem = params['maintenance_work_mem']
         self.maintenance_db = params['maintenance_db']
         self.target = PgTarget(**params)
-        if not MEMORY_SETTING.match(self.maintenance_work_mem or ''):
-            raise ConfigError('maintenance_work_mem %r is not a memory size such as 1GB or 512MB'
-                              % (self.maintenance_work_mem,))
+        check_memory_setting(self.maintenance_work_mem)
         if self.target.db in ('template0', 'template1', self.maintenance_db):
             raise ConfigError('db %s cannot be restored: it is a template or the maintenance_db' % self.target.db)
         if params['stop_timeout'] < 0:

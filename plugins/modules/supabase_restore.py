@@ -46,8 +46,17 @@ options:
   src:
     description:
       - The backup file, C(.sql.gz).
+      - One of O(src) and O(backup_dir) is required.
     type: path
-    required: true
+  backup_dir:
+    description:
+      - Restore the newest backup of O(prefix) in this directory (by the timestamp in its name).
+    type: path
+  prefix:
+    description:
+      - File name prefix of the backups in O(backup_dir).
+    type: str
+    default: supabase_backup
   confirm:
     description:
       - Must be V(true) for a real run; the restore replaces the current contents of O(db).
@@ -171,7 +180,10 @@ duration:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import SupabaseBackupError
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import restore_argument_spec
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import (
+    SOURCE_RULES,
+    restore_argument_spec,
+)
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore import (
     RestoreBackend,
     RestoreSettings,
@@ -179,7 +191,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._rest
 
 
 def main():
-    module = AnsibleModule(argument_spec=restore_argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=restore_argument_spec(), supports_check_mode=True, **SOURCE_RULES)
     backend = None
     try:
         backend = RestoreBackend(RestoreSettings(module.params), check_mode=module.check_mode)

@@ -1,0 +1,151 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 CortexReview engineering
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This is a private module_utils of cortexreview.supabase_backup; it may change without notice.
+# It must stay importable without Ansible.
+"""The contract's monthly validation: restore a backup into a staging database and query it.
+
+The staging database is never the live one and is dropped afterwards, whatever happens.
+A report (JSON and a readable summary) is written beside the backups in every case.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import time
+
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
+    TIMESTAMP_FORMAT,
+    write_file_atomically,
+)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_reader import (
+    BackupFile,
+    select_backup,
+)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import PgTarget
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import SupabaseBackupError
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metrics import write_metrics
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore import (
+    DatabaseRestorer,
+    check_memory_setting,
+)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._sql import derived_name
+
+REPORT_MODE = 0o600
+CONTRACT_TABLES = ('knowledge_base', 'learned_constraints', 'feedback_audit_log')
+# The contract's sample query builds its vector with "||", which pgvector 0.8 lacks; this one runs.
+CONTRACT_VECTOR_QUERY = ('SELECT count(*) FROM public.match_knowledge('
+                         'array_cat(ARRAY[0.1, 0.2], array_fill(0.0, ARRAY[1534]))::vector, 0.75, 3)')
+CONTRACT_INDEX_QUERY = "SELECT indexname FROM pg_catalog.pg_indexes WHERE schemaname = 'public' ORDER BY 1"
+METRICS_KIND = 'validation'
+
+
+class ValidateSettings:
+
+    def __init__(self, params):
+        self.src = select_backup(params)
+        self.report_dir = params.get('report_dir') or os.path.dirname(os.path.abspath(self.src))
+        self.maintenance_work_mem = params['maintenance_work_mem']
+        self.maintenance_db = params['maintenance_db']
+        self.metrics_file = params.get('metrics_file')
+        check_memory_setting(self.maintenance_work_mem)
+        self.target = PgTarget(**params)
+
+
+def contract_queries(target, db):
+    """The contract's validation queries, in a form that runs on pgvector 0.8."""
+    counts = {}
+    for table in CONTRACT_TABLES:
+        rows = target.query('SELECT count(*) FROM public.%s' % table, db=db)
+        counts[table] = int(rows[0][0])
+    matches = target.query(CONTRACT_VECTOR_QUERY, db=db)
+    indexes = [row[0] for row in target.query(CONTRACT_INDEX_QUERY, db=db)]
+    return {'row_counts': counts, 'vector_search_rows': int(matches[0][0]), 'indexes': indexes}
+
+
+def summary_text(report):
+    lines = ['Supabase backup validation: %s' % ('PASSED' if report['passed'] else 'FAILED'),
+             'backup:   %s' % report['backup'],
+             'sha256:   %s' % report.get('sha256'),
+             'when:     %s (%.1f s)' % (report['validated_at'], report['duration'])]
+    if report.get('error'):
+        lines.append('error:    %s' % report['error'])
+    for table, count in sorted((report.get('row_counts') or {}).items()):
+        lines.append('rows:     %-40s %d' % (table, count))
+    search = report.get('vector_search') or {}
+    if search:
+        lines.append('vector:   %s' % ('exact nearest neighbours %s' % search.get('neighbours')
+                                       if search.get('checked') else search.get('reason')))
+    for index in report.get('indexes') or []:
+        lines.append('index:    %s' % index)
+    return '\n'.join(lines) + '\n'
+
+
+class ValidateBackend:
+
+    def __init__(self, settings, check_mode=False, clock=time.time):
+        self.settings = settings
+        self.check_mode = check_mode
+        self.clock = clock
+        self.warnings = []
+
+    def run(self):
+        started = time.monotonic()
+        settings = self.settings
+        target = settings.target
+        backup = BackupFile(settings.src)
+        stamp = datetime.datetime.fromtimestamp(self.clock()).strftime(TIMESTAMP_FORMAT)
+        staging = derived_name(target.db, '_validate_' + stamp)
+        report_path = os.path.join(settings.report_dir, os.path.basename(backup.path) + '.validation.json')
+        if self.check_mode:
+            target.ensure_reachable()
+            return {'changed': True, 'src': backup.path, 'staging_database': staging, 'report': report_path,
+                    'msg': 'Would validate %s in staging database %s' % (backup.path, staging)}
+        report = {'backup': backup.path, 'staging_database': staging, 'passed': False,
+                  'validated_at': datetime.datetime.fromtimestamp(self.clock(), datetime.timezone.utc).isoformat()}
+        try:
+            self._validate(backup, staging, report)
+            report['passed'] = True
+        except SupabaseBackupError as exc:
+            report['error'] = exc.msg
+            self._finish(report, started, report_path)
+            exc.details.update({'report': report_path, 'src': backup.path})
+            raise
+        self._finish(report, started, report_path)
+        report.update({'changed': True, 'report': report_path, 'src': backup.path,
+                       'msg': 'Backup %s restored and validated in %s' % (backup.path, staging)})
+        return report
+
+    def _validate(self, backup, staging, report):
+        target = self.settings.target
+        target.ensure_reachable()
+        expected = backup.verify()
+        report['sha256'] = expected['sha256']
+        restorer = DatabaseRestorer(target, self.settings.maintenance_db, self.settings.maintenance_work_mem)
+        restorer.create_like(staging, target.db)
+        try:
+            restorer.load(staging, backup)
+            findings = restorer.verify(staging, expected)
+            report.update({'row_counts': findings['row_counts'], 'indexes': findings['indexes'],
+                           'extensions': findings['extensions'], 'vector_search': findings['vector_search'],
+                           'contract_queries': contract_queries(target, staging)})
+        finally:
+            restorer.drop(staging)
+
+    def _finish(self, report, started, report_path):
+        report['duration'] = round(time.monotonic() - started, 3)
+        try:
+            write_file_atomically(report_path, json.dumps(report, indent=2, sort_keys=True) + '\n', REPORT_MODE)
+            write_file_atomically(report_path[:-len('.json')] + '.txt', summary_text(report), REPORT_MODE)
+        except SupabaseBackupError as exc:
+            self.warnings.append('validation report %s not written: %s' % (report_path, exc.msg))
+        if self.settings.metrics_file:
+            try:
+                write_metrics(self.settings.metrics_file, METRICS_KIND, report['passed'], report['duration'],
+                              size=os.path.getsize(report['backup']), finished_at=int(self.clock()))
+            except (OSError, SupabaseBackupError) as exc:
+                self.warnings.append('metrics_file %s not written: %s' % (self.settings.metrics_file, exc))

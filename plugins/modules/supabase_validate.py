@@ -1,0 +1,155 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 CortexReview engineering
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: supabase_validate
+short_description: Test-restore a Supabase backup into a staging database and run the validation queries
+version_added: 0.1.0
+description:
+  - The contract's monthly backup validation. The backup is verified in full, restored into a staging database
+    C(<db>_validate_<timestamp>) on the same server (never the live database), checked as
+    M(cortexreview.supabase_backup.supabase_restore) checks a restore (row counts, indexes, extensions,
+    exact nearest-neighbour vector search), and the contract's validation queries are run on it
+    (row counts, a C(match_knowledge) vector search that runs on pgvector 0.8, the public indexes).
+  - The staging database is dropped afterwards, whatever happened.
+  - A report is written beside the backup (or in O(report_dir)) in every case, as
+    C(<backup>.validation.json) and a readable C(<backup>.validation.txt), both mode C(0600).
+  - Fails when the backup does not restore or does not match.
+author:
+  - CortexReview engineering
+extends_documentation_fragment:
+  - cortexreview.supabase_backup.connection
+attributes:
+  check_mode:
+    support: full
+    details: Reports the backup and staging database it would use; restores nothing.
+  diff_mode:
+    support: none
+  idempotent:
+    support: none
+    details: Every run restores and writes a new report.
+options:
+  src:
+    description:
+      - The backup file, C(.sql.gz). One of O(src) and O(backup_dir) is required.
+    type: path
+  backup_dir:
+    description:
+      - Validate the newest backup of O(prefix) in this directory.
+    type: path
+  prefix:
+    description:
+      - File name prefix of the backups in O(backup_dir).
+    type: str
+    default: supabase_backup
+  report_dir:
+    description:
+      - Where to write the report. Default is the backup's directory.
+    type: path
+  maintenance_work_mem:
+    description:
+      - C(maintenance_work_mem) of the restore session, so vector index builds succeed.
+    type: str
+    default: 1GB
+  maintenance_db:
+    description:
+      - Database to connect to for creating and dropping the staging database.
+    type: str
+    default: template1
+  metrics_file:
+    description:
+      - Prometheus textfile-collector file to update with the validation result (label C(kind="validation")).
+    type: path
+notes:
+  - The staging restore needs free space in the database server for a copy of the database.
+seealso:
+  - module: cortexreview.supabase_backup.supabase_restore
+'''
+
+EXAMPLES = r'''
+- name: Validate the newest backup
+  cortexreview.supabase_backup.supabase_validate:
+    backup_dir: /var/backups/supabase
+
+- name: Validate a given backup, report elsewhere
+  cortexreview.supabase_backup.supabase_validate:
+    src: /var/backups/supabase/supabase_backup_20260101_020000.sql.gz
+    report_dir: /var/log/supabase-validation
+'''
+
+RETURN = r'''
+src:
+  description: The backup validated.
+  returned: always
+  type: str
+report:
+  description: Path of the JSON report (a C(.txt) summary lies beside it).
+  returned: always
+  type: str
+passed:
+  description: Whether the backup restored and matched.
+  returned: success
+  type: bool
+row_counts:
+  description: Row count of every table in the staging database.
+  returned: success
+  type: dict
+indexes:
+  description: Indexes in the staging database.
+  returned: success
+  type: list
+  elements: str
+vector_search:
+  description: Result of the exact nearest-neighbour check through C(match_knowledge).
+  returned: success
+  type: dict
+contract_queries:
+  description: Results of the contract's validation queries.
+  returned: success
+  type: dict
+staging_database:
+  description: Name of the staging database (dropped afterwards).
+  returned: always
+  type: str
+duration:
+  description: Seconds the run took.
+  returned: success
+  type: float
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import SupabaseBackupError
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import (
+    SOURCE_RULES,
+    validate_argument_spec,
+)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._validate import (
+    ValidateBackend,
+    ValidateSettings,
+)
+
+
+def main():
+    module = AnsibleModule(argument_spec=validate_argument_spec(), supports_check_mode=True, **SOURCE_RULES)
+    backend = None
+    try:
+        backend = ValidateBackend(ValidateSettings(module.params), check_mode=module.check_mode)
+        result = backend.run()
+    except SupabaseBackupError as exc:
+        for warning in backend.warnings if backend else []:
+            module.warn(warning)
+        module.fail_json(msg=exc.msg, **exc.details)
+    for warning in backend.warnings:
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
