@@ -68,7 +68,7 @@ up() {
 	local t0=$SECONDS
 	bash "$TB_DIR/build-images.sh"
 	tb_log "starting stack (project $TB_PROJECT)"
-	tb_compose up -d --no-build --renew-anon-volumes 2>&1 | grep -v -e '^$' >&2 || true
+	tb_compose up -d --no-build 2>&1 | grep -v -e '^$' >&2 || true
 	# `compose up` output is filtered above, so check the outcome explicitly
 	local c
 	for c in "$TB_DB_CONTAINER" "$TB_API_CONTAINER" "$TB_WORKER_CONTAINER"; do
