@@ -1,0 +1,187 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 CortexReview engineering
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Verify the converged supabase_backup role: files, modes, secrets, and a real backup run by cron's command."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+
+import pytest
+import testinfra.utils.ansible_runner
+
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
+    os.environ['MOLECULE_INVENTORY_FILE']).get_hosts('all')
+
+# The role's defaults the scenario keeps: the contract's schedule, user and file prefix.
+# Its paths are the scenario's own (molecule.yml host_vars), read through the fixtures.
+SCHEDULE = ['0', '2', '*', '*', '0']
+CRON_USER = 'root'
+PREFIX = 'supabase_backup'
+SEEDED_TABLES = ('public.knowledge_base', 'public.learned_constraints', 'public.feedback_audit_log')
+# cron's own environment: what a job gets before the cron file's variables.
+CRON_ENV = 'env -i SHELL=/bin/sh PATH=/usr/bin:/bin HOME=/root'
+JOB_LINE = re.compile(r'^(?P<schedule>(?:\S+\s+){5})(?P<user>\S+)\s+(?P<command>.+)$')
+
+
+@pytest.fixture(scope='module')
+def scenario(host):
+    """The scenario's inventory variables (molecule.yml host_vars)."""
+    return host.ansible.get_variables()
+
+
+@pytest.fixture(scope='module')
+def paths(scenario):
+    return {
+        'backup_dir': scenario['supabase_backup_dir'],
+        'cron_file': scenario['supabase_backup_cron_file'],
+        'config_file': scenario['supabase_backup_config_file'],
+        'command': scenario['supabase_backup_command'],
+        'venv_python': scenario['supabase_backup_install_dir'] + '/venv/bin/python3',
+        'engine': scenario['supabase_backup_install_dir'] + '/lib',
+        'log_file': scenario['supabase_backup_log_file'],
+        'logrotate_file': scenario['supabase_backup_logrotate_file'],
+    }
+
+
+@pytest.fixture(scope='module')
+def cron_job(host, paths):
+    content = host.file(paths['cron_file']).content_string
+    jobs = [line for line in content.splitlines()
+            if line.strip() and not line.lstrip().startswith('#') and not re.match(r'^\w+=', line)]
+    assert len(jobs) == 1, 'expected exactly one job line in %s, got %r' % (paths['cron_file'], jobs)
+    match = JOB_LINE.match(jobs[0])
+    assert match, 'not a cron.d job line: %r' % jobs[0]
+    return {'schedule': match.group('schedule').split(), 'user': match.group('user'),
+            'command': match.group('command'), 'content': content}
+
+
+def backups(host, directory):
+    listing = host.run('find %s -maxdepth 1 -type f -name %s', directory, PREFIX + '_*.sql.gz')
+    assert listing.rc == 0, listing.stderr
+    return set(listing.stdout.split())
+
+
+def test_cron_file_is_root_0644(host, paths):
+    cron = host.file(paths['cron_file'])
+    assert cron.is_file
+    assert cron.user == 'root'
+    assert cron.group == 'root'
+    assert cron.mode == 0o644
+
+
+def test_cron_file_sets_its_environment(cron_job):
+    lines = cron_job['content'].splitlines()
+    assert 'SHELL=/bin/sh' in lines
+    path = [line for line in lines if line.startswith('PATH=')]
+    assert path and '/usr/local/sbin' in path[0].split('=', 1)[1].split(':')
+
+
+def test_cron_job_is_the_contracts_weekly_run(cron_job, paths):
+    assert cron_job['schedule'] == SCHEDULE
+    assert cron_job['user'] == CRON_USER
+    assert cron_job['command'] == '%s --config %s >> %s 2>&1' % (
+        paths['command'], paths['config_file'], paths['log_file'])
+    assert '%' not in cron_job['command']
+
+
+def test_command_runs_on_the_virtualenv(host, paths):
+    command = host.file(paths['command'])
+    assert command.is_file
+    assert command.user == 'root'
+    assert command.mode == 0o755
+    first_line = command.content_string.splitlines()[0]
+    assert first_line.split()[0] == '#!' + paths['venv_python']
+    imports = host.run('%s -c %s', paths['venv_python'], 'import docker, zlib_ng')
+    assert imports.rc == 0, imports.stderr
+
+
+def test_backup_dir_is_0700(host, paths):
+    directory = host.file(paths['backup_dir'])
+    assert directory.is_directory
+    assert directory.user == 'root'
+    assert directory.mode == 0o700
+
+
+def test_config_is_private_and_complete(host, scenario, paths):
+    config_dir = host.file(os.path.dirname(paths['config_file']))
+    assert config_dir.mode == 0o700
+    config = host.file(paths['config_file'])
+    assert config.user == 'root'
+    assert config.mode == 0o600
+    data = json.loads(config.content_string)
+    assert data['backup_dir'] == scenario['supabase_backup_dir']
+    assert data['container'] == scenario['supabase_backup_container']
+    assert data['login_password'] == scenario['supabase_backup_login_password']
+    assert data['retention_days'] == scenario['supabase_backup_retention_days']
+    assert data['retention_keep_min'] == 3
+
+
+def test_password_is_only_in_the_private_config(host, scenario, paths, cron_job):
+    password = scenario['supabase_backup_login_password']
+    assert password not in cron_job['content']
+    places = ['/etc', paths['engine'], os.path.dirname(paths['command']), '/var/log', paths['backup_dir']]
+    found = host.run('grep -rlsF -e %s -- ' + ' '.join(['%s'] * len(places)), password, *places)
+    assert found.rc in (0, 1), found.stderr
+    holders = set(found.stdout.split())
+    assert holders == {paths['config_file']}
+    for path in holders:
+        assert not host.file(path).mode & (stat.S_IRWXG | stat.S_IRWXO)
+
+
+def test_logrotate_snippet(host, paths):
+    snippet = host.file(paths['logrotate_file'])
+    assert snippet.mode == 0o644
+    assert snippet.content_string.count('"%s" {' % paths['log_file']) == 1
+
+
+def test_cron_service_is_running(host):
+    assert host.service('cron').is_running
+
+
+def test_command_check_mode_changes_nothing(host, paths):
+    before = backups(host, paths['backup_dir'])
+    check = host.run('%s --config %s --check', paths['command'], paths['config_file'])
+    assert check.rc == 0, check.stderr
+    assert 'Would back up' in check.stdout
+    assert backups(host, paths['backup_dir']) == before
+
+
+def test_cron_command_makes_a_real_backup(host, paths, cron_job):
+    backup_dir = paths['backup_dir']
+    log_file = host.file(paths['log_file'])
+    before = backups(host, backup_dir)
+    log_before = log_file.size
+
+    run = host.run('%s sh -c %s' % (CRON_ENV, '%s'), cron_job['command'])
+    assert run.rc == 0, 'cron command failed: %s\n%s\n%s' % (
+        run.stderr, log_file.content_string[log_before:], run.stdout)
+
+    new = backups(host, backup_dir) - before
+    assert len(new) == 1, new
+    path = new.pop()
+    assert re.match(r'^%s_\d{8}_\d{6}\.sql\.gz$' % PREFIX, os.path.basename(path))
+    backup = host.file(path)
+    assert backup.user == 'root'
+    assert backup.mode == 0o600
+    assert backup.size > 0
+    assert host.run('gzip -t %s', path).rc == 0
+    checksum = host.run('cd %s && sha256sum -c %s', backup_dir, os.path.basename(path) + '.sha256')
+    assert checksum.rc == 0, checksum.stdout + checksum.stderr
+
+    manifest = json.loads(host.file(path + '.manifest.json').content_string)
+    assert host.file(path + '.manifest.json').mode == 0o600
+    assert manifest['file'] == os.path.basename(path)
+    assert manifest['size'] == backup.size
+    for table in SEEDED_TABLES:
+        assert manifest['tables'].get(table, 0) > 0, (table, manifest['tables'])
+    assert 'vector' in manifest['extensions']
+    # The virtualenv's zlib-ng is what the runtime was installed for.
+    assert manifest['compression']['implementation'] == 'zlib-ng'
+
+    log_lines = log_file.content_string[log_before:].splitlines()
+    assert any('backup OK: %s ' % path in line for line in log_lines), log_lines
