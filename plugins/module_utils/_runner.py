@@ -35,7 +35,9 @@ DEFAULT_CONFIG = '/etc/cortexreview-supabase-backup/backup.json'
 
 def log(message, stream=None):
     stamp = datetime.datetime.now().astimezone().isoformat(timespec='seconds')
-    print('%s %s' % (stamp, message), file=stream or sys.stdout, flush=True)
+    stream = stream or sys.stdout
+    stream.write('%s %s\n' % (stamp, message))
+    stream.flush()
 
 
 def load_config(path):

@@ -13,8 +13,12 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
 
 try:
     from docker.errors import DockerException, NotFound
-except ImportError:  # pragma: no cover - depends on the node
-    DockerException = NotFound = Exception
+except ImportError:  # pragma: no cover - depends on the node; PgTarget then reports the missing SDK
+    class DockerException(Exception):
+        pass
+
+    class NotFound(DockerException):
+        pass
 
 COMPOSE_PROJECT_LABEL = 'com.docker.compose.project'
 COMPOSE_SERVICE_LABEL = 'com.docker.compose.service'

@@ -30,16 +30,19 @@ description:
   - "6. The writers are started again in every case, success or failure."
   - A failure at any step leaves the live database exactly as it was, and drops the scratch database.
 author:
-  - CortexReview engineering
+  - CortexReview engineering (@cortexreview)
 extends_documentation_fragment:
   - cortexreview.supabase_backup.connection
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Verifies the backup fully and reports the plan; stops nothing and changes nothing. O(confirm) is not needed.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: none
     details: Every run replaces the database, so it always reports changed.
 options:

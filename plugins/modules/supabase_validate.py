@@ -22,16 +22,19 @@ description:
     C(<backup>.validation.json) and a readable C(<backup>.validation.txt), both mode C(0600).
   - Fails when the backup does not restore or does not match.
 author:
-  - CortexReview engineering
+  - CortexReview engineering (@cortexreview)
 extends_documentation_fragment:
   - cortexreview.supabase_backup.connection
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Reports the backup and staging database it would use; restores nothing.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: none
     details: Every run restores and writes a new report.
 options:

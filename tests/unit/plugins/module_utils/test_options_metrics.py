@@ -53,7 +53,7 @@ def test_metrics_success_then_failure_keeps_last_success(tmp_path):
     assert samples[('supabase_backup_duration_seconds', 'logical')] == 3.0
     text = open(path).read()
     assert '# TYPE supabase_backup_success gauge' in text
-    assert [name for name in os.listdir(os.path.dirname(path))] == ['backup.prom']
+    assert os.listdir(os.path.dirname(path)) == ['backup.prom']
 
 
 def test_metrics_keep_other_kinds_and_first_failure_reports_zero(tmp_path):

@@ -1,0 +1,170 @@
+"""Benchmark: `ansible-playbook playbooks/backup.yml` against the contract's shell pipeline.
+
+    python3 benchmarks/backup_benchmark.py [--rows 20000] [--rounds 2]
+
+Loads a few hundred MB of knowledge_base-like rows (1536-dimension vectors) into schema
+`bench` of the test stack's `postgres` database, then times, side by side and alternating:
+
+  baseline  docker exec cortexreview-supabase-db pg_dump -U postgres postgres | gzip > FILE
+  ours      ansible-playbook playbooks/backup.yml   (start-up and the role's checks included)
+
+and prints the wall-time ratio (target <= 0.5), the size ratio against gzip's default level
+(target <= 1.10) and the backup process's peak memory on the small seed database and on the
+large one (bounded: it must not grow with the database). Exits 1 if a target is missed.
+The `bench` schema is dropped at the end. Needs the test stack (tests/testbed/stack.sh up).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DB_CONTAINER = 'cortexreview-supabase-db'
+NODE_PYTHON = '/usr/bin/python3'  # the node's system Python, as on a Debian DB host
+TIME_TARGET = 0.5
+SIZE_TARGET = 1.10
+MEMORY_GROWTH_LIMIT = 1.5
+
+LOAD_SQL = '''
+DROP SCHEMA IF EXISTS bench CASCADE;
+CREATE SCHEMA bench;
+CREATE TABLE bench.knowledge_base (
+    id bigserial PRIMARY KEY, content text NOT NULL, metadata jsonb NOT NULL, embedding vector(1536));
+INSERT INTO bench.knowledge_base (content, metadata, embedding)
+SELECT 'review note ' || g || ': ' || repeat('prefer explicit error handling over silent fallbacks; ', 8),
+       jsonb_build_object('repo', 'service-' || (g % 50), 'lang', 'python', 'n', g),
+       (SELECT array_agg((random() * 2 - 1)::real) FROM generate_series(1, 1536) WHERE g > 0)::vector
+  FROM generate_series(1, {rows}) g;
+'''
+
+
+def psql(sql):
+    subprocess.run(['docker', 'exec', '-i', DB_CONTAINER, 'psql', '-U', 'postgres', '-X', '-q',
+                    '-v', 'ON_ERROR_STOP=1', '-d', 'postgres'], input=sql.encode(), check=True)
+
+
+def collections_path(workdir):
+    link = os.path.join(workdir, 'collections', 'ansible_collections', 'cortexreview', 'supabase_backup')
+    os.makedirs(os.path.dirname(link))
+    os.symlink(REPO, link)
+    return os.path.join(workdir, 'collections')
+
+
+def peak_rss_of(pattern, stop, peaks):
+    """Sample the peak RSS (VmHWM) of processes whose command line contains ``pattern``."""
+    while not stop.is_set():
+        for pid in filter(str.isdigit, os.listdir('/proc')):
+            try:
+                with open('/proc/%s/cmdline' % pid, 'rb') as handle:
+                    if pattern not in handle.read():
+                        continue
+                with open('/proc/%s/status' % pid) as handle:
+                    for line in handle:
+                        if line.startswith('VmHWM:'):
+                            peaks[pid] = max(peaks.get(pid, 0), int(line.split()[1]))
+            except OSError:
+                continue
+        time.sleep(0.05)
+
+
+def run_ours(workdir, env, backup_dir):
+    vars_file = os.path.join(workdir, 'vars.json')
+    with open(vars_file, 'w') as handle:
+        json.dump({'supabase_backup_hosts': 'localhost', 'supabase_backup_dir': backup_dir,
+                   'supabase_backup_cron_enabled': False}, handle)
+    inventory = os.path.join(workdir, 'inventory')
+    with open(inventory, 'w') as handle:
+        handle.write('localhost ansible_connection=local ansible_python_interpreter=%s\n' % NODE_PYTHON)
+    stop = threading.Event()
+    peaks = {}
+    sampler = threading.Thread(target=peak_rss_of, args=(b'AnsiballZ_supabase_dump', stop, peaks))
+    sampler.start()
+    started = time.monotonic()
+    result = subprocess.run(['ansible-playbook', '-i', inventory, os.path.join(REPO, 'playbooks', 'backup.yml'),
+                             '-e', '@' + vars_file], env=env, capture_output=True, text=True, check=False)
+    elapsed = time.monotonic() - started
+    stop.set()
+    sampler.join()
+    if result.returncode != 0:
+        sys.exit('backup.yml failed:\n%s\n%s' % (result.stdout[-3000:], result.stderr[-3000:]))
+    newest = sorted(name for name in os.listdir(backup_dir) if name.endswith('.sql.gz'))[-1]
+    return elapsed, os.path.join(backup_dir, newest), max(peaks.values()) if peaks else 0
+
+
+def run_baseline(path):
+    started = time.monotonic()
+    subprocess.run(['bash', '-c', 'set -o pipefail; docker exec %s pg_dump -U postgres postgres | gzip > "%s"'
+                    % (DB_CONTAINER, path)], check=True)
+    return time.monotonic() - started
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
+    parser.add_argument('--rows', type=int, default=20000, help='bench rows (20000 ~ 350 MB of SQL)')
+    parser.add_argument('--rounds', type=int, default=2, help='timed runs of each, alternating')
+    args = parser.parse_args()
+    subprocess.run(['bash', os.path.join(REPO, 'tests', 'testbed', 'stack.sh'), 'up'], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workdir = tempfile.mkdtemp(prefix='cortexreview-bench-')
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(workdir), ANSIBLE_NOCOLOR='1')
+    backup_dir = os.path.join(workdir, 'backups')
+    try:
+        # Warm-up on the small seed database: provisions the runtime, gives the small-size memory figure.
+        _elapsed, _path, small_rss = run_ours(workdir, env, backup_dir)
+        print('loading %d vector rows into schema bench ...' % args.rows, flush=True)
+        psql(LOAD_SQL.replace('{rows}', str(args.rows)))
+        psql('VACUUM ANALYZE bench.knowledge_base;')
+        baseline_times, our_times, our_rss = [], [], []
+        baseline_path = os.path.join(workdir, 'baseline.sql.gz')
+        for round_number in range(args.rounds):
+            order = ('baseline', 'ours') if round_number % 2 == 0 else ('ours', 'baseline')
+            for which in order:
+                if which == 'baseline':
+                    baseline_times.append(run_baseline(baseline_path))
+                else:
+                    elapsed, our_path, rss = run_ours(workdir, env, backup_dir)
+                    our_times.append(elapsed)
+                    our_rss.append(rss)
+        for path in (baseline_path, our_path):
+            subprocess.run(['gzip', '-t', path], check=True)
+        with open(our_path + '.manifest.json') as handle:
+            manifest = json.load(handle)
+        dumped_rows = manifest['tables'].get('bench.knowledge_base')
+        baseline_time = statistics.median(baseline_times)
+        our_time = statistics.median(our_times)
+        baseline_size = os.path.getsize(baseline_path)
+        our_size = os.path.getsize(our_path)
+        time_ratio = our_time / baseline_time
+        size_ratio = our_size / baseline_size
+        memory_ratio = max(our_rss) / small_rss if small_rss else float('inf')
+        print()
+        print('data set:      %d vector rows, %.0f MB of SQL (%s)' % (
+            args.rows, manifest['uncompressed_size'] / 1e6, manifest['compression']['implementation']))
+        print('baseline:      %.1f s  %.1f MB   docker exec pg_dump | gzip   (runs: %s)' % (
+            baseline_time, baseline_size / 1e6, ', '.join('%.1f' % t for t in baseline_times)))
+        print('backup.yml:    %.1f s  %.1f MB   ansible-playbook, start-up included (runs: %s)' % (
+            our_time, our_size / 1e6, ', '.join('%.1f' % t for t in our_times)))
+        print('time ratio:    %.2f  (target <= %.2f)' % (time_ratio, TIME_TARGET))
+        print('size ratio:    %.3f (target <= %.2f)' % (size_ratio, SIZE_TARGET))
+        print('peak memory:   %.0f MB on the seed database, %.0f MB on the large one (ratio %.2f, limit %.1f)' % (
+            small_rss / 1024, max(our_rss) / 1024, memory_ratio, MEMORY_GROWTH_LIMIT))
+        print('rows in dump:  %s of %d' % (dumped_rows, args.rows))
+        missed = [name for name, ok in (('time', time_ratio <= TIME_TARGET), ('size', size_ratio <= SIZE_TARGET),
+                                        ('memory', memory_ratio <= MEMORY_GROWTH_LIMIT),
+                                        ('rows', dumped_rows == args.rows)) if not ok]
+        print('result:        %s' % ('all targets met' if not missed else 'MISSED: ' + ', '.join(missed)))
+        return 1 if missed else 0
+    finally:
+        psql('DROP SCHEMA IF EXISTS bench CASCADE;')
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
