@@ -19,11 +19,17 @@ export PYTHONDONTWRITEBYTECODE=1 ANSIBLE_NOCOLOR=1 PY_COLORS=0
 # ------------------------------------------------------------------ steps --
 pytest_unit()        { "$PYTHON" -m pytest -q -p no:cacheprovider tests/unit; }
 pytest_integration() { "$PYTHON" -m pytest -q -p no:cacheprovider tests/integration; }
+sanity()             { bash tests/sanity.sh; }
+lint()               { bash tests/lint.sh; }
+molecule_scenarios() { bash tests/molecule.sh; }
 
 # id            description                      function
 STEPS=(
 	"unit         pytest tests/unit                pytest_unit"
+	"sanity       ansible-test sanity              sanity"
+	"lint         ansible-lint                     lint"
 	"integration  pytest tests/integration         pytest_integration"
+	"molecule     molecule test --all              molecule_scenarios"
 )
 
 # ---------------------------------------------------------------- runner --
