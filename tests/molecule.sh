@@ -14,18 +14,11 @@ cd "$repo"
 # Molecule runs with prerun: false, so it does not install the collection itself: run it
 # in a snapshot of this checkout, importable as cortexreview.supabase_backup. A snapshot
 # keeps converge and idempotence on the same files while the working tree is edited.
-collections=$(mktemp -d "${TMPDIR:-/tmp}/cortexreview-molecule.XXXXXX")
+# shellcheck source=collection_snapshot.sh
+. "$repo/tests/collection_snapshot.sh"
+collections=$(collection_snapshot "$repo")
 trap 'rm -rf "$collections"' EXIT
-snapshot="$collections/ansible_collections/cortexreview/supabase_backup"
-mkdir -p "$snapshot"
-if git -C "$repo" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-    git -C "$repo" ls-files -z --cached --others --exclude-standard \
-        | tar -C "$repo" --null --files-from=- --ignore-failed-read -cf - 2>/dev/null \
-        | tar -C "$snapshot" -xf -
-else
-    cp -a "$repo/." "$snapshot/"
-fi
-cd "$snapshot"
+cd "$collections/ansible_collections/cortexreview/supabase_backup"
 export ANSIBLE_COLLECTIONS_PATH="$collections"
 # Scenarios live in molecule/ (not extensions/molecule/) in this collection.
 export MOLECULE_GLOB='molecule/*/molecule.yml'
