@@ -37,16 +37,17 @@ def validate_prefix(prefix):
     return prefix
 
 
-def backup_name_pattern(prefix, suffixes):
-    """Exactly ``<prefix>_YYYYMMDD_HHMMSS<suffix>``; nothing looser is ever deleted."""
+def backup_name_pattern(prefix, suffixes, separator='_'):
+    """Exactly ``<prefix><separator>YYYYMMDD_HHMMSS<suffix>``; nothing looser is ever deleted."""
     alternatives = '|'.join(re.escape(suffix) for suffix in suffixes)
-    return re.compile(r'^%s_(\d{8}_\d{6})(?:%s)$' % (re.escape(prefix), alternatives))
+    return re.compile(r'^%s%s(\d{8}_\d{6})(?:%s)$' % (re.escape(prefix), re.escape(separator), alternatives))
 
 
 def storage_error(action, path, exc):
+    """A one-line StorageError for an OSError; ``action`` is a verb phrase such as 'write'."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return StorageError('no space left on the device of %s while %s; nothing was kept, older backups are intact'
-                            % (os.path.dirname(path) or path, action), path=path)
+        return StorageError('no space left on the device of %s (%s %s failed); nothing was kept, '
+                            'older backups are intact' % (os.path.dirname(path) or path, action, path), path=path)
     return StorageError('cannot %s %s: %s' % (action, path, exc.strerror or exc), path=path)
 
 
@@ -200,12 +201,12 @@ def remove_quietly(paths):
             pass
 
 
-def list_backups(directory, prefix, suffixes):
+def list_backups(directory, prefix, suffixes, separator='_'):
     """Backups of this exact name pattern, oldest first: dicts with name, path, timestamp, mtime, size.
 
     Symlinks and anything that is not a regular file are never listed, so never deleted.
     """
-    pattern = backup_name_pattern(prefix, suffixes)
+    pattern = backup_name_pattern(prefix, suffixes, separator)
     found = []
     try:
         entries = list(os.scandir(directory))
@@ -224,9 +225,9 @@ def list_backups(directory, prefix, suffixes):
     return found
 
 
-def newest_backup(directory, prefix, suffixes):
+def newest_backup(directory, prefix, suffixes, separator='_'):
     """Path of the newest backup of this prefix (by the timestamp in its name), or None."""
-    backups = list_backups(directory, prefix, suffixes)
+    backups = list_backups(directory, prefix, suffixes, separator)
     return backups[-1]['path'] if backups else None
 
 

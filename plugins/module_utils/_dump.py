@@ -110,6 +110,19 @@ class DumpBackend:
         self.clock = clock
         self.warnings = []
 
+    @classmethod
+    def from_params(cls, params, check_mode=False):
+        """Validate the options; a rejected configuration is a failed run for the metrics too."""
+        try:
+            return cls(DumpSettings(params), check_mode=check_mode)
+        except SupabaseBackupError as exc:
+            if params.get('metrics_file') and not check_mode:
+                try:
+                    write_metrics(params['metrics_file'], METRICS_KIND, False, 0, finished_at=int(time.time()))
+                except (OSError, SupabaseBackupError) as metrics_exc:
+                    exc.details['metrics_error'] = str(metrics_exc)
+            raise
+
     def run(self):
         started = time.monotonic()
         try:
@@ -211,7 +224,11 @@ class DumpBackend:
                 compressor.abort()
                 raise CommandError('pg_dump exited 0 but its output lacks the completion marker; '
                                    'the dump is incomplete and was discarded', stderr=stderr)
-            compressor.close()
+            try:
+                compressor.close()
+            except BaseException:
+                compressor.abort()
+                raise
             manifest = {
                 'format': MANIFEST_FORMAT,
                 'file': os.path.basename(path),

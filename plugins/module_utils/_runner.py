@@ -20,7 +20,7 @@ import os
 import stat
 import sys
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump import DumpBackend, DumpSettings
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump import DumpBackend
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
     ConfigError,
     SupabaseBackupError,
@@ -64,7 +64,7 @@ def main(argv=None):
     backend = None
     try:
         params = validate_config(dump_argument_spec(), load_config(args.config))
-        backend = DumpBackend(DumpSettings(params), check_mode=args.check)
+        backend = DumpBackend.from_params(params, check_mode=args.check)
         result = backend.run()
     except SupabaseBackupError as exc:
         log('backup FAILED: %s' % exc.msg, sys.stderr)

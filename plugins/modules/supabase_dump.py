@@ -173,7 +173,7 @@ extensions:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump import DumpBackend, DumpSettings
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump import DumpBackend
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import SupabaseBackupError
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import dump_argument_spec
 
@@ -182,7 +182,7 @@ def main():
     module = AnsibleModule(argument_spec=dump_argument_spec(), supports_check_mode=True)
     backend = None
     try:
-        backend = DumpBackend(DumpSettings(module.params), check_mode=module.check_mode)
+        backend = DumpBackend.from_params(module.params, check_mode=module.check_mode)
         result = backend.run()
     except SupabaseBackupError as exc:
         for warning in backend.warnings if backend else []:

@@ -328,9 +328,6 @@ def test_metrics_file_on_success_then_failure(healthy_stack, collections_path, w
     assert os.listdir(os.path.dirname(metrics)) == ["supabase_backup.prom"]  # atomic: no temp file left
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: an option rejected by DumpSettings (e.g. retention_days -1) fails the run before "
-    "DumpBackend.run() exists, so metrics_file is never updated: success stays 1 from the last good run"))
 def test_metrics_file_records_a_failure_caused_by_a_bad_option(healthy_stack, collections_path, workdir):
     backup_dir = os.path.join(workdir, "backups")
     metrics = os.path.join(workdir, "supabase_backup.prom")
