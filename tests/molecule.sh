@@ -14,7 +14,7 @@ cd "$repo"
 # Molecule runs with prerun: false, so it does not install the collection itself: run it
 # in a snapshot of this checkout, importable as cortexreview.supabase_backup. A snapshot
 # keeps converge and idempotence on the same files while the working tree is edited.
-# shellcheck source=collection_snapshot.sh
+# shellcheck source-path=SCRIPTDIR source=collection_snapshot.sh
 . "$repo/tests/collection_snapshot.sh"
 collections=$(collection_snapshot "$repo")
 trap 'rm -rf "$collections"' EXIT

@@ -8,7 +8,7 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=collection_snapshot.sh
+# shellcheck source-path=SCRIPTDIR source=collection_snapshot.sh
 . "$repo/tests/collection_snapshot.sh"
 collections=$(collection_snapshot "$repo")
 trap 'rm -rf "$collections"' EXIT
