@@ -300,22 +300,22 @@ class RestoreBackend:
                     backup.path, target.describe(), scratch, ', '.join(writers) or 'no containers'),
             }
         stopped = []
-        succeeded = False
         try:
-            stopped = settings.writers.stop(writers)
+            settings.writers.stop(writers, stopped)
             result = self._restore(restorer, backup, expected, scratch, previous, stamp)
-            succeeded = True
-        finally:
+        except BaseException as exc:
             # Whatever happened, the writers run again.
-            started_again, start_errors = settings.writers.start(stopped)
-            self.warnings.extend(settings.writers.warnings)
-            if start_errors and succeeded:
-                raise SupabaseBackupError('the restore succeeded but %s could not be started again: %s'
-                                          % (', '.join(sorted(start_errors)), '; '.join(start_errors.values())),
-                                          started=started_again)
-            if start_errors:
-                self.warnings.append('could not start %s again: %s'
-                                     % (', '.join(sorted(start_errors)), '; '.join(start_errors.values())))
+            started_again, start_errors = self._start_writers(stopped)
+            if isinstance(exc, SupabaseBackupError):
+                exc.details.update(stopped=stopped, started=started_again)
+                if start_errors:
+                    exc.details['start_errors'] = start_errors
+            raise
+        started_again, start_errors = self._start_writers(stopped)
+        if start_errors:
+            raise SupabaseBackupError('the restore succeeded but %s could not be started again: %s'
+                                      % (', '.join(sorted(start_errors)), '; '.join(start_errors.values())),
+                                      stopped=stopped, started=started_again)
         result.update({
             'changed': True, 'src': backup.path, 'sha256': expected['sha256'],
             'stopped': stopped, 'started': started_again, 'duration': round(time.monotonic() - started, 3),
@@ -324,6 +324,13 @@ class RestoreBackend:
                 ' (previous contents kept as %s)' % result['previous_database'] if result['previous_database'] else ''),
         })
         return result
+
+    def _start_writers(self, stopped):
+        started_again, start_errors = self.settings.writers.start(stopped)
+        self.warnings.extend(self.settings.writers.warnings)
+        for name, error in sorted(start_errors.items()):
+            self.warnings.append('could not start %s again: %s' % (name, error))
+        return started_again, start_errors
 
     def _restore(self, restorer, backup, expected, scratch, previous, stamp):
         target = self.settings.target

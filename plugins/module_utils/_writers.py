@@ -35,6 +35,19 @@ class WriterControl:
         self._timeout = timeout
         self.warnings = []
 
+    def _is_database(self, info):
+        """The DB container itself must never be stopped as a writer.
+
+        In container mode it is the one named by ``container``; in direct mode, the one that
+        publishes the port the engine connects to.
+        """
+        if self._target.container:
+            return self._target.container in (info.get('Id'), info.get('Name', '').lstrip('/')) or \
+                info.get('Id', '').startswith(self._target.container)
+        port = str(self._target.login_port or 5432)
+        bindings = (info.get('HostConfig') or {}).get('PortBindings') or {}
+        return any(binding.get('HostPort') == port for bound in bindings.values() for binding in bound or [])
+
     def _selected(self):
         if not self._names and not self._compose_project:
             return []
@@ -51,17 +64,16 @@ class WriterControl:
             try:
                 found = api.containers(all=True, filters={'label': '%s=%s' % (COMPOSE_PROJECT_LABEL,
                                                                               self._compose_project)})
+                for summary in found:
+                    service = summary.get('Labels', {}).get(COMPOSE_SERVICE_LABEL)
+                    if self._compose_services and service not in self._compose_services:
+                        continue
+                    info = api.inspect_container(summary['Id'])
+                    if not self._is_database(info):
+                        selected.append((summary['Names'][0].lstrip('/'), info))
             except DockerException as exc:
                 raise DockerError('cannot list containers of compose project %s: %s'
                                   % (self._compose_project, exc)) from None
-            for summary in found:
-                service = summary.get('Labels', {}).get(COMPOSE_SERVICE_LABEL)
-                if self._compose_services and service not in self._compose_services:
-                    continue
-                name = summary['Names'][0].lstrip('/')
-                if name == self._target.container:
-                    continue  # never the database itself
-                selected.append((name, api.inspect_container(summary['Id'])))
         unique = []
         for name, info in selected:
             if name not in [known for known, _info in unique]:
@@ -72,16 +84,15 @@ class WriterControl:
         """Names of the selected writers that are running now (only those are stopped and started)."""
         return [name for name, info in self._selected() if info.get('State', {}).get('Running')]
 
-    def stop(self, names):
-        stopped = []
+    def stop(self, names, stopped):
+        """Stop each container, appending it to ``stopped`` at once, so a caller can always restart them."""
         api = self._target.docker_api
         for name in names:
             try:
                 api.stop(name, timeout=self._timeout)
             except DockerException as exc:
-                raise DockerError('cannot stop writer container %s: %s' % (name, exc), stopped=stopped) from None
+                raise DockerError('cannot stop writer container %s: %s' % (name, exc)) from None
             stopped.append(name)
-        return stopped
 
     def start(self, names):
         """Start every container in ``names``; returns (started, {name: error})."""

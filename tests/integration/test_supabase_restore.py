@@ -464,10 +464,6 @@ def test_compose_project_selection_plan(refusals):
     assert_untouched(refusals, "check_compose_project")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: in direct mode (container: '') WriterControl._selected() excludes the DB container by "
-    "comparing with target.container, which is '' -- so stop_compose_project without services would stop "
-    "the compose project's database container itself (plugins/module_utils/_writers.py, _selected)"))
 def test_direct_mode_compose_project_never_selects_the_database(refusals):
     result = refusals.results["check_direct_compose_project"]
     assert_ok(result)
@@ -483,11 +479,6 @@ def _sleeper(client, name, ignore_term):
                                  labels={"cortexreview.test": "restore-it"})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: RestoreBackend.run() assigns `stopped = settings.writers.stop(writers)`; when stopping the "
-    "2nd writer raises, `stopped` is still [] in the finally, so the 1st writer (already stopped) is never "
-    "started again (plugins/module_utils/_restore.py, RestoreBackend.run; WriterControl.stop puts the list "
-    "in DockerError details but nobody reads it)"))
 def test_writer_stopped_before_a_stop_failure_is_started_again(healthy_stack, collections_path, docker_client):
     """Writer 1 ignores SIGTERM (docker stop waits stop_timeout); meanwhile writer 2 disappears, so
     stopping it fails. Writer 1 was stopped by the module and must be running again afterwards."""

@@ -233,10 +233,6 @@ def test_live_compose_selection_stops_exactly_api_and_worker(live):
     assert bad.after.started[DB] == bad.before.started[DB]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine/doc mismatch: RETURN documents stopped/started as 'returned: always', but a failed restore "
-    "returns only msg + the error's details (RestoreBackend.run raises out of its finally without adding "
-    "the containers; plugins/module_utils/_restore.py), so the operator cannot see what was restarted"))
 def test_live_failed_restore_reports_stopped_and_started(live):
     result = live.results["failing"]
     assert sorted(result.get("stopped") or []) == sorted([API, WORKER])
