@@ -77,8 +77,15 @@ def peak_rss_of(pattern, stop, peaks):
 def run_ours(workdir, env, backup_dir):
     vars_file = os.path.join(workdir, 'vars.json')
     with open(vars_file, 'w') as handle:
+        # The operator's defaults, but every path in the work directory: the run must not
+        # touch a real installation on this machine.
         json.dump({'supabase_backup_hosts': 'localhost', 'supabase_backup_dir': backup_dir,
-                   'supabase_backup_cron_enabled': False}, handle)
+                   'supabase_backup_install_dir': os.path.join(workdir, 'runtime'),
+                   'supabase_backup_command': os.path.join(workdir, 'bin', 'cortexreview-supabase-backup'),
+                   'supabase_backup_config_file': os.path.join(workdir, 'etc', 'backup.json'),
+                   'supabase_backup_cron_file': os.path.join(workdir, 'cron.d', 'cortexreview-backup'),
+                   'supabase_backup_log_file': os.path.join(workdir, 'log', 'supabase_backup.log'),
+                   'supabase_backup_logrotate_file': os.path.join(workdir, 'logrotate.d', 'backup')}, handle)
     inventory = os.path.join(workdir, 'inventory')
     with open(inventory, 'w') as handle:
         handle.write('localhost ansible_connection=local ansible_python_interpreter=%s\n' % NODE_PYTHON)

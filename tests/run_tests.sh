@@ -22,6 +22,7 @@ pytest_integration() { "$PYTHON" -m pytest -q -p no:cacheprovider tests/integrat
 sanity()             { bash tests/sanity.sh; }
 lint()               { bash tests/lint.sh; }
 molecule_scenarios() { bash tests/molecule.sh; }
+role_check_mode()    { bash tests/role_test.sh; }
 
 # id            description                      function
 STEPS=(
@@ -30,6 +31,7 @@ STEPS=(
 	"lint         ansible-lint                     lint"
 	"integration  pytest tests/integration         pytest_integration"
 	"molecule     molecule test --all              molecule_scenarios"
+	"role         role check mode and idempotence  role_check_mode"
 )
 
 # ---------------------------------------------------------------- runner --

@@ -44,6 +44,10 @@ def load_config(path):
     try:
         with open(path, encoding='utf-8') as handle:
             info = os.fstat(handle.fileno())
+            if info.st_uid not in (0, os.geteuid()):
+                # Its options (pg_bin_dir) choose programs this command runs.
+                raise ConfigError('config file %s is owned by uid %d; it must be owned by root or the user '
+                                  'running this command' % (path, info.st_uid))
             if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
                 raise ConfigError('config file %s is accessible to group or others (mode %04o); it may hold '
                                   'a password, make it 0600' % (path, stat.S_IMODE(info.st_mode)))
