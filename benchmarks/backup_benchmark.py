@@ -86,6 +86,8 @@ def run_ours(workdir, env, backup_dir):
                    'supabase_backup_cron_file': os.path.join(workdir, 'cron.d', 'cortexreview-backup'),
                    'supabase_backup_log_file': os.path.join(workdir, 'log', 'supabase_backup.log'),
                    'supabase_backup_logrotate_file': os.path.join(workdir, 'logrotate.d', 'backup')}, handle)
+    for directory in ('bin', 'cron.d', 'log', 'logrotate.d'):
+        os.makedirs(os.path.join(workdir, directory), exist_ok=True)
     inventory = os.path.join(workdir, 'inventory')
     with open(inventory, 'w') as handle:
         handle.write('localhost ansible_connection=local ansible_python_interpreter=%s\n' % NODE_PYTHON)
