@@ -118,8 +118,8 @@ class DatabaseRestorer:
             backup.sql_chunks(),
             env={'PGOPTIONS': '-c maintenance_work_mem=%s' % self.maintenance_work_mem})
         if returncode != 0:
-            raise CommandError('restoring %s failed, the live database was not touched: %s'
-                               % (backup.path, last_line(stderr) or 'psql exit %s' % returncode),
+            raise CommandError('restoring %s into database %s failed: %s'
+                               % (backup.path, name, last_line(stderr) or 'psql exit %s' % returncode),
                                rc=returncode, stderr=stderr)
 
     def copy_database_settings(self, source, destination):
@@ -226,12 +226,16 @@ class DatabaseRestorer:
         indexed = self.target.query('SET ivfflat.probes = %d; %s' % (int(probes), search), db=name)
         own_id = self.target.query('SELECT id FROM public.%s WHERE %s IS NOT NULL ORDER BY id LIMIT 1'
                                    % (VECTOR_TABLE, VECTOR_COLUMN), db=name)[0][0]
-        exact_ids = [row[0] for row in exact]
-        indexed_ids = [row[0] for row in indexed]
-        if exact_ids[0] != own_id or sorted(indexed_ids) != sorted(exact_ids):
+        exact_ids = [_as_id(row[0]) for row in exact]
+        indexed_ids = [_as_id(row[0]) for row in indexed]
+        if exact_ids[0] != _as_id(own_id) or sorted(indexed_ids) != sorted(exact_ids):
             raise VerificationError('vector search through %s is wrong after the restore: exact %s, with the index %s'
                                     % (VECTOR_FUNCTION, exact_ids, indexed_ids))
         return {'checked': True, 'neighbours': exact_ids, 'probes': int(probes)}
+
+
+def _as_id(text):
+    return int(text) if text.isdigit() else text
 
 
 _DATABASE_SETTINGS_SQL = '''
@@ -341,11 +345,13 @@ class RestoreBackend:
             findings = restorer.verify(scratch, expected)
             restorer.copy_database_settings(target.db, scratch)
             restorer.swap(target.db, scratch, previous)
-        except BaseException:
+        except BaseException as exc:
             try:
                 restorer.drop(scratch)
-            except SupabaseBackupError as exc:
-                self.warnings.append('could not drop the scratch database %s: %s' % (scratch, exc.msg))
+            except SupabaseBackupError as drop_exc:
+                self.warnings.append('could not drop the scratch database %s: %s' % (scratch, drop_exc.msg))
+            if isinstance(exc, SupabaseBackupError) and 'not touched' not in exc.msg:
+                exc.msg += '; the live database was not touched'
             raise
         kept = self._tidy_previous(restorer, previous, stamp)
         return {'tables': findings['row_counts'], 'indexes': findings['indexes'], 'verification': findings,

@@ -82,6 +82,11 @@ def summary_text(report):
                                        if search.get('checked') else search.get('reason')))
     for index in report.get('indexes') or []:
         lines.append('index:    %s' % index)
+    contract = report.get('contract_queries') or {}
+    if contract:
+        lines.append('contract: rows %s; sample vector query returned %d row(s); %d public indexes'
+                     % (', '.join('%s=%d' % item for item in sorted(contract['row_counts'].items())),
+                        contract['vector_search_rows'], len(contract['indexes'])))
     return '\n'.join(lines) + '\n'
 
 

@@ -207,7 +207,7 @@ def test_round_trip_result_fields(roundtrip):
     assert verification["extensions"]["vector"] == dump["extensions"]["vector"]
     search = verification["vector_search"]
     assert search["checked"] is True and search["probes"] == 100
-    assert search["neighbours"][0] == "1" and len(search["neighbours"]) == 5
+    assert search["neighbours"][0] == 1 and len(search["neighbours"]) == 5
     assert re.match(rf"^{roundtrip.db}_pre_restore_\d{{8}}_\d{{6}}$", result["previous_database"])
     assert result["previous_database"] in result["msg"]
     assert result["stopped"] == [] and result["started"] == []

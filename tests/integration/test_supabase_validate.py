@@ -120,7 +120,7 @@ def test_good_backup_passes(validation):
     assert result["sha256"] == dump["sha256"]
     assert result["row_counts"] == dump["tables"]
     assert result["vector_search"]["checked"] is True
-    assert result["vector_search"]["neighbours"][0] == "1"
+    assert result["vector_search"]["neighbours"][0] == 1
     assert "public.knowledge_base_embedding_ivfflat_idx" in result["indexes"]
     contract = result["contract_queries"]
     assert contract["row_counts"] == {"knowledge_base": 300, "learned_constraints": 50, "feedback_audit_log": 100}
