@@ -353,4 +353,3 @@ def parse_metrics(path: os.PathLike) -> Dict[str, float]:
         if match:
             values[match.group(1)] = float(match.group(2))
     return values
-

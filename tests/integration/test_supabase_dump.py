@@ -191,7 +191,7 @@ def test_backup_restores_with_gunzip_and_psql(happy):
             name)
         assert len(rows) == 3 and rows[0][0] == "1" and abs(float(rows[0][1]) - 1.0) < 1e-6
         testbed.psql("SELECT * FROM match_knowledge("
-                      "'[0.1, 0.2]'::vector || array_fill(0.0, ARRAY[1534])::vector, 0.75, 3)", name)
+                     "'[0.1, 0.2]'::vector || array_fill(0.0, ARRAY[1534])::vector, 0.75, 3)", name)
         assert testbed.psql(
             "SELECT am.amname FROM pg_class c JOIN pg_am am ON am.oid = c.relam "
             "WHERE c.relname = 'knowledge_base_embedding_ivfflat_idx'", name) == "ivfflat"
@@ -215,7 +215,7 @@ def test_check_mode_changes_nothing_and_predicts(healthy_stack, collections_path
     plant_backup(existing, 1 * DAY, now=now)
     before = snapshot(existing)
     started = time.time()
-    results, _ = run_tasks(collections_path, [
+    results, _output = run_tasks(collections_path, [
         {"args": {"backup_dir": absent}, "check": True},
         {"args": {"backup_dir": existing}, "check": True},
     ])
@@ -288,7 +288,7 @@ def test_retention_rules(healthy_stack, collections_path, workdir):
     z_backups = [plant_backup(z_dir, days * DAY, now=now) for days in (1000, 500)]
     z_before = snapshot(z_dir)
 
-    results, _ = run_tasks(collections_path, [
+    results, _output = run_tasks(collections_path, [
         {"args": {"backup_dir": r_dir}},
         {"args": {"backup_dir": k_dir, "retention_days": 90, "retention_keep_min": 3}},
         {"args": {"backup_dir": z_dir, "retention_days": 0, "retention_keep_min": 1}},

@@ -301,7 +301,7 @@ def test_metrics_file_on_success_then_failure(healthy_stack, collections_path, w
     backup_dir = os.path.join(workdir, "backups")
     metrics = os.path.join(workdir, "textfile", "supabase_backup.prom")
     started = time.time()
-    results, _ = run_tasks(collections_path, [
+    results, _output = run_tasks(collections_path, [
         {"args": {"backup_dir": backup_dir, "metrics_file": metrics}},
         {"module": "ansible.builtin.slurp", "args": {"src": metrics}},
         {"args": {"backup_dir": backup_dir, "metrics_file": metrics, "db": "cr_dumptest_no_such_db"}},
