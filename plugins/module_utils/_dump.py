@@ -14,21 +14,18 @@ is on disk. Row counts for the manifest are taken from the stream as it passes.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import os
 import time
 
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
     DUMP_SUFFIX,
     AtomicFile,
     DirectoryLock,
-    TIMESTAMP_FORMAT,
     ensure_directory,
-    list_backups,
     remove_backups,
     remove_quietly,
-    select_expired,
     validate_prefix,
     write_sidecars,
 )
@@ -101,14 +98,10 @@ def database_facts(target):
     return facts
 
 
-class DumpBackend:
+class DumpBackend(Backend):
     """Runs one backup; ``run()`` returns the result dict or raises a SupabaseBackupError."""
 
-    def __init__(self, settings, check_mode=False, clock=time.time):
-        self.settings = settings
-        self.check_mode = check_mode
-        self.clock = clock
-        self.warnings = []
+    metrics_kind = METRICS_KIND
 
     @classmethod
     def from_params(cls, params, check_mode=False):
@@ -124,38 +117,10 @@ class DumpBackend:
             raise
 
     def run(self):
-        started = time.monotonic()
-        try:
-            result = self._backup(started)
-        except SupabaseBackupError as exc:
-            self._record_metrics(False, time.monotonic() - started, failure=exc)
-            raise
-        self._record_metrics(True, result['duration'], size=result['size'])
-        return result
+        return self.measured(self._backup)
 
-    def _record_metrics(self, success, duration, size=None, failure=None):
-        if self.check_mode or not self.settings.metrics_file:
-            return
-        try:
-            write_metrics(self.settings.metrics_file, METRICS_KIND, success, duration,
-                          size=size, finished_at=int(self.clock()))
-        except (OSError, SupabaseBackupError) as exc:
-            if failure is not None:
-                # The backup error is the one the operator must see.
-                failure.details['metrics_error'] = str(exc)
-                return
-            self.warnings.append('backup succeeded but metrics_file %s was not written: %s'
-                                 % (self.settings.metrics_file, exc))
-
-    def _backup_path(self, now):
-        stamp = datetime.datetime.fromtimestamp(now).strftime(TIMESTAMP_FORMAT)
-        return os.path.join(self.settings.backup_dir, '%s_%s%s' % (self.settings.prefix, stamp, DUMP_SUFFIX))
-
-    def _expired(self, include_new=None):
-        backups = list_backups(self.settings.backup_dir, self.settings.prefix, (DUMP_SUFFIX,))
-        if include_new and all(item['path'] != include_new for item in backups):
-            backups.append({'path': include_new, 'mtime': self.clock(), 'timestamp': '~'})
-        return select_expired(backups, self.settings.retention_days, self.settings.retention_keep_min, self.clock())
+    def naming(self):
+        return self.settings.backup_dir, self.settings.prefix, '_', DUMP_SUFFIX
 
     def _backup(self, started):
         settings = self.settings
@@ -164,8 +129,8 @@ class DumpBackend:
         settings.target.ensure_reachable()
         facts = database_facts(settings.target)
         if self.check_mode:
-            path = self._backup_path(self.clock())
-            removed = remove_backups(self._expired(include_new=path), check_mode=True) if not dir_changed else []
+            path = self.backup_path()
+            removed = remove_backups(self.expired(include_new=path), check_mode=True) if not dir_changed else []
             return {
                 'changed': True, 'path': path, 'removed': removed, 'size': None, 'sha256': None,
                 'duration': round(time.monotonic() - started, 3), 'tables': {},
@@ -173,23 +138,14 @@ class DumpBackend:
                                                      ' and remove %d expired file(s)' % len(removed) if removed else ''),
             }
         with DirectoryLock(settings.backup_dir, settings.lock_timeout):
-            path = self._free_backup_path()
+            path = self.free_backup_path()
             dump = self._dump_to(path, facts, started)
-            removed = remove_backups(self._expired(), check_mode=False)
+            removed = remove_backups(self.expired(), check_mode=False)
         dump.update({
             'changed': True, 'removed': removed, 'duration': round(time.monotonic() - started, 3),
             'msg': 'Backed up %s to %s (%d bytes)' % (settings.target.describe(), path, dump['size']),
         })
         return dump
-
-    def _free_backup_path(self):
-        """The timestamped name; a run finishing within the same second as the last one waits a tick."""
-        for _attempt in range(30):
-            path = self._backup_path(self.clock())
-            if not os.path.lexists(path):
-                return path
-            time.sleep(0.1)
-        raise ConfigError('cannot find a free backup name in %s' % self.settings.backup_dir)
 
     def _dump_to(self, path, facts, started):
         settings = self.settings
@@ -235,7 +191,7 @@ class DumpBackend:
                 'sha256': digest.hexdigest(),
                 'size': written[0],
                 'uncompressed_size': compressor.uncompressed_size,
-                'created_at': datetime.datetime.fromtimestamp(self.clock(), datetime.timezone.utc).isoformat(),
+                'created_at': self.utc_now(),
                 'database': settings.target.db,
                 'server_version': inspector.versions.get('server_version') or facts.get('server_version'),
                 'pg_dump_version': inspector.versions.get('pg_dump_version'),

@@ -15,11 +15,10 @@ leaves the live database exactly as it was. Writers are restarted in every case.
 
 from __future__ import annotations
 
-import datetime
 import re
 import time
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import TIMESTAMP_FORMAT
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_reader import (
     BackupFile,
     select_backup,
@@ -268,14 +267,8 @@ SELECT CASE WHEN s.setrole = 0
 '''
 
 
-class RestoreBackend:
+class RestoreBackend(Backend):
     """Runs one restore; ``run()`` returns the result dict or raises a SupabaseBackupError."""
-
-    def __init__(self, settings, check_mode=False, clock=time.time):
-        self.settings = settings
-        self.check_mode = check_mode
-        self.clock = clock
-        self.warnings = []
 
     def run(self):
         started = time.monotonic()
@@ -290,7 +283,7 @@ class RestoreBackend:
         if not restorer.database_exists(target.db):
             raise ConfigError('%s does not exist; nothing to restore over' % target.describe())
         expected = backup.verify()
-        stamp = datetime.datetime.fromtimestamp(self.clock()).strftime(TIMESTAMP_FORMAT)
+        stamp = self.stamp()
         scratch = derived_name(target.db, '_restore_' + stamp)
         previous = derived_name(target.db, '_pre_restore_' + stamp)
         writers = settings.writers.running()

@@ -13,13 +13,12 @@ A report (JSON and a readable summary) is written beside the backups in every ca
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import time
 
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
-    TIMESTAMP_FORMAT,
     write_file_atomically,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_reader import (
@@ -28,7 +27,6 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._back
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import PgTarget
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import SupabaseBackupError
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metrics import write_metrics
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore import (
     DatabaseRestorer,
     check_memory_setting,
@@ -90,20 +88,17 @@ def summary_text(report):
     return '\n'.join(lines) + '\n'
 
 
-class ValidateBackend:
+class ValidateBackend(Backend):
+    """Restores a backup into a staging database and validates it; fails when it does not restore."""
 
-    def __init__(self, settings, check_mode=False, clock=time.time):
-        self.settings = settings
-        self.check_mode = check_mode
-        self.clock = clock
-        self.warnings = []
+    metrics_kind = METRICS_KIND
 
     def run(self):
         started = time.monotonic()
         settings = self.settings
         target = settings.target
         backup = BackupFile(settings.src)
-        stamp = datetime.datetime.fromtimestamp(self.clock()).strftime(TIMESTAMP_FORMAT)
+        stamp = self.stamp()
         staging = derived_name(target.db, '_validate_' + stamp)
         report_path = os.path.join(settings.report_dir, os.path.basename(backup.path) + '.validation.json')
         if self.check_mode:
@@ -111,7 +106,7 @@ class ValidateBackend:
             return {'changed': True, 'src': backup.path, 'staging_database': staging, 'report': report_path,
                     'msg': 'Would validate %s in staging database %s' % (backup.path, staging)}
         report = {'backup': backup.path, 'staging_database': staging, 'passed': False,
-                  'validated_at': datetime.datetime.fromtimestamp(self.clock(), datetime.timezone.utc).isoformat()}
+                  'validated_at': self.utc_now()}
         try:
             self._validate(backup, staging, report)
             report['passed'] = True
@@ -148,9 +143,4 @@ class ValidateBackend:
             write_file_atomically(report_path[:-len('.json')] + '.txt', summary_text(report), REPORT_MODE)
         except SupabaseBackupError as exc:
             self.warnings.append('validation report %s not written: %s' % (report_path, exc.msg))
-        if self.settings.metrics_file:
-            try:
-                write_metrics(self.settings.metrics_file, METRICS_KIND, report['passed'], report['duration'],
-                              size=os.path.getsize(report['backup']), finished_at=int(self.clock()))
-            except (OSError, SupabaseBackupError) as exc:
-                self.warnings.append('metrics_file %s not written: %s' % (self.settings.metrics_file, exc))
+        self.record_metrics(report['passed'], report['duration'], size=os.path.getsize(report['backup']))

@@ -25,16 +25,15 @@ import os
 import posixpath
 import time
 
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
     AtomicFile,
     DirectoryLock,
     TIMESTAMP_FORMAT,
     ensure_directory,
-    list_backups,
     newest_backup,
     remove_backups,
     remove_quietly,
-    select_expired,
     write_sidecars,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import (
@@ -51,7 +50,6 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
     DockerError,
     SupabaseBackupError,
 )
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metrics import write_metrics
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import parse_mode
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._parallel_gzip import (
     ZLIB_IMPLEMENTATION,
@@ -415,39 +413,15 @@ class VolumeHelper:
             raise DockerError('the Docker engine refused the snapshot for %s' % self.db.source)
 
 
-class VolumeBackend:
+class VolumeBackend(Backend):
     """Runs one snapshot or restore; ``run()`` returns the result dict or raises a SupabaseBackupError."""
 
-    def __init__(self, settings, check_mode=False, clock=time.time):
-        self.settings = settings
-        self.check_mode = check_mode
-        self.clock = clock
-        self.warnings = []
+    metrics_kind = METRICS_KIND
 
     def run(self):
-        started = time.monotonic()
         if self.settings.state == 'restored':
-            return self._restore(started)
-        try:
-            result = self._snapshot(started)
-        except SupabaseBackupError as exc:
-            self._record_metrics(False, time.monotonic() - started, failure=exc)
-            raise
-        self._record_metrics(True, result['duration'], size=result['size'])
-        return result
-
-    def _record_metrics(self, success, duration, size=None, failure=None):
-        if self.check_mode or not self.settings.metrics_file:
-            return
-        try:
-            write_metrics(self.settings.metrics_file, METRICS_KIND, success, duration,
-                          size=size, finished_at=int(self.clock()))
-        except (OSError, SupabaseBackupError) as exc:
-            if failure is not None:
-                failure.details['metrics_error'] = str(exc)
-                return
-            self.warnings.append('snapshot succeeded but metrics_file %s was not written: %s'
-                                 % (self.settings.metrics_file, exc))
+            return self._restore(time.monotonic())
+        return self.measured(self._snapshot)
 
     # The container: stopped only when it ran, always started again, ready before success.
 
@@ -478,24 +452,8 @@ class VolumeBackend:
 
     # present
 
-    def _snapshot_path(self, now):
-        name = '%s%s%s%s' % (VOLUME_PREFIX, VOLUME_SEPARATOR, _timestamp(now), VOLUME_SUFFIX)
-        return os.path.join(self.settings.backup_dir, name)
-
-    def _free_snapshot_path(self):
-        for _attempt in range(30):
-            path = self._snapshot_path(self.clock())
-            if not os.path.lexists(path):
-                return path
-            time.sleep(0.1)
-        raise ConfigError('cannot find a free snapshot name in %s' % self.settings.backup_dir)
-
-    def _expired(self, include_new=None):
-        settings = self.settings
-        snapshots = list_backups(settings.backup_dir, VOLUME_PREFIX, (VOLUME_SUFFIX,), VOLUME_SEPARATOR)
-        if include_new and all(item['path'] != include_new for item in snapshots):
-            snapshots.append({'path': include_new, 'mtime': self.clock(), 'timestamp': '~'})
-        return select_expired(snapshots, settings.retention_days, settings.retention_keep_min, self.clock())
+    def naming(self):
+        return self.settings.backup_dir, VOLUME_PREFIX, VOLUME_SEPARATOR, VOLUME_SUFFIX
 
     def _snapshot(self, started):
         settings = self.settings
@@ -508,8 +466,8 @@ class VolumeBackend:
                               % (db.source, db.path_in_container(db.pgdata)))
         stopped = [db.name] if db.running else []
         if self.check_mode:
-            path = self._snapshot_path(self.clock())
-            removed = remove_backups(self._expired(include_new=path), check_mode=True) if not dir_changed else []
+            path = self.backup_path()
+            removed = remove_backups(self.expired(include_new=path), check_mode=True) if not dir_changed else []
             return {
                 'changed': True, 'path': path, 'removed': removed, 'size': None, 'sha256': None,
                 'downtime': None, 'stopped': stopped, 'started': list(stopped), 'pg_version': pg_version,
@@ -519,9 +477,9 @@ class VolumeBackend:
                     ' and remove %d expired file(s)' % len(removed) if removed else ''),
             }
         with DirectoryLock(settings.backup_dir, settings.lock_timeout):
-            path = self._free_snapshot_path()
+            path = self.free_backup_path()
             result = self._write_snapshot(db, path, pg_version)
-            result['removed'] = remove_backups(self._expired(), check_mode=False)
+            result['removed'] = remove_backups(self.expired(), check_mode=False)
         result.update({'changed': True, 'duration': round(time.monotonic() - started, 3)})
         result['msg'] = 'Snapshot of %s written to %s (%d bytes, %s downtime)' % (
             db.source, path, result['size'],
@@ -569,7 +527,7 @@ class VolumeBackend:
                 'sha256': digest.hexdigest(),
                 'size': written[0],
                 'uncompressed_size': compressor.uncompressed_size,
-                'created_at': datetime.datetime.fromtimestamp(self.clock(), datetime.timezone.utc).isoformat(),
+                'created_at': self.utc_now(),
                 'container': db.name,
                 'source': {'volume': settings.volume} if settings.volume else {'path': settings.path},
                 'mount_point': db.destination,

@@ -176,23 +176,13 @@ extensions:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump import DumpBackend
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import SupabaseBackupError
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import run_module
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import dump_argument_spec
 
 
 def main():
     module = AnsibleModule(argument_spec=dump_argument_spec(), supports_check_mode=True)
-    backend = None
-    try:
-        backend = DumpBackend.from_params(module.params, check_mode=module.check_mode)
-        result = backend.run()
-    except SupabaseBackupError as exc:
-        for warning in backend.warnings if backend else []:
-            module.warn(warning)
-        module.fail_json(msg=exc.msg, **exc.details)
-    for warning in backend.warnings:
-        module.warn(warning)
-    module.exit_json(**result)
+    run_module(module, lambda: DumpBackend.from_params(module.params, check_mode=module.check_mode))
 
 
 if __name__ == '__main__':

@@ -182,7 +182,7 @@ duration:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import SupabaseBackupError
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import run_module
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import (
     SOURCE_RULES,
     restore_argument_spec,
@@ -195,17 +195,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._rest
 
 def main():
     module = AnsibleModule(argument_spec=restore_argument_spec(), supports_check_mode=True, **SOURCE_RULES)
-    backend = None
-    try:
-        backend = RestoreBackend(RestoreSettings(module.params), check_mode=module.check_mode)
-        result = backend.run()
-    except SupabaseBackupError as exc:
-        for warning in backend.warnings if backend else []:
-            module.warn(warning)
-        module.fail_json(msg=exc.msg, **exc.details)
-    for warning in backend.warnings:
-        module.warn(warning)
-    module.exit_json(**result)
+    run_module(module, lambda: RestoreBackend(RestoreSettings(module.params), check_mode=module.check_mode))
 
 
 if __name__ == '__main__':

@@ -257,7 +257,7 @@ duration:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import SupabaseBackupError
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import run_module
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import (
     VOLUME_SNAPSHOT_RULES,
     volume_snapshot_argument_spec,
@@ -271,17 +271,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._volu
 def main():
     module = AnsibleModule(argument_spec=volume_snapshot_argument_spec(), supports_check_mode=True,
                            **VOLUME_SNAPSHOT_RULES)
-    backend = None
-    try:
-        backend = VolumeBackend(VolumeSettings(module.params), check_mode=module.check_mode)
-        result = backend.run()
-    except SupabaseBackupError as exc:
-        for warning in backend.warnings if backend else []:
-            module.warn(warning)
-        module.fail_json(msg=exc.msg, **exc.details)
-    for warning in backend.warnings:
-        module.warn(warning)
-    module.exit_json(**result)
+    run_module(module, lambda: VolumeBackend(VolumeSettings(module.params), check_mode=module.check_mode))
 
 
 if __name__ == '__main__':

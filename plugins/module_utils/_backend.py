@@ -1,0 +1,118 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 CortexReview engineering
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This is a private module_utils of cortexreview.supabase_backup; it may change without notice.
+# It must stay importable without Ansible: the cron runner uses it too.
+"""What every backend shares, and how a module runs one."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
+    TIMESTAMP_FORMAT,
+    list_backups,
+    select_expired,
+)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
+    ConfigError,
+    SupabaseBackupError,
+)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metrics import write_metrics
+
+
+class Backend:
+    """A unit of work: ``run()`` returns the result dict or raises a SupabaseBackupError.
+
+    ``metrics_kind`` labels the Prometheus samples of backends whose settings have a ``metrics_file``.
+    """
+
+    metrics_kind = None
+
+    def __init__(self, settings, check_mode=False, clock=time.time):
+        self.settings = settings
+        self.check_mode = check_mode
+        self.clock = clock
+        self.warnings = []
+
+    def run(self):
+        raise NotImplementedError
+
+    def measured(self, work):
+        """``work(started)``, with its outcome recorded in the metrics file, failure included."""
+        started = time.monotonic()
+        try:
+            result = work(started)
+        except SupabaseBackupError as exc:
+            self.record_metrics(False, time.monotonic() - started, failure=exc)
+            raise
+        self.record_metrics(True, result['duration'], size=result.get('size'))
+        return result
+
+    def record_metrics(self, success, duration, size=None, failure=None):
+        metrics_file = getattr(self.settings, 'metrics_file', None)
+        if self.check_mode or not metrics_file:
+            return
+        try:
+            write_metrics(metrics_file, self.metrics_kind, success, duration, size=size, finished_at=int(self.clock()))
+        except (OSError, SupabaseBackupError) as exc:
+            if failure is not None:
+                # The run's own error is the one the operator must see.
+                failure.details['metrics_error'] = str(exc)
+                return
+            self.warnings.append('the %s run succeeded but metrics_file %s was not written: %s'
+                                 % (self.metrics_kind, metrics_file, exc))
+
+    def naming(self):
+        """(directory, prefix, separator, suffix) of the files a backup-writing backend makes."""
+        raise NotImplementedError
+
+    def backup_path(self):
+        directory, prefix, separator, suffix = self.naming()
+        return os.path.join(directory, '%s%s%s%s' % (prefix, separator, self.stamp(), suffix))
+
+    def free_backup_path(self):
+        """The timestamped name; a run finishing within the same second as the last one waits a tick."""
+        for _attempt in range(30):
+            path = self.backup_path()
+            if not os.path.lexists(path):
+                return path
+            time.sleep(0.1)
+        raise ConfigError('cannot find a free backup name in %s' % self.naming()[0])
+
+    def expired(self, include_new=None):
+        """Backups retention removes now; ``include_new`` counts a backup about to be written."""
+        directory, prefix, separator, suffix = self.naming()
+        backups = list_backups(directory, prefix, (suffix,), separator)
+        if include_new and all(item['path'] != include_new for item in backups):
+            backups.append({'path': include_new, 'mtime': self.clock(), 'timestamp': '~'})
+        return select_expired(backups, self.settings.retention_days, self.settings.retention_keep_min, self.clock())
+
+    def stamp(self):
+        """Now as ``YYYYMMDD_HHMMSS`` in the node's local time, as the contract names files."""
+        return datetime.datetime.fromtimestamp(self.clock()).strftime(TIMESTAMP_FORMAT)
+
+    def utc_now(self):
+        return datetime.datetime.fromtimestamp(self.clock(), datetime.timezone.utc).isoformat()
+
+
+def run_module(module, make_backend):
+    """Run the backend ``make_backend()`` builds and exit the module with its result.
+
+    Our errors become one-line failures with their details; warnings are shown either way.
+    """
+    backend = None
+    try:
+        backend = make_backend()
+        result = backend.run()
+    except SupabaseBackupError as exc:
+        for warning in backend.warnings if backend else []:
+            module.warn(warning)
+        module.fail_json(msg=exc.msg, **exc.details)
+    for warning in backend.warnings:
+        module.warn(warning)
+    module.exit_json(**result)
