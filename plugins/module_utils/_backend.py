@@ -23,6 +23,31 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
     SupabaseBackupError,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metrics import write_metrics
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import parse_mode
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._parallel_gzip import default_threads
+
+
+class OutputSettings:
+    """Options of every backend that writes backups: retention, file mode, compression, lock, metrics."""
+
+    def __init__(self, params):
+        self.retention_days = params['retention_days']
+        self.retention_keep_min = params['retention_keep_min']
+        self.mode = parse_mode(params['mode'])
+        self.compression_level = params['compression_level']
+        self.compress_threads = params['compress_threads'] or default_threads()
+        self.lock_timeout = params['lock_timeout']
+        self.metrics_file = params.get('metrics_file')
+        if self.retention_days < 0:
+            raise ConfigError('retention_days must be 0 (keep everything) or more')
+        if self.retention_keep_min < 1:
+            raise ConfigError('retention_keep_min must be at least 1, so the new backup is always kept')
+        if not 1 <= self.compression_level <= 9:
+            raise ConfigError('compression_level must be between 1 and 9')
+        if params['compress_threads'] < 0:
+            raise ConfigError('compress_threads must be 0 (one per core) or more')
+        if self.lock_timeout < 0:
+            raise ConfigError('lock_timeout must be 0 or more seconds')
 
 
 class Backend:

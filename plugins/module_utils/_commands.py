@@ -67,10 +67,18 @@ class _TailBuffer:
 
 
 def last_line(text):
-    """The most telling line of a client's stderr: its last error line, else its last line."""
+    """The most telling part of a client's stderr, on one line.
+
+    PostgreSQL's clients print their own error ("pg_dump: error: ...") first and the server's
+    reason ("... ERROR: ..." or "FATAL: ...") after it; both are kept. Otherwise the last line.
+    """
     lines = [line.strip() for line in (text or '').splitlines() if line.strip()]
-    errors = [line for line in lines if any(word in line for word in ('ERROR:', 'FATAL:', 'error:'))]
-    return (errors or lines or [''])[-1]
+    client = [line for line in lines if 'error:' in line]
+    server = [line for line in lines if 'ERROR:' in line or 'FATAL:' in line]
+    if client and server and server[0] not in client:
+        reason = server[0][max(server[0].find('ERROR:'), server[0].find('FATAL:')):]
+        return '%s (%s)' % (client[0], reason)
+    return (client or server or lines or [''])[0 if client or server else -1]
 
 
 class _LocalStream:

@@ -18,7 +18,7 @@ import hashlib
 import os
 import time
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend, OutputSettings
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
     DUMP_SUFFIX,
     AtomicFile,
@@ -40,11 +40,9 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
     SupabaseBackupError,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metrics import write_metrics
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import parse_mode
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._parallel_gzip import (
     ZLIB_IMPLEMENTATION,
     ParallelGzipWriter,
-    default_threads,
 )
 
 MANIFEST_FORMAT = 'cortexreview.supabase_backup/dump-manifest/v1'
@@ -55,32 +53,15 @@ DATABASE_FACTS_SQL = (
 )
 
 
-class DumpSettings:
+class DumpSettings(OutputSettings):
     """Validated options of one backup run."""
 
     def __init__(self, params):
-        self.backup_dir = params['backup_dir']
+        super().__init__(params)
         self.prefix = validate_prefix(params['prefix'])
-        self.retention_days = params['retention_days']
-        self.retention_keep_min = params['retention_keep_min']
-        self.mode = parse_mode(params['mode'])
-        self.metrics_file = params.get('metrics_file')
-        self.compression_level = params['compression_level']
-        self.compress_threads = params['compress_threads'] or default_threads()
-        self.lock_timeout = params['lock_timeout']
-        if not self.backup_dir:
+        if not params['backup_dir']:
             raise ConfigError('backup_dir must not be empty')
-        self.backup_dir = os.path.abspath(self.backup_dir)
-        if self.retention_days < 0:
-            raise ConfigError('retention_days must be 0 (keep everything) or more')
-        if self.retention_keep_min < 1:
-            raise ConfigError('retention_keep_min must be at least 1, so the new backup is always kept')
-        if not 1 <= self.compression_level <= 9:
-            raise ConfigError('compression_level must be between 1 and 9')
-        if params['compress_threads'] < 0:
-            raise ConfigError('compress_threads must be 0 (one per core) or more')
-        if self.lock_timeout < 0:
-            raise ConfigError('lock_timeout must be 0 or more seconds')
+        self.backup_dir = os.path.abspath(params['backup_dir'])
         self.target = PgTarget(**params)
 
 

@@ -25,7 +25,7 @@ import os
 import posixpath
 import time
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend, OutputSettings
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
     AtomicFile,
     DirectoryLock,
@@ -50,11 +50,9 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
     DockerError,
     SupabaseBackupError,
 )
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import parse_mode
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._parallel_gzip import (
     ZLIB_IMPLEMENTATION,
     ParallelGzipWriter,
-    default_threads,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._volume_archive import (
     ASIDE_PREFIX,
@@ -146,10 +144,11 @@ def open_archive(api, container, path, missing_ok=False):
     return response
 
 
-class VolumeSettings:
+class VolumeSettings(OutputSettings):
     """Validated options of one volume snapshot or restore."""
 
     def __init__(self, params):
+        super().__init__(params)
         self.state = params['state']
         self.container = params['container']
         self.path = os.path.abspath(params['path']) if params.get('path') else None
@@ -157,32 +156,16 @@ class VolumeSettings:
         self.backup_dir = os.path.abspath(params['backup_dir']) if params.get('backup_dir') else None
         self.src = params.get('src')
         self.confirm = params['confirm']
-        self.retention_days = params['retention_days']
-        self.retention_keep_min = params['retention_keep_min']
-        self.mode = parse_mode(params['mode'])
-        self.compression_level = params['compression_level']
-        self.compress_threads = params['compress_threads'] or default_threads()
-        self.lock_timeout = params['lock_timeout']
         self.stop_timeout = params['stop_timeout']
         self.ready_timeout = params['ready_timeout']
-        self.metrics_file = params.get('metrics_file')
         if not self.container:
             raise ConfigError('container must name the database container that mounts the volume')
         if not self.path and not self.volume:
             raise ConfigError('give the volume, or the path of the host directory mounted as the data directory')
         if self.state == 'present' and self.src:
             raise ConfigError('src is only for state=restored')
-        if self.retention_days < 0:
-            raise ConfigError('retention_days must be 0 (keep everything) or more')
-        if self.retention_keep_min < 1:
-            raise ConfigError('retention_keep_min must be at least 1, so the new snapshot is always kept')
-        if not 1 <= self.compression_level <= 9:
-            raise ConfigError('compression_level must be between 1 and 9')
-        if params['compress_threads'] < 0:
-            raise ConfigError('compress_threads must be 0 (one per core) or more')
-        for name in ('lock_timeout', 'stop_timeout'):
-            if getattr(self, name) < 0:
-                raise ConfigError('%s must be 0 or more seconds' % name)
+        if self.stop_timeout < 0:
+            raise ConfigError('stop_timeout must be 0 or more seconds')
         if self.ready_timeout < 1:
             raise ConfigError('ready_timeout must be at least 1 second')
         self.target = PgTarget(container=self.container, docker_host=params.get('docker_host'))
