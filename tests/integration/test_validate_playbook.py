@@ -1,0 +1,77 @@
+"""playbooks/validate.yml on the real stack: a good backup passes, a broken one fails the play."""
+
+import glob
+import gzip
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+import pytest
+
+import testbed
+
+PLAYBOOK = testbed.REPO_ROOT / "playbooks" / "validate.yml"
+
+
+@pytest.fixture(scope="module")
+def scratch(stack, run_module):
+    db = "validate_pb_%d" % os.getpid()
+    base = tempfile.mkdtemp(prefix="cortexreview-validate-pb-")
+    testbed.psql('CREATE DATABASE "%s" TEMPLATE template0' % db, "template1")
+    try:
+        testbed.psql(testbed.SEED_SQL.read_text(), db)
+        good_dir = os.path.join(base, "good")
+        dump = run_module("supabase_dump", {"backup_dir": good_dir, "db": db})
+        assert not dump.get("failed"), dump
+        # The same dump with a statement that fails after the first COPY block.
+        with gzip.open(dump["path"], "rb") as handle:
+            text = handle.read()
+        cut = text.index(b"\\.\n") + 3
+        broken_dir = os.path.join(base, "broken")
+        os.makedirs(broken_dir, mode=0o700)
+        broken = os.path.join(broken_dir, os.path.basename(dump["path"]))
+        with gzip.open(broken, "wb") as handle:
+            handle.write(text[:cut] + b"SELECT 1/0;\n" + text[cut:])
+        yield {"db": db, "good": dump["path"], "broken": broken, "tables": dump["tables"]}
+    finally:
+        testbed.psql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % db, "template1")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _run(run_playbook, scratch, src):
+    # The test runner's Python has the Docker SDK and zlib-ng, as the role's virtualenv would.
+    venv = os.path.dirname(os.path.dirname(sys.executable))
+    return run_playbook(PLAYBOOK, {"supabase_validate_hosts": "localhost", "supabase_validate_db": scratch["db"],
+                                   "supabase_validate_src": src, "supabase_validate_venv_dir": venv})
+
+
+def _staging_databases(db):
+    return [name for name in testbed.list_databases() if name.startswith(db + "_validate_")]
+
+
+def test_good_backup_passes_with_a_report(run_playbook, scratch):
+    proc = _run(run_playbook, scratch, scratch["good"])
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "Supabase backup validation: PASSED" in proc.stdout
+    with open(scratch["good"] + ".validation.json", encoding="utf-8") as handle:
+        report = json.load(handle)
+    assert report["passed"] is True and report["row_counts"] == scratch["tables"]
+    assert report["contract_queries"]["row_counts"]["knowledge_base"] == 300
+    for path in glob.glob(scratch["good"] + ".validation.*"):
+        assert os.stat(path).st_mode & 0o777 == 0o600
+    assert _staging_databases(scratch["db"]) == []
+
+
+def test_broken_backup_fails_the_play_and_leaves_nothing(run_playbook, scratch):
+    before = testbed.table_counts(scratch["db"])
+    proc = _run(run_playbook, scratch, scratch["broken"])
+    assert proc.returncode != 0
+    assert "Backup validation FAILED" in proc.stdout and "division by zero" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    with open(scratch["broken"] + ".validation.json", encoding="utf-8") as handle:
+        report = json.load(handle)
+    assert report["passed"] is False and "division by zero" in report["error"]
+    assert _staging_databases(scratch["db"]) == []
+    assert testbed.table_counts(scratch["db"]) == before
