@@ -24,7 +24,10 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metrics import write_metrics
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import parse_mode
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._parallel_gzip import default_threads
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._parallel_gzip import (
+    ZLIB_IMPLEMENTATION,
+    default_threads,
+)
 
 
 class OutputSettings:
@@ -116,6 +119,19 @@ class Backend:
         if include_new and all(item['path'] != include_new for item in backups):
             backups.append({'path': include_new, 'mtime': self.clock(), 'timestamp': '~'})
         return select_expired(backups, self.settings.retention_days, self.settings.retention_keep_min, self.clock())
+
+    def file_manifest(self, manifest_format, path, sha256, size, compressor):
+        """The part of a manifest every compressed backup file has."""
+        return {
+            'format': manifest_format,
+            'file': os.path.basename(path),
+            'sha256': sha256,
+            'size': size,
+            'uncompressed_size': compressor.uncompressed_size,
+            'created_at': self.utc_now(),
+            'compression': {'format': 'gzip', 'level': self.settings.compression_level,
+                            'implementation': ZLIB_IMPLEMENTATION},
+        }
 
     def stamp(self):
         """Now as ``YYYYMMDD_HHMMSS`` in the node's local time, as the contract names files."""

@@ -41,7 +41,6 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metrics import write_metrics
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._parallel_gzip import (
-    ZLIB_IMPLEMENTATION,
     ParallelGzipWriter,
 )
 
@@ -166,22 +165,15 @@ class DumpBackend(Backend):
             except BaseException:
                 compressor.abort()
                 raise
-            manifest = {
-                'format': MANIFEST_FORMAT,
-                'file': os.path.basename(path),
-                'sha256': digest.hexdigest(),
-                'size': written[0],
-                'uncompressed_size': compressor.uncompressed_size,
-                'created_at': self.utc_now(),
+            manifest = self.file_manifest(MANIFEST_FORMAT, path, digest.hexdigest(), written[0], compressor)
+            manifest.update({
                 'database': settings.target.db,
                 'server_version': inspector.versions.get('server_version') or facts.get('server_version'),
                 'pg_dump_version': inspector.versions.get('pg_dump_version'),
                 'extensions': facts['extensions'],
                 'tables': inspector.tables,
-                'compression': {'format': 'gzip', 'level': settings.compression_level,
-                                'implementation': ZLIB_IMPLEMENTATION},
                 'dump_seconds': round(time.monotonic() - started, 3),
-            }
+            })
             try:
                 write_sidecars(path, manifest['sha256'], manifest, settings.mode, sidecars)
                 output.commit(overwrite=False)

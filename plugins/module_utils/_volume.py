@@ -51,7 +51,6 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
     SupabaseBackupError,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._parallel_gzip import (
-    ZLIB_IMPLEMENTATION,
     ParallelGzipWriter,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._volume_archive import (
@@ -504,22 +503,15 @@ class VolumeBackend(Backend):
                     db.start()
                 except SupabaseBackupError as exc:
                     start_error = exc
-            manifest = {
-                'format': MANIFEST_FORMAT,
-                'file': os.path.basename(path),
-                'sha256': digest.hexdigest(),
-                'size': written[0],
-                'uncompressed_size': compressor.uncompressed_size,
-                'created_at': self.utc_now(),
+            manifest = self.file_manifest(MANIFEST_FORMAT, path, digest.hexdigest(), written[0], compressor)
+            manifest.update({
                 'container': db.name,
                 'source': {'volume': settings.volume} if settings.volume else {'path': settings.path},
                 'mount_point': db.destination,
                 'pgdata': db.pgdata,
                 'pg_version': facts['pg_version'],
                 'members': facts['members'],
-                'compression': {'format': 'gzip', 'level': settings.compression_level,
-                                'implementation': ZLIB_IMPLEMENTATION},
-            }
+            })
             try:
                 write_sidecars(path, manifest['sha256'], manifest, settings.mode, sidecars)
                 output.commit(overwrite=False)

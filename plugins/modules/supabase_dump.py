@@ -26,17 +26,15 @@ description:
 author:
   - CortexReview engineering (@cortexreview)
 extends_documentation_fragment:
+  - cortexreview.supabase_backup.attributes
   - cortexreview.supabase_backup.connection
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Connects to the database read-only, and reports the file it would write and the backups retention would remove.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: none
     details: Every run creates a new backup, so it always reports changed.
 options:

@@ -32,34 +32,19 @@ description:
 author:
   - CortexReview engineering (@cortexreview)
 extends_documentation_fragment:
+  - cortexreview.supabase_backup.attributes
+  - cortexreview.supabase_backup.attributes.restore_source
   - cortexreview.supabase_backup.connection
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Verifies the backup fully and reports the plan; stops nothing and changes nothing. O(confirm) is not needed.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: none
     details: Every run replaces the database, so it always reports changed.
 options:
-  src:
-    description:
-      - The backup file, C(.sql.gz).
-      - One of O(src) and O(backup_dir) is required.
-    type: path
-  backup_dir:
-    description:
-      - Restore the newest backup of O(prefix) in this directory (by the timestamp in its name).
-    type: path
-  prefix:
-    description:
-      - File name prefix of the backups in O(backup_dir).
-    type: str
-    default: supabase_backup
   confirm:
     description:
       - Must be V(true) for a real run; the restore replaces the current contents of O(db).
@@ -94,19 +79,6 @@ options:
         so at most one such copy exists. V(false) drops it once the restore succeeded.
     type: bool
     default: true
-  maintenance_work_mem:
-    description:
-      - C(maintenance_work_mem) of the restore session. An IVFFlat index of 1536-dimension vectors with
-        C(lists = 100) needs about 65MB, more than PostgreSQL's default of 64MB.
-    type: str
-    default: 1GB
-  maintenance_db:
-    description:
-      - Database to connect to for creating, renaming and dropping databases.
-    type: str
-    default: template1
-notes:
-  - The restore needs free space in the database server for a second copy of the database while it runs.
 seealso:
   - module: cortexreview.supabase_backup.supabase_dump
 '''

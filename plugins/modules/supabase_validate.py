@@ -24,53 +24,27 @@ description:
 author:
   - CortexReview engineering (@cortexreview)
 extends_documentation_fragment:
+  - cortexreview.supabase_backup.attributes
+  - cortexreview.supabase_backup.attributes.restore_source
   - cortexreview.supabase_backup.connection
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Reports the backup and staging database it would use; restores nothing.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: none
     details: Every run restores and writes a new report.
 options:
-  src:
-    description:
-      - The backup file, C(.sql.gz). One of O(src) and O(backup_dir) is required.
-    type: path
-  backup_dir:
-    description:
-      - Validate the newest backup of O(prefix) in this directory.
-    type: path
-  prefix:
-    description:
-      - File name prefix of the backups in O(backup_dir).
-    type: str
-    default: supabase_backup
   report_dir:
     description:
       - Where to write the report. Default is the backup's directory.
     type: path
-  maintenance_work_mem:
-    description:
-      - C(maintenance_work_mem) of the restore session, so vector index builds succeed.
-    type: str
-    default: 1GB
-  maintenance_db:
-    description:
-      - Database to connect to for creating and dropping the staging database.
-    type: str
-    default: template1
   metrics_file:
     description:
       - Prometheus textfile-collector file to update with the validation result (label C(kind="validation")).
     type: path
-notes:
-  - The staging restore needs free space in the database server for a copy of the database.
 seealso:
   - module: cortexreview.supabase_backup.supabase_restore
 '''

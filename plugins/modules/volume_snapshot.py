@@ -34,19 +34,18 @@ description:
     before the container is started again, so the database runs on its old data.
 author:
   - CortexReview engineering (@cortexreview)
+extends_documentation_fragment:
+  - cortexreview.supabase_backup.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - O(state=present) inspects the container and its volume and reports the file it would write and the snapshots
         retention would remove; it stops nothing.
       - O(state=restored) verifies the archive fully and reports the plan; it stops nothing. O(confirm) is not needed.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: none
     details: Every snapshot creates a new file and every restore replaces the volume's contents, so both always report changed.
 options:

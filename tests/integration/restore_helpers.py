@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import testbed
+from dump_helpers import assert_clean_failure  # noqa: F401  pylint: disable=unused-import
 
 WRITERS = testbed.APP_CONTAINERS
 SEED_SQL_TEXT = testbed.SEED_SQL.read_text(encoding="utf-8")
@@ -224,20 +225,6 @@ class TaskSession:
 
 def assert_ok(result: Mapping[str, Any]) -> None:
     assert result.get("failed") is not True, json.dumps(result, indent=1)[:6000]
-
-
-def assert_clean_failure(result: Mapping[str, Any], *fragments: str) -> str:
-    """A failed task with a one-line ``msg`` (containing each fragment) and no traceback."""
-    assert result.get("failed") is True, result
-    msg = result.get("msg", "")
-    assert msg and "\n" not in msg.strip(), f"msg is not one line: {msg!r}"
-    assert "Traceback" not in json.dumps(result), result
-    for key in ("module_stderr", "module_stdout"):  # the module crashed instead of failing
-        assert key not in result, f"{key} in result: {result}"
-    assert result.get("exception", "(traceback unavailable)") == "(traceback unavailable)", result
-    for fragment in fragments:
-        assert fragment.lower() in msg.lower(), f"{fragment!r} not in msg {msg!r}"
-    return msg
 
 
 # --------------------------------------------------------------- databases --
