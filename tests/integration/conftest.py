@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -98,3 +100,13 @@ def run_module(collections_path):
 def run_playbook(collections_path):
     """``run_playbook(path, extra_vars=None, *, check=False, inventory=None, ...) -> CompletedProcess``"""
     return functools.partial(testbed.run_playbook, collections_path=collections_path)
+
+
+@pytest.fixture
+def workdir():
+    """A private temporary directory (str), removed afterwards."""
+    path = tempfile.mkdtemp(prefix="cortexreview-test-")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

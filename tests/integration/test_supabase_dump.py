@@ -71,15 +71,6 @@ def _our_module_processes(module):
     return found
 
 
-@pytest.fixture
-def workdir():
-    path = tempfile.mkdtemp(prefix="cortexreview-dumptest-")
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 # ------------------------------------------------------------ happy path --
 
 @pytest.fixture(scope="module")

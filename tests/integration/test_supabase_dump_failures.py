@@ -61,15 +61,6 @@ def pg_bin():
     return path
 
 
-@pytest.fixture
-def workdir():
-    path = tempfile.mkdtemp(prefix="cortexreview-dumptest-")
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 @contextlib.contextmanager
 def small_tmpfs(path, size="512k"):
     os.makedirs(path, exist_ok=True)
