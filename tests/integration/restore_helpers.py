@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime
 import errno
 import gzip
-import hashlib
 import json
 import os
 import re
@@ -38,7 +37,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import testbed
-from dump_helpers import assert_clean_failure  # noqa: F401  pylint: disable=unused-import
+from dump_helpers import assert_clean_failure, sha256_file  # noqa: F401  pylint: disable=unused-import
 
 WRITERS = testbed.APP_CONTAINERS
 SEED_SQL_TEXT = testbed.SEED_SQL.read_text(encoding="utf-8")
@@ -329,14 +328,6 @@ def vector_search(db: str, vector_text: str, count: int = 3) -> List[Tuple[str, 
 
 
 # ----------------------------------------------------------------- backups --
-
-def sha256_file(path: os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def write_file(path: os.PathLike, data: bytes, mode: int = 0o600) -> str:
     path = Path(path)
