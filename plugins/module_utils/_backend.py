@@ -17,12 +17,13 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._back
     TIMESTAMP_FORMAT,
     list_backups,
     select_expired,
+    suffix_variants,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
     ConfigError,
     SupabaseBackupError,
 )
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metrics import write_metrics
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metrics import free_bytes, write_metrics
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import parse_mode
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._parallel_gzip import (
     ZLIB_IMPLEMENTATION,
@@ -85,8 +86,10 @@ class Backend:
         metrics_file = getattr(self.settings, 'metrics_file', None)
         if self.check_mode or not metrics_file:
             return
+        directory = self.metrics_directory()
         try:
-            write_metrics(metrics_file, self.metrics_kind, success, duration, size=size, finished_at=int(self.clock()))
+            write_metrics(metrics_file, self.metrics_kind, success, duration, size=size, finished_at=int(self.clock()),
+                          free=free_bytes(directory) if directory else None)
         except (OSError, SupabaseBackupError) as exc:
             if failure is not None:
                 # The run's own error is the one the operator must see.
@@ -94,6 +97,10 @@ class Backend:
                 return
             self.warnings.append('the %s run succeeded but metrics_file %s was not written: %s'
                                  % (self.metrics_kind, metrics_file, exc))
+
+    def metrics_directory(self):
+        """The directory whose free space the metrics report, or None."""
+        return None
 
     def naming(self):
         """(directory, prefix, separator, suffix) of the files a backup-writing backend makes."""
@@ -104,18 +111,21 @@ class Backend:
         return os.path.join(directory, '%s%s%s%s' % (prefix, separator, self.stamp(), suffix))
 
     def free_backup_path(self):
-        """The timestamped name; a run finishing within the same second as the last one waits a tick."""
+        """The timestamped name, free in plain and encrypted form alike; within the same second as
+        the last run, it waits a tick."""
         for _attempt in range(30):
             path = self.backup_path()
-            if not os.path.lexists(path):
+            suffix = self.naming()[3]
+            stem = path[:-len(suffix)]
+            if not any(os.path.lexists(stem + variant) for variant in suffix_variants(suffix)):
                 return path
             time.sleep(0.1)
         raise ConfigError('cannot find a free backup name in %s' % self.naming()[0])
 
     def expired(self, include_new=None):
-        """Backups retention removes now; ``include_new`` counts a backup about to be written."""
+        """Backups retention removes now, encrypted or not; ``include_new`` counts a backup about to be written."""
         directory, prefix, separator, suffix = self.naming()
-        backups = list_backups(directory, prefix, (suffix,), separator)
+        backups = list_backups(directory, prefix, suffix_variants(suffix), separator)
         if include_new and all(item['path'] != include_new for item in backups):
             backups.append({'path': include_new, 'mtime': self.clock(), 'timestamp': '~'})
         return select_expired(backups, self.settings.retention_days, self.settings.retention_keep_min, self.clock())

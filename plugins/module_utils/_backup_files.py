@@ -26,9 +26,21 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
 
 TIMESTAMP_FORMAT = '%Y%m%d_%H%M%S'
 DUMP_SUFFIX = '.sql.gz'
-SIDECAR_SUFFIXES = ('.sha256', '.manifest.json')
+# gpg's suffix: an encrypted backup is the plain name plus this.
+ENCRYPTED_SUFFIX = '.gpg'
+# Files named after a backup that go with it (validation reports included).
+SIDECAR_SUFFIXES = ('.sha256', '.manifest.json', '.validation.json', '.validation.txt')
 PREFIX_PATTERN = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
 SECONDS_PER_DAY = 86400
+
+
+def suffix_variants(suffix):
+    """The plain and the encrypted form of a backup suffix: retention and "newest" treat both alike."""
+    plain = suffix[:-len(ENCRYPTED_SUFFIX)] if suffix.endswith(ENCRYPTED_SUFFIX) else suffix
+    return (plain, plain + ENCRYPTED_SUFFIX)
+
+
+DUMP_SUFFIXES = suffix_variants(DUMP_SUFFIX)
 
 
 def validate_prefix(prefix):

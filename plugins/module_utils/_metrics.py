@@ -27,6 +27,7 @@ METRICS = (
     ('size_bytes', 'Size of the latest successful Supabase backup file.'),
     ('last_success_timestamp_seconds', 'Unix time of the latest successful Supabase backup.'),
     ('success', '1 if the last Supabase backup run succeeded, 0 if it failed.'),
+    ('free_bytes', 'Free space, for unprivileged users, on the filesystem of the backup directory.'),
 )
 _SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)')
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
@@ -56,10 +57,18 @@ def _format(value):
     return repr(float(value)) if isinstance(value, float) else str(int(value))
 
 
-def write_metrics(path, kind, success, duration, size=None, finished_at=None):
+def free_bytes(directory):
+    """Space an unprivileged user can still write on ``directory``'s filesystem, or None when unknown."""
+    try:
+        info = os.statvfs(directory)
+    except OSError:
+        return None
+    return info.f_bavail * info.f_frsize
+
+
+def write_metrics(path, kind, success, duration, size=None, finished_at=None, free=None):
     """Record one run of ``kind``. ``size``/``finished_at`` are those of this run when it succeeded."""
     samples = read_samples(path)
-    names = dict(('%s_%s' % (METRIC_PREFIX, short), short) for short, _help in METRICS)
     if success:
         samples[(METRIC_PREFIX + '_size_bytes', kind)] = size or 0
         samples[(METRIC_PREFIX + '_last_success_timestamp_seconds', kind)] = finished_at
@@ -67,14 +76,30 @@ def write_metrics(path, kind, success, duration, size=None, finished_at=None):
     samples.setdefault((METRIC_PREFIX + '_last_success_timestamp_seconds', kind), 0)
     samples[(METRIC_PREFIX + '_duration_seconds', kind)] = round(float(duration), 3)
     samples[(METRIC_PREFIX + '_success', kind)] = 1 if success else 0
+    if free is not None:
+        samples[(METRIC_PREFIX + '_free_bytes', kind)] = free
+    _write_samples(path, samples)
+
+
+def write_free_bytes(path, kind, free):
+    """Refresh only the free-space gauge of ``kind`` (between runs, so a filling disk is seen early)."""
+    samples = read_samples(path)
+    samples[(METRIC_PREFIX + '_free_bytes', kind)] = free
+    _write_samples(path, samples)
+
+
+def _write_samples(path, samples):
+    names = dict(('%s_%s' % (METRIC_PREFIX, short), short) for short, _help in METRICS)
     lines = []
     for short, help_text in METRICS:
         name = '%s_%s' % (METRIC_PREFIX, short)
+        present = [(kind, value) for (sample_name, kind), value in sorted(samples.items()) if sample_name == name]
+        if not present:
+            continue
         lines.append('# HELP %s %s' % (name, help_text))
         lines.append('# TYPE %s gauge' % name)
-        for (sample_name, sample_kind), value in sorted(samples.items()):
-            if sample_name == name:
-                lines.append('%s{kind="%s"} %s' % (name, sample_kind, _format(value)))
+        for sample_kind, value in present:
+            lines.append('%s{kind="%s"} %s' % (name, sample_kind, _format(value)))
     # Keep samples of metrics this version does not know, so newer writers are not undone.
     for (sample_name, sample_kind), value in sorted(samples.items()):
         if sample_name not in names:
