@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Prepare a fresh Debian bookworm machine (run as root) for the test suite:
 #   1. apt packages: docker.io debootstrap docker-compose cron python3-venv gzip
-#   2. a running Docker daemon (starts dockerd in the background if needed)
-#   3. Python requirements (requirements-dev.txt) -- into the current python3,
+#   2. promtool (alert-rule tests): only the binary, extracted from Debian's
+#      prometheus package into $PROMTOOL_DIR (default /opt/cortexreview/promtool)
+#      and linked as /usr/local/bin/promtool -- no Prometheus server installed
+#   3. a running Docker daemon (starts dockerd in the background if needed)
+#   4. Python requirements (requirements-dev.txt) -- into the current python3,
 #      or into a venv ($CORTEXREVIEW_VENV, default /opt/cortexreview/venv)
 #      when python3 is Debian's externally-managed interpreter
-#   4. the test-bed images (tests/testbed/build-images.sh)
-#   5. the test-bed stack, up and seeded (tests/testbed/stack.sh up)
+#   5. the test-bed images (tests/testbed/build-images.sh)
+#   6. the test-bed stack, up and seeded (tests/testbed/stack.sh up)
 # Idempotent: every step is skipped / quick when already done.
 # Environment: PYTHON=/path/to/python to force the interpreter;
 #              SETUP_SKIP_STACK=1 to stop after building the images.
@@ -38,7 +41,28 @@ else
 	log "apt packages present"
 fi
 
-# --------------------------------------------------------- 2. dockerd -----
+# -------------------------------------------------------- 2. promtool -----
+# `apt-get install prometheus` would also install and start a server: take only
+# promtool out of the package (it needs nothing but libc).
+PROMTOOL_DIR="${PROMTOOL_DIR:-/opt/cortexreview/promtool}"
+if [ -x "$PROMTOOL_DIR/promtool" ] && [ "$(readlink /usr/local/bin/promtool || true)" = "$PROMTOOL_DIR/promtool" ]; then
+	log "promtool present: $("$PROMTOOL_DIR/promtool" --version 2>&1 | head -1)"
+else
+	log "promtool: extracting it from Debian's prometheus package into $PROMTOOL_DIR"
+	deb_dir=$(mktemp -d "${TMPDIR:-/tmp}/cortexreview-promtool.XXXXXX")
+	chown _apt "$deb_dir" 2>/dev/null || true # apt-get download drops to _apt
+	(cd "$deb_dir" && { apt-get download -qq prometheus 2>/dev/null || { apt-get update -qq && apt-get download -qq prometheus; }; })
+	dpkg-deb -x "$deb_dir"/prometheus_*.deb "$deb_dir/root"
+	mkdir -p "$PROMTOOL_DIR"
+	install -m 0755 "$deb_dir/root/usr/bin/promtool" "$PROMTOOL_DIR/promtool.new"
+	mv -f "$PROMTOOL_DIR/promtool.new" "$PROMTOOL_DIR/promtool"
+	rm -rf "$deb_dir"
+	ln -sfn "$PROMTOOL_DIR/promtool" /usr/local/bin/promtool
+	"$PROMTOOL_DIR/promtool" --version >/dev/null || die "promtool does not run"
+	log "promtool installed: $("$PROMTOOL_DIR/promtool" --version 2>&1 | head -1)"
+fi
+
+# --------------------------------------------------------- 3. dockerd -----
 if docker info >/dev/null 2>&1; then
 	log "docker daemon running"
 else
@@ -59,7 +83,7 @@ else
 	log "docker daemon up"
 fi
 
-# ---------------------------------------------------------- 3. python -----
+# ---------------------------------------------------------- 4. python -----
 py="${PYTHON:-$(command -v python3 || true)}"
 [ -n "$py" ] || die "python3 not found"
 if [ -z "${PYTHON:-}" ] && [ ! -x "$TB_VENV/bin/python" ] && "$py" - <<'PY'
@@ -78,10 +102,10 @@ log "python: $PYTHON ($("$PYTHON" --version 2>&1))"
 	-r "$REPO/requirements-dev.txt"
 log "python requirements installed"
 
-# ---------------------------------------------------------- 4. images -----
+# ---------------------------------------------------------- 5. images -----
 bash "$REPO/tests/testbed/build-images.sh"
 
-# ----------------------------------------------------------- 5. stack -----
+# ----------------------------------------------------------- 6. stack -----
 if [ "${SETUP_SKIP_STACK:-0}" != 1 ]; then
 	bash "$REPO/tests/testbed/stack.sh" up
 fi
