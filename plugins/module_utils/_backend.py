@@ -10,10 +10,12 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 import time
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
+    ENCRYPTED_SUFFIX,
     TIMESTAMP_FORMAT,
     list_backups,
     select_expired,
@@ -23,16 +25,23 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
     ConfigError,
     SupabaseBackupError,
 )
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._gpg import (
+    ENCRYPTION_FACTS,
+    GpgEncryptor,
+    Passphrase,
+)
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metrics import free_bytes, write_metrics
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import parse_mode
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._parallel_gzip import (
     ZLIB_IMPLEMENTATION,
+    ParallelGzipWriter,
     default_threads,
 )
 
 
 class OutputSettings:
-    """Options of every backend that writes backups: retention, file mode, compression, lock, metrics."""
+    """Options of every backend that writes backups: retention, file mode, compression, encryption,
+    lock, metrics."""
 
     def __init__(self, params):
         self.retention_days = params['retention_days']
@@ -52,6 +61,60 @@ class OutputSettings:
             raise ConfigError('compress_threads must be 0 (one per core) or more')
         if self.lock_timeout < 0:
             raise ConfigError('lock_timeout must be 0 or more seconds')
+        self.passphrase = Passphrase.from_params(params)
+
+    def suffix(self, plain_suffix):
+        """The name's suffix of a new backup: gpg's ``.gpg`` added when it is encrypted."""
+        return plain_suffix + ENCRYPTED_SUFFIX if self.passphrase else plain_suffix
+
+
+class CompressedOutput:
+    """gzip (then gpg, with a passphrase) into an open AtomicFile; hashes and counts what reaches the disk.
+
+    ``write()`` plain bytes, then ``close()``; on any failure ``abort()``. No unencrypted byte of an
+    encrypted backup is ever written to disk.
+    """
+
+    def __init__(self, output, settings):
+        self._output = output
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.encrypted = settings.passphrase is not None
+        self._encryptor = GpgEncryptor(settings.passphrase, self._to_file) if self.encrypted else None
+        try:
+            self._compressor = ParallelGzipWriter(self._encryptor.write if self._encryptor else self._to_file,
+                                                  level=settings.compression_level, threads=settings.compress_threads)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _to_file(self, data):
+        self.digest.update(data)
+        self._output.write(data)
+        self.size += len(data)
+
+    @property
+    def uncompressed_size(self):
+        return self._compressor.uncompressed_size
+
+    def write(self, data):
+        self._compressor.write(data)
+
+    def close(self):
+        try:
+            self._compressor.close()
+            if self._encryptor:
+                self._encryptor.close()
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self):
+        compressor = getattr(self, '_compressor', None)
+        if compressor is not None:
+            compressor.abort()
+        if self._encryptor:
+            self._encryptor.abort()
 
 
 class Backend:
@@ -130,17 +193,18 @@ class Backend:
             backups.append({'path': include_new, 'mtime': self.clock(), 'timestamp': '~'})
         return select_expired(backups, self.settings.retention_days, self.settings.retention_keep_min, self.clock())
 
-    def file_manifest(self, manifest_format, path, sha256, size, compressor):
-        """The part of a manifest every compressed backup file has."""
+    def file_manifest(self, manifest_format, path, written):
+        """The part of a manifest every backup file has; ``written`` is its closed CompressedOutput."""
         return {
             'format': manifest_format,
             'file': os.path.basename(path),
-            'sha256': sha256,
-            'size': size,
-            'uncompressed_size': compressor.uncompressed_size,
+            'sha256': written.digest.hexdigest(),
+            'size': written.size,
+            'uncompressed_size': written.uncompressed_size,
             'created_at': self.utc_now(),
             'compression': {'format': 'gzip', 'level': self.settings.compression_level,
                             'implementation': ZLIB_IMPLEMENTATION},
+            'encryption': dict(ENCRYPTION_FACTS) if written.encrypted else None,
         }
 
     def stamp(self):

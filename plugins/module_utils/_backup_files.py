@@ -63,6 +63,24 @@ def storage_error(action, path, exc):
     return StorageError('cannot %s %s: %s' % (action, path, exc.strerror or exc), path=path)
 
 
+def read_private_file(path, what):
+    """The bytes of a file that may hold a secret; refused unless owned by root or us and private."""
+    try:
+        with open(path, 'rb') as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise ConfigError('%s %s is not a regular file' % (what, path))
+            if info.st_uid not in (0, os.geteuid()):
+                raise ConfigError('%s %s is owned by uid %d; it must be owned by root or the user running this'
+                                  % (what, path, info.st_uid))
+            if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise ConfigError('%s %s is accessible to group or others (mode %04o); it holds a secret, make '
+                                  'it 0600' % (what, path, stat.S_IMODE(info.st_mode)))
+            return handle.read()
+    except OSError as exc:
+        raise ConfigError('cannot read %s %s: %s' % (what, path, exc.strerror or exc)) from None
+
+
 def ensure_directory(path, check_mode):
     """Create the backup directory 0700 when missing. Returns (changed, warnings)."""
     warnings = []

@@ -5,25 +5,29 @@
 
 # This is a private module_utils of cortexreview.supabase_backup; it may change without notice.
 # It must stay importable without Ansible: the cron runner uses it too.
-"""Reading a ``.sql.gz`` backup: a full verification pass, then streaming it to a restore.
+"""Reading a ``.sql.gz`` (or gpg-encrypted ``.sql.gz.gpg``) backup: a full verification pass,
+then streaming it to a restore.
 
-Memory stays bounded: the file is read and decompressed in pieces of at most 1 MiB.
+Memory stays bounded: the file is read, decrypted and decompressed in pieces of at most 1 MiB.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import stat
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump_stream import DumpInspector
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
-    DUMP_SUFFIX,
+    DUMP_SUFFIXES,
+    ENCRYPTED_SUFFIX,
     newest_backup,
     validate_prefix,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import BackupFileError
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._gpg import decrypted, looks_encrypted
 
 try:
     from zlib_ng import zlib_ng as fast_zlib
@@ -34,6 +38,10 @@ import zlib
 
 READ_SIZE = 1 << 20
 GZIP_MAGIC = b'\x1f\x8b'
+
+
+class CorruptStreamError(BackupFileError):
+    """The gzip stream itself is damaged (the caller names the file)."""
 
 
 def _decompressed(compressed_chunks):
@@ -60,9 +68,25 @@ def _decompressed(compressed_chunks):
             if rest:
                 yield rest
             if not decoder.eof:
-                raise BackupFileError('the gzip stream is truncated (unexpected end of file)')
+                raise CorruptStreamError('the gzip stream is truncated (unexpected end of file)')
     except (zlib.error, fast_zlib.error) as exc:
-        raise BackupFileError('not a valid gzip stream: %s' % exc) from None
+        raise CorruptStreamError('not a valid gzip stream: %s' % exc) from None
+
+
+def gzip_checked(chunks, message):
+    """``chunks``, once their start is read and found to be gzip; BackupFileError(message) at once if not.
+
+    Reading the start also runs into a wrong passphrase, before anything else happens.
+    """
+    head = b''
+    chunks = iter(chunks)
+    for data in chunks:
+        head += data
+        if len(head) >= len(GZIP_MAGIC):
+            break
+    if not head.startswith(GZIP_MAGIC):
+        raise BackupFileError(message)
+    return itertools.chain((head,), chunks)
 
 
 def select_backup(params):
@@ -72,16 +96,21 @@ def select_backup(params):
     directory = params.get('backup_dir')
     if not directory:
         raise BackupFileError('give either src or backup_dir')
-    path = newest_backup(directory, validate_prefix(params['prefix']), (DUMP_SUFFIX,))
+    path = newest_backup(directory, validate_prefix(params['prefix']), DUMP_SUFFIXES)
     if not path:
-        raise BackupFileError('no backup named %s_YYYYMMDD_HHMMSS.sql.gz in %s' % (params['prefix'], directory))
+        raise BackupFileError('no backup named %s_YYYYMMDD_HHMMSS.sql.gz[.gpg] in %s' % (params['prefix'], directory))
     return path
 
 
 class BackupFile:
-    """A logical backup on disk, with its optional ``.sha256`` and ``.manifest.json`` sidecars."""
+    """A logical backup on disk, with its optional ``.sha256`` and ``.manifest.json`` sidecars.
 
-    def __init__(self, path):
+    An encrypted file (gpg's OpenPGP message) needs ``passphrase`` (a ``_gpg.Passphrase``).
+    """
+
+    what = 'backup file'
+
+    def __init__(self, path, passphrase=None):
         self.path = os.path.abspath(path)
         try:
             info = os.stat(self.path)
@@ -96,6 +125,21 @@ class BackupFile:
         self.size = info.st_size
         if self.size == 0:
             raise BackupFileError('backup file %s is empty' % self.path)
+        self.encrypted = self._is_encrypted()
+        if self.encrypted and passphrase is None:
+            raise BackupFileError('%s %s is encrypted: give encrypt_passphrase or encrypt_passphrase_file'
+                                  % (self.what, self.path))
+        self.passphrase = passphrase
+
+    def _is_encrypted(self):
+        try:
+            with open(self.path, 'rb') as handle:
+                head = handle.read(32)
+        except OSError as exc:
+            raise BackupFileError('cannot read %s %s: %s' % (self.what, self.path, exc.strerror or exc)) from None
+        if head.startswith(GZIP_MAGIC):
+            return False
+        return self.path.endswith(ENCRYPTED_SUFFIX) or looks_encrypted(head)
 
     def _raw_chunks(self, digest=None):
         try:
@@ -107,9 +151,24 @@ class BackupFile:
         except OSError as exc:
             raise BackupFileError('cannot read backup file %s: %s' % (self.path, exc.strerror or exc)) from None
 
+    def plain_chunks(self, digest=None):
+        """The gzip stream: the file's bytes, decrypted as they are read when it is encrypted.
+
+        ``digest`` sees the file's own bytes, as its checksum file does.
+        """
+        raw = self._raw_chunks(digest)
+        if not self.encrypted:
+            return raw
+        return decrypted(raw, self.passphrase, os.path.basename(self.path))
+
+    def checked_plain_chunks(self, digest=None):
+        """``plain_chunks()``, failing at once unless the (decrypted) stream is gzip."""
+        return gzip_checked(self.plain_chunks(digest), '%s %s is not gzip-compressed%s' % (
+            self.what, self.path, ' once decrypted' if self.encrypted else ''))
+
     def sql_chunks(self):
-        """The SQL text, decompressed as it is read."""
-        return _decompressed(self._raw_chunks())
+        """The SQL text, decrypted and decompressed as it is read."""
+        return _decompressed(self.plain_chunks())
 
     def expected_sha256(self):
         try:
@@ -142,14 +201,12 @@ class BackupFile:
         """
         digest = hashlib.sha256()
         inspector = DumpInspector()
-        with open(self.path, 'rb') as handle:
-            if handle.read(2) != GZIP_MAGIC:
-                raise BackupFileError('backup file %s is not gzip-compressed' % self.path)
         name = os.path.basename(self.path)
+        compressed = self.checked_plain_chunks(digest)
         try:
-            for plain in _decompressed(self._raw_chunks(digest)):
+            for plain in _decompressed(compressed):
                 inspector.feed(plain)
-        except BackupFileError as exc:
+        except CorruptStreamError as exc:
             raise BackupFileError('backup file %s is corrupt: %s' % (name, exc.msg)) from None
         sha256 = digest.hexdigest()
         expected = self.expected_sha256()

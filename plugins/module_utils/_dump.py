@@ -14,11 +14,14 @@ is on disk. Row counts for the manifest are taken from the stream as it passes.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend, OutputSettings
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import (
+    Backend,
+    CompressedOutput,
+    OutputSettings,
+)
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
     DUMP_SUFFIX,
     AtomicFile,
@@ -40,9 +43,6 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
     SupabaseBackupError,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metrics import write_metrics
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._parallel_gzip import (
-    ParallelGzipWriter,
-)
 
 MANIFEST_FORMAT = 'cortexreview.supabase_backup/dump-manifest/v1'
 METRICS_KIND = 'logical'
@@ -100,7 +100,10 @@ class DumpBackend(Backend):
         return self.measured(self._backup)
 
     def naming(self):
-        return self.settings.backup_dir, self.settings.prefix, '_', DUMP_SUFFIX
+        return self.settings.backup_dir, self.settings.prefix, '_', self.settings.suffix(DUMP_SUFFIX)
+
+    def metrics_directory(self):
+        return self.settings.backup_dir
 
     def _backup(self, started):
         settings = self.settings
@@ -129,43 +132,34 @@ class DumpBackend(Backend):
 
     def _dump_to(self, path, facts, started):
         settings = self.settings
-        digest = hashlib.sha256()
         inspector = DumpInspector()
         sidecars = []
         with AtomicFile(path, settings.mode) as output:
-            written = [0]
-
-            def sink(data):
-                digest.update(data)
-                output.write(data)
-                written[0] += len(data)
-
-            compressor = ParallelGzipWriter(sink, level=settings.compression_level,
-                                            threads=settings.compress_threads)
-            stream = settings.target.start('pg_dump', ['--dbname', settings.target.db])
+            written = CompressedOutput(output, settings)
+            try:
+                stream = settings.target.start('pg_dump', ['--dbname', settings.target.db])
+            except BaseException:
+                written.abort()
+                raise
             try:
                 for chunk in stream.chunks():
                     inspector.feed(chunk)
-                    compressor.write(chunk)
+                    written.write(chunk)
             except BaseException:
                 stream.abort()
-                compressor.abort()
+                written.abort()
                 raise
             returncode, stderr = stream.finish()
             if returncode != 0:
-                compressor.abort()
+                written.abort()
                 raise CommandError('pg_dump failed (exit %s): %s' % (returncode, last_line(stderr) or 'no message'),
                                    rc=returncode, stderr=stderr)
             if not inspector.complete:
-                compressor.abort()
+                written.abort()
                 raise CommandError('pg_dump exited 0 but its output lacks the completion marker; '
                                    'the dump is incomplete and was discarded', stderr=stderr)
-            try:
-                compressor.close()
-            except BaseException:
-                compressor.abort()
-                raise
-            manifest = self.file_manifest(MANIFEST_FORMAT, path, digest.hexdigest(), written[0], compressor)
+            written.close()
+            manifest = self.file_manifest(MANIFEST_FORMAT, path, written)
             manifest.update({
                 'database': settings.target.db,
                 'server_version': inspector.versions.get('server_version') or facts.get('server_version'),
@@ -185,5 +179,5 @@ class DumpBackend(Backend):
             'manifest': path + '.manifest.json', 'tables': manifest['tables'],
             'uncompressed_size': manifest['uncompressed_size'],
             'server_version': manifest['server_version'], 'pg_dump_version': manifest['pg_dump_version'],
-            'extensions': manifest['extensions'],
+            'extensions': manifest['extensions'], 'encrypted': written.encrypted,
         }

@@ -24,6 +24,12 @@ CONNECTION_OPTIONS = dict(
     pg_bin_dir=dict(type='path'),
 )
 
+# A backup encrypted (or to encrypt) with gpg: the same two options for writing and reading.
+ENCRYPTION_OPTIONS = dict(
+    encrypt_passphrase=dict(type='str', no_log=True),
+    encrypt_passphrase_file=dict(type='path'),
+)
+
 DUMP_OPTIONS = dict(
     backup_dir=dict(type='path', required=True),
     prefix=dict(type='str', default='supabase_backup'),
@@ -35,6 +41,7 @@ DUMP_OPTIONS = dict(
     compression_level=dict(type='int', default=5),
     compress_threads=dict(type='int', default=0),
     lock_timeout=dict(type='int', default=600),
+    **ENCRYPTION_OPTIONS
 )
 
 
@@ -42,6 +49,7 @@ BACKUP_SOURCE_OPTIONS = dict(
     src=dict(type='path'),
     backup_dir=dict(type='path'),
     prefix=dict(type='str', default='supabase_backup'),
+    **ENCRYPTION_OPTIONS
 )
 
 RESTORE_OPTIONS = dict(
@@ -64,7 +72,8 @@ VALIDATE_OPTIONS = dict(
 )
 
 # A backup is named by src, or it is the newest of backup_dir.
-SOURCE_RULES = dict(required_one_of=[('src', 'backup_dir')], mutually_exclusive=[('src', 'backup_dir')])
+SOURCE_RULES = dict(required_one_of=[('src', 'backup_dir')],
+                    mutually_exclusive=[('src', 'backup_dir'), ('encrypt_passphrase', 'encrypt_passphrase_file')])
 
 
 def restore_argument_spec():
@@ -106,11 +115,12 @@ VOLUME_SNAPSHOT_OPTIONS = dict(
     stop_timeout=dict(type='int', default=120),
     ready_timeout=dict(type='int', default=300),
     metrics_file=dict(type='path'),
+    **ENCRYPTION_OPTIONS
 )
 
 # present writes into backup_dir; restored takes src, or the newest snapshot of backup_dir.
 VOLUME_SNAPSHOT_RULES = dict(
-    mutually_exclusive=[('volume', 'path'), ('src', 'backup_dir')],
+    mutually_exclusive=[('volume', 'path'), ('src', 'backup_dir'), ('encrypt_passphrase', 'encrypt_passphrase_file')],
     required_if=[('state', 'present', ('backup_dir',)), ('state', 'restored', ('src', 'backup_dir'), True)],
 )
 

@@ -30,6 +30,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
     SupabaseBackupError,
     VerificationError,
 )
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._gpg import Passphrase
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._sql import (
     derived_name,
     quote_ident,
@@ -59,6 +60,7 @@ class RestoreSettings:
 
     def __init__(self, params):
         self.src = select_backup(params)
+        self.passphrase = Passphrase.from_params(params)
         self.confirm = params['confirm']
         self.keep_previous = params['keep_previous']
         self.maintenance_work_mem = params['maintenance_work_mem']
@@ -274,7 +276,7 @@ class RestoreBackend(Backend):
         started = time.monotonic()
         settings = self.settings
         target = settings.target
-        backup = BackupFile(settings.src)
+        backup = BackupFile(settings.src, settings.passphrase)
         if not settings.confirm and not self.check_mode:
             raise ConfigError('confirm must be true: restoring %s replaces the current contents of %s'
                               % (backup.path, target.describe()))

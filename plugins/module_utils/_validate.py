@@ -27,6 +27,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._back
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import PgTarget
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import SupabaseBackupError
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._gpg import Passphrase
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore import (
     DatabaseRestorer,
     check_memory_setting,
@@ -46,6 +47,7 @@ class ValidateSettings:
 
     def __init__(self, params):
         self.src = select_backup(params)
+        self.passphrase = Passphrase.from_params(params)
         self.report_dir = params.get('report_dir') or os.path.dirname(os.path.abspath(self.src))
         self.maintenance_work_mem = params['maintenance_work_mem']
         self.maintenance_db = params['maintenance_db']
@@ -97,7 +99,7 @@ class ValidateBackend(Backend):
         started = time.monotonic()
         settings = self.settings
         target = settings.target
-        backup = BackupFile(settings.src)
+        backup = BackupFile(settings.src, settings.passphrase)
         stamp = self.stamp()
         staging = derived_name(target.db, '_validate_' + stamp)
         report_path = os.path.join(settings.report_dir, os.path.basename(backup.path) + '.validation.json')

@@ -25,7 +25,11 @@ import os
 import posixpath
 import time
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend, OutputSettings
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import (
+    Backend,
+    CompressedOutput,
+    OutputSettings,
+)
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
     AtomicFile,
     DirectoryLock,
@@ -34,6 +38,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._back
     newest_backup,
     remove_backups,
     remove_quietly,
+    suffix_variants,
     write_sidecars,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import (
@@ -49,9 +54,6 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
     ConfigError,
     DockerError,
     SupabaseBackupError,
-)
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._parallel_gzip import (
-    ParallelGzipWriter,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._volume_archive import (
     ASIDE_PREFIX,
@@ -435,7 +437,10 @@ class VolumeBackend(Backend):
     # present
 
     def naming(self):
-        return self.settings.backup_dir, VOLUME_PREFIX, VOLUME_SEPARATOR, VOLUME_SUFFIX
+        return self.settings.backup_dir, VOLUME_PREFIX, VOLUME_SEPARATOR, self.settings.suffix(VOLUME_SUFFIX)
+
+    def metrics_directory(self):
+        return self.settings.backup_dir
 
     def _snapshot(self, started):
         settings = self.settings
@@ -470,18 +475,11 @@ class VolumeBackend(Backend):
 
     def _write_snapshot(self, db, path, pg_version):
         settings = self.settings
-        digest = hashlib.sha256()
-        written = [0]
         stopped = []
         stop_began = None
         sidecars = []
         with AtomicFile(path, settings.mode) as output:
-            def sink(data):
-                digest.update(data)
-                output.write(data)
-                written[0] += len(data)
-
-            compressor = ParallelGzipWriter(sink, level=settings.compression_level, threads=settings.compress_threads)
+            compressor = CompressedOutput(output, settings)
             try:
                 if db.running:
                     # Counted as stopped from the request on: whatever the stop did, it is started again.
@@ -503,7 +501,7 @@ class VolumeBackend(Backend):
                     db.start()
                 except SupabaseBackupError as exc:
                     start_error = exc
-            manifest = self.file_manifest(MANIFEST_FORMAT, path, digest.hexdigest(), written[0], compressor)
+            manifest = self.file_manifest(MANIFEST_FORMAT, path, compressor)
             manifest.update({
                 'container': db.name,
                 'source': {'volume': settings.volume} if settings.volume else {'path': settings.path},
@@ -547,6 +545,7 @@ class VolumeBackend(Backend):
             'uncompressed_size': manifest['uncompressed_size'], 'manifest': path + '.manifest.json',
             'members': facts['members'], 'pg_version': facts['pg_version'] or pg_version,
             'downtime': downtime, 'stopped': stopped, 'started': list(stopped), 'ready': ready,
+            'encrypted': compressor.encrypted,
         }
 
     def _stream_volume(self, db, compressor):
@@ -576,15 +575,15 @@ class VolumeBackend(Backend):
         settings = self.settings
         if settings.src:
             return settings.src
-        path = newest_backup(settings.backup_dir, VOLUME_PREFIX, (VOLUME_SUFFIX,), VOLUME_SEPARATOR)
+        path = newest_backup(settings.backup_dir, VOLUME_PREFIX, suffix_variants(VOLUME_SUFFIX), VOLUME_SEPARATOR)
         if not path:
-            raise BackupFileError('no snapshot named %s%sYYYYMMDD_HHMMSS%s in %s'
+            raise BackupFileError('no snapshot named %s%sYYYYMMDD_HHMMSS%s[.gpg] in %s'
                                   % (VOLUME_PREFIX, VOLUME_SEPARATOR, VOLUME_SUFFIX, settings.backup_dir))
         return path
 
     def _restore(self, started):
         settings = self.settings
-        archive = VolumeArchive(self._select_src())
+        archive = VolumeArchive(self._select_src(), settings.passphrase)
         if not settings.confirm and not self.check_mode:
             raise ConfigError('confirm must be true: restoring %s replaces everything in %s of container %s'
                               % (archive.path, settings.describe_source(), settings.container))

@@ -23,7 +23,6 @@ import posixpath
 import tarfile
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_reader import (
-    GZIP_MAGIC,
     READ_SIZE,
     BackupFile,
     _decompressed,
@@ -167,25 +166,22 @@ def pgdata_problem(facts, pgdata=''):
 
 
 class VolumeArchive(BackupFile):
-    """A volume snapshot on disk, with its optional ``.sha256`` and ``.manifest.json`` sidecars."""
+    """A volume snapshot on disk (``.tar.gz`` or gpg-encrypted ``.tar.gz.gpg``), with its optional
+    ``.sha256`` and ``.manifest.json`` sidecars."""
+
+    what = 'volume snapshot'
 
     def tar_chunks(self, digest=None):
-        """The tar stream, decompressed as the file is read; ``digest`` sees the file's bytes."""
-        return _decompressed(self._raw_chunks(digest))
+        """The tar stream, decrypted and decompressed as the file is read; ``digest`` sees the file's bytes."""
+        return _decompressed(self.plain_chunks(digest))
 
     def verify(self, pgdata=''):
         """Read the whole file once: gzip to its end, checksum, tar structure, PGDATA. Returns the facts."""
         name = os.path.basename(self.path)
-        try:
-            with open(self.path, 'rb') as handle:
-                magic = handle.read(2)
-        except OSError as exc:
-            raise BackupFileError('cannot read volume snapshot %s: %s' % (self.path, exc.strerror or exc)) from None
-        if magic != GZIP_MAGIC:
-            raise BackupFileError('volume snapshot %s is not gzip-compressed' % self.path)
         digest = hashlib.sha256()
+        compressed = self.checked_plain_chunks(digest)
         try:
-            facts = inspect_tar(self.tar_chunks(digest), pgdata)
+            facts = inspect_tar(_decompressed(compressed), pgdata)
         except BackupFileError as exc:
             raise BackupFileError('volume snapshot %s is corrupt: %s' % (name, exc.msg)) from None
         facts['sha256'] = digest.hexdigest()

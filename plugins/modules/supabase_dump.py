@@ -28,6 +28,7 @@ author:
 extends_documentation_fragment:
   - cortexreview.supabase_backup.attributes
   - cortexreview.supabase_backup.connection
+  - cortexreview.supabase_backup.encryption
 attributes:
   check_mode:
     support: full
@@ -117,9 +118,18 @@ EXAMPLES = r'''
     login_host: 127.0.0.1
     login_port: 5432
     login_password: "{{ vault_supabase_db_password }}"
+
+- name: Back up encrypted for off-site storage (supabase_backup_YYYYMMDD_HHMMSS.sql.gz.gpg)
+  cortexreview.supabase_backup.supabase_dump:
+    backup_dir: /var/backups/supabase
+    encrypt_passphrase_file: /etc/cortexreview-supabase-backup/passphrase
 '''
 
 RETURN = r'''
+encrypted:
+  description: Whether the backup written is encrypted with gpg (O(encrypt_passphrase) or O(encrypt_passphrase_file)).
+  returned: success, not in check mode
+  type: bool
 path:
   description: The backup file written (in check mode, the one that would be written).
   returned: always
@@ -179,7 +189,8 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._opti
 
 
 def main():
-    module = AnsibleModule(argument_spec=dump_argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=dump_argument_spec(), supports_check_mode=True,
+                           mutually_exclusive=[('encrypt_passphrase', 'encrypt_passphrase_file')])
     run_module(module, lambda: DumpBackend.from_params(module.params, check_mode=module.check_mode))
 
 

@@ -35,6 +35,7 @@ extends_documentation_fragment:
   - cortexreview.supabase_backup.attributes
   - cortexreview.supabase_backup.attributes.restore_source
   - cortexreview.supabase_backup.connection
+  - cortexreview.supabase_backup.encryption
 attributes:
   check_mode:
     support: full
@@ -84,6 +85,12 @@ seealso:
 '''
 
 EXAMPLES = r'''
+- name: Restore the newest backup, encrypted or not, decrypting with the passphrase from Vault
+  cortexreview.supabase_backup.supabase_restore:
+    backup_dir: /var/backups/supabase
+    encrypt_passphrase: "{{ vault_backup_passphrase }}"
+    confirm: true
+
 - name: Restore a backup, keeping the current database as postgres_pre_restore_<timestamp>
   cortexreview.supabase_backup.supabase_restore:
     src: /var/backups/supabase/supabase_backup_20260101_020000.sql.gz

@@ -27,6 +27,7 @@ extends_documentation_fragment:
   - cortexreview.supabase_backup.attributes
   - cortexreview.supabase_backup.attributes.restore_source
   - cortexreview.supabase_backup.connection
+  - cortexreview.supabase_backup.encryption
 attributes:
   check_mode:
     support: full
@@ -58,6 +59,11 @@ EXAMPLES = r'''
   cortexreview.supabase_backup.supabase_validate:
     src: /var/backups/supabase/supabase_backup_20260101_020000.sql.gz
     report_dir: /var/log/supabase-validation
+
+- name: Validate the newest backup when backups are encrypted
+  cortexreview.supabase_backup.supabase_validate:
+    backup_dir: /var/backups/supabase
+    encrypt_passphrase_file: /etc/cortexreview-supabase-backup/passphrase
 '''
 
 RETURN = r'''

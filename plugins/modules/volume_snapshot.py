@@ -36,6 +36,7 @@ author:
   - CortexReview engineering (@cortexreview)
 extends_documentation_fragment:
   - cortexreview.supabase_backup.attributes
+  - cortexreview.supabase_backup.encryption
 attributes:
   check_mode:
     support: full
@@ -155,6 +156,11 @@ seealso:
 '''
 
 EXAMPLES = r'''
+- name: Snapshot the volume encrypted for off-site storage (.tar.gz.gpg)
+  cortexreview.supabase_backup.volume_snapshot:
+    backup_dir: /var/backups/supabase
+    encrypt_passphrase: "{{ vault_backup_passphrase }}"
+
 - name: Snapshot the Supabase DB volume (the DB is stopped for the duration)
   cortexreview.supabase_backup.volume_snapshot:
     backup_dir: /var/backups/supabase
@@ -181,6 +187,10 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+encrypted:
+  description: Whether the snapshot written is encrypted with gpg (O(encrypt_passphrase) or O(encrypt_passphrase_file)).
+  returned: success, not in check mode for state=present
+  type: bool
 path:
   description: The snapshot written (in check mode, the one that would be written).
   returned: state=present
