@@ -9,6 +9,11 @@
 
 The configuration is a JSON file with the module's option names; it may hold the
 database password, so it must not be readable by group or others.
+
+``--status`` backs up nothing: with the same configuration it refreshes the free-space
+gauge in ``metrics_file`` (the backup_status module's engine) and prints nothing unless
+it fails, so it can run every few minutes; ``--max-age``/``--min-free`` make it fail, and
+cron mail, when the newest backup is too old or the disk too full.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._opti
     dump_argument_spec,
     validate_config,
 )
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._status import StatusBackend
 
 DEFAULT_CONFIG = '/etc/cortexreview-supabase-backup/backup.json'
 
@@ -64,25 +70,55 @@ def main(argv=None):
         description='Back up the Supabase database with the cortexreview.supabase_backup engine.')
     parser.add_argument('--config', default=DEFAULT_CONFIG, help='JSON file of supabase_dump options')
     parser.add_argument('--check', action='store_true', help='only say what would be done')
+    parser.add_argument('--status', action='store_true',
+                        help='back up nothing: refresh the free-space gauge in metrics_file, silent unless a check fails')
+    parser.add_argument('--max-age', metavar='AGE',
+                        help='with --status: fail when the newest backup is older than AGE (8d, 26h, 90m, 3600s)')
+    parser.add_argument('--min-free', metavar='SIZE',
+                        help='with --status: fail when the backup directory has less than SIZE free (20GB, 512MB)')
     args = parser.parse_args(argv)
+    if (args.max_age or args.min_free) and not args.status:
+        parser.error('--max-age and --min-free go with --status')
+    return run_status(args) if args.status else run_backup(args)
+
+
+def run_engine(args, make_backend, name):
+    """(result, exit code) of the backend ``make_backend(params)`` builds; failures become one log line."""
     backend = None
     try:
-        params = validate_config(dump_argument_spec(), load_config(args.config))
-        backend = DumpBackend.from_params(params, check_mode=args.check)
-        result = backend.run()
+        backend = make_backend(validate_config(dump_argument_spec(), load_config(args.config)))
+        return backend.run(), 0
     except SupabaseBackupError as exc:
-        log('backup FAILED: %s' % exc.msg, sys.stderr)
-        return 1
+        log('%s FAILED: %s' % (name, exc.msg), sys.stderr)
+        return None, 1
     except Exception as exc:  # pylint: disable=broad-except
         # The cron log gets one line, never a traceback.
-        log('backup FAILED: unexpected %s: %s' % (type(exc).__name__, exc), sys.stderr)
-        return 2
+        log('%s FAILED: unexpected %s: %s' % (name, type(exc).__name__, exc), sys.stderr)
+        return None, 2
     finally:
         for warning in backend.warnings if backend else []:
             log('warning: %s' % warning, sys.stderr)
+
+
+def run_backup(args):
+    result, code = run_engine(args, lambda params: DumpBackend.from_params(params, check_mode=args.check), 'backup')
+    if code:
+        return code
     if args.check:
         log(result['msg'])
         return 0
     log('backup OK: %s size=%d sha256=%s duration=%.1fs removed=%d'
         % (result['path'], result['size'], result['sha256'], result['duration'], len(result['removed'])))
     return 0
+
+
+def run_status(args):
+    """Every few minutes from cron: the free-space gauge of the logical backups, and nothing on stdout."""
+
+    def make_backend(params):
+        return StatusBackend.from_params(
+            {'backup_dir': params['backup_dir'], 'kind': 'logical', 'prefix': params['prefix'],
+             'metrics_file': params['metrics_file'], 'max_age': args.max_age, 'min_free': args.min_free},
+            check_mode=args.check)
+
+    return run_engine(args, make_backend, 'status')[1]

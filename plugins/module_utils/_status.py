@@ -1,0 +1,284 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 CortexReview engineering
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This is a private module_utils of cortexreview.supabase_backup; it may change without notice.
+# It must stay importable without Ansible: the cron runner uses it too.
+"""The state of a backup directory: the newest backup, its age and validation, and the free space.
+
+It reads and never changes the backups. The one thing it may write is the free-space gauge of
+the metrics file, which is bookkeeping, so a status is never a change. When the backups are not
+as required (too old, none at all, not validated, too little space) it fails with one line
+naming every problem, and the full status in the error's details.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
+    DUMP_SUFFIXES,
+    ENCRYPTED_SUFFIX,
+    list_backups,
+    storage_error,
+    suffix_variants,
+    validate_prefix,
+)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
+    ConfigError,
+    SupabaseBackupError,
+)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metrics import (
+    free_bytes,
+    write_free_bytes,
+)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._volume_archive import (
+    VOLUME_PREFIX,
+    VOLUME_SEPARATOR,
+    VOLUME_SUFFIX,
+)
+
+KINDS = ('logical', 'volume')
+REPORT_SUFFIX = '.validation.json'
+
+STATUS_OPTIONS = dict(
+    backup_dir=dict(type='path', required=True),
+    kind=dict(type='str', default='logical', choices=list(KINDS)),
+    prefix=dict(type='str', default='supabase_backup'),
+    max_age=dict(type='raw'),
+    min_free=dict(type='raw'),
+    require_validation=dict(type='bool', default=False),
+    metrics_file=dict(type='path'),
+)
+
+SECONDS = {'w': 604800, 'd': 86400, 'h': 3600, 'm': 60, 's': 1}
+_DURATION = re.compile(r'^(?:\d+[wdhms])+$')
+_DURATION_PART = re.compile(r'(\d+)([wdhms])')
+# Sizes count in powers of 1024, as PostgreSQL's settings, df -h and Ansible's human_to_bytes do.
+BYTES = {'': 1, 'k': 1 << 10, 'm': 1 << 20, 'g': 1 << 30, 't': 1 << 40, 'p': 1 << 50}
+_SIZE = re.compile(r'^(\d+(?:\.\d+)?)\s*(?:([kmgtp])(?:i?b)?|b)?$')
+# A listing races with retention deleting files; a few attempts, then it is an error.
+LIST_ATTEMPTS = 3
+
+
+def status_argument_spec():
+    return dict(STATUS_OPTIONS)
+
+
+def parse_duration(name, value):
+    """'8d', '26h', '90m', '3600s', '1d12h', '3600' or an int of seconds -> seconds; None stays None."""
+    if value is None or value == '':
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        seconds = int(value.strip())
+    elif isinstance(value, str) and _DURATION.match(value.strip().lower()):
+        seconds = sum(int(count) * SECONDS[unit] for count, unit in _DURATION_PART.findall(value.strip().lower()))
+    else:
+        raise ConfigError('%s %r is not a duration such as 8d, 26h, 90m, 3600s or a number of seconds'
+                          % (name, value))
+    if seconds <= 0:
+        raise ConfigError('%s must be more than 0 seconds, got %r' % (name, value))
+    return seconds
+
+
+def parse_size(name, value):
+    """'20GB', '512M', '1.5TiB', '1000000' or an int of bytes -> bytes (K, M, G, T are powers of 1024)."""
+    if value is None or value == '':
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        match = _SIZE.match(value.strip().lower()) if isinstance(value, str) else None
+        if not match:
+            raise ConfigError('%s %r is not a size such as 20GB, 512MB or a number of bytes' % (name, value))
+        size = int(float(match.group(1)) * BYTES[match.group(2) or ''])
+    if size < 0:
+        raise ConfigError('%s must be 0 or more bytes, got %r' % (name, value))
+    return size
+
+
+def human_duration(seconds):
+    """3h 5m, 9d 2h, 42s: the two largest units, for messages."""
+    parts = []
+    remaining = max(0, int(seconds))
+    for unit in 'dhms':
+        count, remaining = divmod(remaining, SECONDS[unit])
+        if count or (unit == 's' and not parts):
+            parts.append('%d%s' % (count, unit))
+    return ' '.join(parts[:2])
+
+
+def human_size(size):
+    """20.0 GiB, 512 B: for messages."""
+    if size < 1024:
+        return '%d B' % size
+    value = float(size)
+    for unit in ('KiB', 'MiB', 'GiB', 'TiB'):
+        value /= 1024.0
+        if value < 1024 or unit == 'TiB':
+            break
+    return '%.1f %s' % (value, unit)
+
+
+def read_report(path):
+    """(passed, validated_at, error) of a validation report; a malformed one did not pass."""
+    try:
+        with open(path, encoding='utf-8') as handle:
+            report = json.load(handle)
+    except OSError as exc:
+        return False, None, 'validation report %s cannot be read: %s' % (path, exc.strerror or exc)
+    except ValueError as exc:
+        return False, None, 'validation report %s is not valid JSON: %s' % (path, exc)
+    if not isinstance(report, dict):
+        return False, None, 'validation report %s is not a JSON object' % path
+    validated_at = report.get('validated_at')
+    validated_at = validated_at if isinstance(validated_at, str) else None
+    if not isinstance(report.get('passed'), bool):
+        return False, validated_at, 'validation report %s has no true/false "passed"' % path
+    error = report.get('error')
+    return report['passed'], validated_at, error if isinstance(error, str) else None
+
+
+def validation_status(backups):
+    """The report of the newest backup that has one beside it (``backups`` oldest first), or None."""
+    for item in reversed(backups):
+        report = item['path'] + REPORT_SUFFIX
+        if os.path.isfile(report):
+            passed, validated_at, error = read_report(report)
+            return {'report': report, 'backup': item['path'], 'passed': passed, 'validated_at': validated_at,
+                    'error': error, 'of_newest': item is backups[-1]}
+    return None
+
+
+class StatusError(SupabaseBackupError):
+    """The backups are not as required: too old, missing, not validated, or too little free space."""
+
+
+class StatusSettings:
+
+    def __init__(self, params):
+        self.backup_dir = params['backup_dir']
+        self.kind = params.get('kind') or 'logical'
+        if self.kind not in KINDS:
+            raise ConfigError('kind must be one of %s, got %r' % (', '.join(KINDS), self.kind))
+        if self.kind == 'volume':
+            self.prefix, self.separator, self.suffixes = VOLUME_PREFIX, VOLUME_SEPARATOR, suffix_variants(VOLUME_SUFFIX)
+        else:
+            self.prefix, self.separator, self.suffixes = validate_prefix(params['prefix']), '_', DUMP_SUFFIXES
+        # Encrypted backups count as their plain form does.
+        self.pattern = '%s%sYYYYMMDD_HHMMSS%s[%s]' % (self.prefix, self.separator, self.suffixes[0], ENCRYPTED_SUFFIX)
+        self.max_age = parse_duration('max_age', params.get('max_age'))
+        self.min_free = parse_size('min_free', params.get('min_free'))
+        self.require_validation = bool(params.get('require_validation'))
+        self.metrics_file = params.get('metrics_file')
+
+
+class StatusBackend(Backend):
+    """Reports a backup directory; ``run()`` raises StatusError, with the status, when it is not as required."""
+
+    @classmethod
+    def from_params(cls, params, check_mode=False, **kwargs):
+        return cls(StatusSettings(params), check_mode=check_mode, **kwargs)
+
+    def run(self):
+        settings = self.settings
+        if not os.path.isdir(settings.backup_dir):
+            what = 'is not a directory' if os.path.lexists(settings.backup_dir) else 'does not exist'
+            raise ConfigError('backup_dir %s %s' % (settings.backup_dir, what), backup_dir=settings.backup_dir)
+        status = self.status()
+        problems = self.problems(status)
+        if settings.metrics_file and not self.check_mode and status['free_bytes'] is not None:
+            try:
+                write_free_bytes(settings.metrics_file, settings.kind, status['free_bytes'])
+            except (OSError, SupabaseBackupError) as exc:
+                problems.append('metrics_file %s not written: %s' % (settings.metrics_file,
+                                                                     getattr(exc, 'msg', None) or exc))
+        status['problems'] = problems
+        if problems:
+            raise StatusError('; '.join(problems), **status)
+        status['msg'] = self.summary(status)
+        return status
+
+    def backups(self):
+        settings = self.settings
+        attempt = 1
+        while True:
+            try:
+                return list_backups(settings.backup_dir, settings.prefix, settings.suffixes, settings.separator)
+            except FileNotFoundError as exc:
+                # A backup vanished between the listing and its stat: retention ran meanwhile.
+                if attempt == LIST_ATTEMPTS:
+                    raise storage_error('list', settings.backup_dir, exc) from None
+                attempt += 1
+
+    def status(self):
+        settings = self.settings
+        backups = self.backups()
+        newest = None
+        if backups:
+            item = backups[-1]
+            newest = {'path': item['path'], 'name': item['name'], 'timestamp': item['timestamp'],
+                      'mtime': item['mtime'], 'age_seconds': max(0, int(self.clock() - item['mtime'])),
+                      'size': item['size'], 'encrypted': item['name'].endswith(ENCRYPTED_SUFFIX)}
+        try:
+            info = os.statvfs(settings.backup_dir)
+            total = info.f_blocks * info.f_frsize
+        except OSError:
+            total = None
+        return {'changed': False, 'backup_dir': settings.backup_dir, 'kind': settings.kind, 'newest': newest,
+                'count': len(backups), 'total_size': sum(item['size'] for item in backups),
+                'free_bytes': free_bytes(settings.backup_dir), 'total_bytes': total,
+                'validation': validation_status(backups)}
+
+    def problems(self, status):
+        settings = self.settings
+        newest = status['newest']
+        problems = []
+        if newest is None:
+            if settings.max_age or settings.require_validation:
+                problems.append('no %s backup named %s in %s' % (settings.kind, settings.pattern, settings.backup_dir))
+        else:
+            if settings.max_age and newest['age_seconds'] > settings.max_age:
+                problems.append('newest %s backup %s is %s old, more than max_age %s'
+                                % (settings.kind, newest['name'], human_duration(newest['age_seconds']),
+                                   human_duration(settings.max_age)))
+            if settings.require_validation:
+                problem = self.validation_problem(newest, status['validation'])
+                if problem:
+                    problems.append(problem)
+        if settings.min_free is not None:
+            if status['free_bytes'] is None:
+                problems.append('free space on %s is unknown (statvfs failed)' % settings.backup_dir)
+            elif status['free_bytes'] < settings.min_free:
+                problems.append('%s free on %s, less than min_free %s'
+                                % (human_size(status['free_bytes']), settings.backup_dir,
+                                   human_size(settings.min_free)))
+        return problems
+
+    @staticmethod
+    def validation_problem(newest, validation):
+        if validation is None or not validation['of_newest']:
+            return 'newest backup %s has no validation report' % newest['name']
+        if not validation['passed']:
+            return 'validation of newest backup %s did not pass: %s' % (
+                newest['name'], validation['error'] or 'no error given')
+        return None
+
+    def summary(self, status):
+        settings = self.settings
+        newest = status['newest']
+        if newest is None:
+            head = 'no %s backup named %s in %s' % (settings.kind, settings.pattern, settings.backup_dir)
+        else:
+            head = 'newest %s backup %s is %s old; %d backup(s), %s' % (
+                settings.kind, newest['name'], human_duration(newest['age_seconds']), status['count'],
+                human_size(status['total_size']))
+        if status['free_bytes'] is not None:
+            head += '; %s free' % human_size(status['free_bytes'])
+        return head
