@@ -248,7 +248,10 @@ def list_backups(directory, prefix, suffixes, separator='_'):
         match = pattern.match(entry.name)
         if not match or not entry.is_file(follow_symlinks=False):
             continue
-        info = entry.stat(follow_symlinks=False)
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # removed meanwhile (retention of a concurrent run)
         found.append({'name': entry.name, 'path': entry.path, 'timestamp': match.group(1),
                       'mtime': info.st_mtime, 'size': info.st_size})
     found.sort(key=lambda item: (item['timestamp'], item['mtime'], item['name']))

@@ -45,3 +45,7 @@ class BackupFileError(SupabaseBackupError):
 
 class VerificationError(SupabaseBackupError):
     """A restored database does not match its backup."""
+
+
+class StatusError(SupabaseBackupError):
+    """The backups are not as required: too old, missing, not validated, or too little free space."""

@@ -225,8 +225,7 @@ def decrypted(chunks, passphrase, name):
     feeder.start()
     try:
         stdout = gpg.process.stdout
-        for data in iter(lambda: stdout.read1(READ_SIZE), b''):
-            yield data
+        yield from iter(lambda: stdout.read1(READ_SIZE), b'')
         returncode = gpg.process.wait()
         feeder.join()
         if feed_error:

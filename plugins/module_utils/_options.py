@@ -129,6 +129,21 @@ def volume_snapshot_argument_spec():
     return dict(VOLUME_SNAPSHOT_OPTIONS)
 
 
+STATUS_OPTIONS = dict(
+    backup_dir=dict(type='path', required=True),
+    kind=dict(type='str', default='logical', choices=['logical', 'volume']),
+    prefix=dict(type='str', default='supabase_backup'),
+    max_age=dict(type='raw'),
+    min_free=dict(type='raw'),
+    require_validation=dict(type='bool', default=False),
+    metrics_file=dict(type='path'),
+)
+
+
+def status_argument_spec():
+    return dict(STATUS_OPTIONS)
+
+
 def parse_mode(value):
     """'0600', '600' or an int (as Ansible's file modules take it) -> int."""
     if isinstance(value, int) and not isinstance(value, bool):

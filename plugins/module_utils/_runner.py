@@ -21,10 +21,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import stat
 import sys
 
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import read_private_file
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump import DumpBackend
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
     ConfigError,
@@ -47,19 +46,11 @@ def log(message, stream=None):
 
 
 def load_config(path):
+    # Owned by root or us and private: it may hold the database password, and its options
+    # (pg_bin_dir) choose programs this command runs.
+    content = read_private_file(path, 'config file')
     try:
-        with open(path, encoding='utf-8') as handle:
-            info = os.fstat(handle.fileno())
-            if info.st_uid not in (0, os.geteuid()):
-                # Its options (pg_bin_dir) choose programs this command runs.
-                raise ConfigError('config file %s is owned by uid %d; it must be owned by root or the user '
-                                  'running this command' % (path, info.st_uid))
-            if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-                raise ConfigError('config file %s is accessible to group or others (mode %04o); it may hold '
-                                  'a password, make it 0600' % (path, stat.S_IMODE(info.st_mode)))
-            return json.load(handle)
-    except OSError as exc:
-        raise ConfigError('cannot read config file %s: %s' % (path, exc.strerror or exc)) from None
+        return json.loads(content.decode('utf-8'))
     except ValueError as exc:
         raise ConfigError('config file %s is not valid JSON: %s' % (path, exc)) from None
 

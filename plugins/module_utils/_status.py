@@ -24,12 +24,12 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._back
     DUMP_SUFFIXES,
     ENCRYPTED_SUFFIX,
     list_backups,
-    storage_error,
     suffix_variants,
     validate_prefix,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
     ConfigError,
+    StatusError,
     SupabaseBackupError,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metrics import (
@@ -45,28 +45,12 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._volu
 KINDS = ('logical', 'volume')
 REPORT_SUFFIX = '.validation.json'
 
-STATUS_OPTIONS = dict(
-    backup_dir=dict(type='path', required=True),
-    kind=dict(type='str', default='logical', choices=list(KINDS)),
-    prefix=dict(type='str', default='supabase_backup'),
-    max_age=dict(type='raw'),
-    min_free=dict(type='raw'),
-    require_validation=dict(type='bool', default=False),
-    metrics_file=dict(type='path'),
-)
-
 SECONDS = {'w': 604800, 'd': 86400, 'h': 3600, 'm': 60, 's': 1}
 _DURATION = re.compile(r'^(?:\d+[wdhms])+$')
 _DURATION_PART = re.compile(r'(\d+)([wdhms])')
 # Sizes count in powers of 1024, as PostgreSQL's settings, df -h and Ansible's human_to_bytes do.
 BYTES = {'': 1, 'k': 1 << 10, 'm': 1 << 20, 'g': 1 << 30, 't': 1 << 40, 'p': 1 << 50}
 _SIZE = re.compile(r'^(\d+(?:\.\d+)?)\s*(?:([kmgtp])(?:i?b)?|b)?$')
-# A listing races with retention deleting files; a few attempts, then it is an error.
-LIST_ATTEMPTS = 3
-
-
-def status_argument_spec():
-    return dict(STATUS_OPTIONS)
 
 
 def parse_duration(name, value):
@@ -156,10 +140,6 @@ def validation_status(backups):
     return None
 
 
-class StatusError(SupabaseBackupError):
-    """The backups are not as required: too old, missing, not validated, or too little free space."""
-
-
 class StatusSettings:
 
     def __init__(self, params):
@@ -207,15 +187,7 @@ class StatusBackend(Backend):
 
     def backups(self):
         settings = self.settings
-        attempt = 1
-        while True:
-            try:
-                return list_backups(settings.backup_dir, settings.prefix, settings.suffixes, settings.separator)
-            except FileNotFoundError as exc:
-                # A backup vanished between the listing and its stat: retention ran meanwhile.
-                if attempt == LIST_ATTEMPTS:
-                    raise storage_error('list', settings.backup_dir, exc) from None
-                attempt += 1
+        return list_backups(settings.backup_dir, settings.prefix, settings.suffixes, settings.separator)
 
     def status(self):
         settings = self.settings

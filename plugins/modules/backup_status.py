@@ -208,10 +208,8 @@ problems:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import run_module
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._status import (
-    StatusBackend,
-    status_argument_spec,
-)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import status_argument_spec
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._status import StatusBackend
 
 
 def main():

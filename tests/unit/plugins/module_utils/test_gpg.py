@@ -92,7 +92,7 @@ def test_a_failing_sink_ends_gpg_and_is_raised():
 
     encryptor = GpgEncryptor(Passphrase(SECRET, 'test'), full_disk)
     with pytest.raises(StorageError, match='no space left'):
-        for _ in range(200):  # far more than the pipes hold
+        for _round in range(200):  # far more than the pipes hold
             encryptor.write(PAYLOAD)
         encryptor.close()
     encryptor.abort()

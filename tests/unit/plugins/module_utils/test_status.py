@@ -3,11 +3,10 @@ import os
 
 import pytest
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import ConfigError
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import ConfigError, StatusError
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metrics import read_samples
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._status import (
     StatusBackend,
-    StatusError,
     human_duration,
     human_size,
     parse_duration,
