@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepare a fresh Debian bookworm machine (run as root) for the test suite:
-#   1. apt packages: docker.io debootstrap docker-compose cron python3-venv gzip
+#   1. apt packages: docker.io debootstrap docker-compose cron python3-venv gzip gnupg
 #   2. promtool (alert-rule tests): only the binary, extracted from Debian's
 #      prometheus package into $PROMTOOL_DIR (default /opt/cortexreview/promtool)
 #      and linked as /usr/local/bin/promtool -- no Prometheus server installed
@@ -27,7 +27,7 @@ T0=$SECONDS
 
 # ------------------------------------------------------------ 1. apt ------
 export DEBIAN_FRONTEND=noninteractive
-APT_PKGS=(docker.io debootstrap docker-compose cron python3-venv gzip shellcheck)
+APT_PKGS=(docker.io debootstrap docker-compose cron python3-venv gzip shellcheck gnupg)
 missing=()
 for p in "${APT_PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -99,7 +99,12 @@ class ValidateBackend(Backend):
         started = time.monotonic()
         settings = self.settings
         target = settings.target
-        backup = BackupFile(settings.src, settings.passphrase)
+        try:
+            backup = BackupFile(settings.src, settings.passphrase)
+        except SupabaseBackupError as exc:
+            # No report without a readable backup, but the monitoring sees the failed run.
+            self.record_metrics(False, time.monotonic() - started, failure=exc)
+            raise
         stamp = self.stamp()
         staging = derived_name(target.db, '_validate_' + stamp)
         report_path = os.path.join(settings.report_dir, os.path.basename(backup.path) + '.validation.json')

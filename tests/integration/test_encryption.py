@@ -172,7 +172,8 @@ def test_wrong_passphrase_is_refused_before_anything_stops(encrypted_dump, run_m
     name = encrypted_dump["db"]
     before = fingerprint(name)
     writers_started = started_at(*WRITERS)
-    for module, extra in (("supabase_restore", {"confirm": True}), ("supabase_validate", {})):
+    metrics = str(encrypted_dump["metrics"])
+    for module, extra in (("supabase_restore", {"confirm": True}), ("supabase_validate", {"metrics_file": metrics})):
         result = run_module(module, dict(extra, src=encrypted_dump["result"]["path"], db=name,
                                          encrypt_passphrase=WRONG))
         assert_clean_failure(result, "wrong passphrase")
@@ -183,6 +184,8 @@ def test_wrong_passphrase_is_refused_before_anything_stops(encrypted_dump, run_m
     assert set(statuses(*WRITERS).values()) == {"running"}
     assert databases(name + "_") == []
     assert fingerprint(name) == before
+    assert parse_metrics(metrics, "validation")["supabase_backup_success"] == 0
+    assert parse_metrics(metrics)["supabase_backup_success"] == 1  # the backup's own samples are kept
 
 
 def test_encrypted_dump_restores_and_validates(encrypted_dump, run_module, passphrase_file):
@@ -198,9 +201,13 @@ def test_encrypted_dump_restores_and_validates(encrypted_dump, run_module, passp
     assert result["src"] == encrypted_dump["result"]["path"]
     assert fingerprint(name) == before
     result = run_module("supabase_validate", {"backup_dir": str(encrypted_dump["dir"]), "db": name,
-                                              "encrypt_passphrase": SECRET})
+                                              "encrypt_passphrase": SECRET,
+                                              "metrics_file": str(encrypted_dump["metrics"])})
     assert_ok(result)
     assert result["passed"] is True
+    validation = parse_metrics(encrypted_dump["metrics"], "validation")
+    assert validation["supabase_backup_success"] == 1
+    assert validation["supabase_backup_size_bytes"] == os.path.getsize(encrypted_dump["result"]["path"])
 
 
 def test_cron_runner_reads_the_passphrase_from_a_private_file(stack, collections_path, tmp_path, passphrase_file):
@@ -243,11 +250,23 @@ def box(stack):
 
 def test_encrypted_volume_snapshot_round_trip(box, run_module, watch, tmp_path, passphrase_file):
     backup_dir = tmp_path / "snapshots"
-    result = run_module("volume_snapshot", dict(box.module_args, backup_dir=str(backup_dir),
+    metrics = tmp_path / "metrics.prom"
+    result = run_module("volume_snapshot", dict(box.module_args, backup_dir=str(backup_dir), metrics_file=str(metrics),
                                                 encrypt_passphrase_file=passphrase_file))
     assert_ok(result)
     assert result["encrypted"] is True and result["ready"] is True
     path = result["path"]
+    volume = parse_metrics(metrics, "volume")
+    assert volume["supabase_backup_success"] == 1 and volume["supabase_backup_free_bytes"] > 0
+    assert volume["supabase_backup_size_bytes"] == os.path.getsize(path)
+    # A failed snapshot (a volume the container does not mount) is recorded too; the last success stays.
+    result = run_module("volume_snapshot", dict(box.module_args, volume="cortexreview-enctest-no-such-volume",
+                                                backup_dir=str(backup_dir), metrics_file=str(metrics),
+                                                encrypt_passphrase_file=passphrase_file))
+    assert_clean_failure(result, "does not mount")
+    failed = parse_metrics(metrics, "volume")
+    assert failed["supabase_backup_success"] == 0
+    assert failed["supabase_backup_last_success_timestamp_seconds"] == volume["supabase_backup_last_success_timestamp_seconds"]
     assert SNAPSHOT_NAME.match(os.path.basename(path)), path
     assert_private_and_encrypted(path)
     assert sorted(os.listdir(backup_dir)) == sorted(
