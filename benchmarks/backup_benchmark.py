@@ -1,6 +1,6 @@
 """Benchmark: `ansible-playbook playbooks/backup.yml` against the contract's shell pipeline.
 
-    python3 benchmarks/backup_benchmark.py [--rows 20000] [--rounds 2]
+    python3 benchmarks/backup_benchmark.py [--rows 20000] [--rounds 2] [--encrypted]
 
 Loads a few hundred MB of knowledge_base-like rows (1536-dimension vectors) into schema
 `bench` of the test stack's `postgres` database, then times, side by side and alternating:
@@ -8,7 +8,9 @@ Loads a few hundred MB of knowledge_base-like rows (1536-dimension vectors) into
   baseline  docker exec cortexreview-supabase-db pg_dump -U postgres postgres | gzip > FILE
   ours      ansible-playbook playbooks/backup.yml   (start-up and the role's checks included)
 
-and prints the wall-time ratio (target <= 0.5), the size ratio against gzip's default level
+With --encrypted both encrypt with gpg (AES256): the baseline is the contract's
+``... | gzip | gpg --symmetric --cipher-algo AES256 > FILE.gpg`` and backup.yml gets
+``supabase_backup_encrypt_passphrase``. It prints the wall-time ratio (target <= 0.5), the size ratio against gzip's default level
 (target <= 1.10) and the backup process's peak memory on the small seed database and on the
 large one (bounded: it must not grow with the database). Exits 1 if a target is missed.
 The `bench` schema is dropped at the end. Needs the test stack (tests/testbed/stack.sh up).
@@ -74,12 +76,15 @@ def peak_rss_of(pattern, stop, peaks):
         time.sleep(0.05)
 
 
-def run_ours(workdir, env, backup_dir):
+def run_ours(workdir, env, backup_dir, passphrase=None):
     vars_file = os.path.join(workdir, 'vars.json')
-    with open(vars_file, 'w') as handle:
+    with open(os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 'w') as handle:
         # The operator's defaults, but every path in the work directory: the run must not
         # touch a real installation on this machine.
-        json.dump({'supabase_backup_hosts': 'localhost', 'supabase_backup_dir': backup_dir,
+        json.dump({'supabase_backup_encrypt_passphrase': passphrase,
+                   'supabase_backup_passphrase_file': os.path.join(workdir, 'etc', 'passphrase'),
+                   'supabase_backup_metrics_file': '',
+                   'supabase_backup_hosts': 'localhost', 'supabase_backup_dir': backup_dir,
                    'supabase_backup_install_dir': os.path.join(workdir, 'runtime'),
                    'supabase_backup_command': os.path.join(workdir, 'bin', 'cortexreview-supabase-backup'),
                    'supabase_backup_config_file': os.path.join(workdir, 'etc', 'backup.json'),
@@ -103,46 +108,66 @@ def run_ours(workdir, env, backup_dir):
     sampler.join()
     if result.returncode != 0:
         sys.exit('backup.yml failed:\n%s\n%s' % (result.stdout[-3000:], result.stderr[-3000:]))
-    newest = sorted(name for name in os.listdir(backup_dir) if name.endswith('.sql.gz'))[-1]
+    suffix = '.sql.gz.gpg' if passphrase else '.sql.gz'
+    newest = sorted(name for name in os.listdir(backup_dir) if name.endswith(suffix))[-1]
     return elapsed, os.path.join(backup_dir, newest), max(peaks.values()) if peaks else 0
 
 
-def run_baseline(path):
+def run_baseline(path, passphrase_file=None):
+    pipeline = 'set -o pipefail; docker exec %s pg_dump -U postgres postgres | gzip' % DB_CONTAINER
+    if passphrase_file:
+        pipeline += (' | gpg --batch --pinentry-mode loopback --passphrase-file "%s" --symmetric '
+                     '--cipher-algo AES256' % passphrase_file)
     started = time.monotonic()
-    subprocess.run(['bash', '-c', 'set -o pipefail; docker exec %s pg_dump -U postgres postgres | gzip > "%s"'
-                    % (DB_CONTAINER, path)], check=True)
+    subprocess.run(['bash', '-c', '%s > "%s"' % (pipeline, path)], check=True)
     return time.monotonic() - started
+
+
+def check_gzip(path, passphrase_file=None):
+    """gzip -t of the file, decrypted first when it is encrypted."""
+    if not passphrase_file:
+        subprocess.run(['gzip', '-t', path], check=True)
+        return
+    subprocess.run(['bash', '-c', 'set -o pipefail; gpg --batch --pinentry-mode loopback --passphrase-file "%s" '
+                    '--decrypt "%s" 2>/dev/null | gzip -t' % (passphrase_file, path)], check=True)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     parser.add_argument('--rows', type=int, default=20000, help='bench rows (20000 ~ 350 MB of SQL)')
     parser.add_argument('--rounds', type=int, default=2, help='timed runs of each, alternating')
+    parser.add_argument('--encrypted', action='store_true', help='both encrypt with gpg (AES256)')
     args = parser.parse_args()
     subprocess.run(['bash', os.path.join(REPO, 'tests', 'testbed', 'stack.sh'), 'up'], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     workdir = tempfile.mkdtemp(prefix='cortexreview-bench-')
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(workdir), ANSIBLE_NOCOLOR='1')
     backup_dir = os.path.join(workdir, 'backups')
+    passphrase = passphrase_file = None
+    if args.encrypted:
+        passphrase = 'bench-' + os.urandom(12).hex()
+        passphrase_file = os.path.join(workdir, 'bench-passphrase')
+        with open(os.open(passphrase_file, os.O_WRONLY | os.O_CREAT, 0o600), 'w') as handle:
+            handle.write(passphrase + '\n')
     try:
         # Warm-up on the small seed database: provisions the runtime, gives the small-size memory figure.
-        _elapsed, _path, small_rss = run_ours(workdir, env, backup_dir)
+        _elapsed, _path, small_rss = run_ours(workdir, env, backup_dir, passphrase)
         print('loading %d vector rows into schema bench ...' % args.rows, flush=True)
         psql(LOAD_SQL.replace('{rows}', str(args.rows)))
         psql('VACUUM ANALYZE bench.knowledge_base;')
         baseline_times, our_times, our_rss = [], [], []
-        baseline_path = os.path.join(workdir, 'baseline.sql.gz')
+        baseline_path = os.path.join(workdir, 'baseline.sql.gz' + ('.gpg' if args.encrypted else ''))
         for round_number in range(args.rounds):
             order = ('baseline', 'ours') if round_number % 2 == 0 else ('ours', 'baseline')
             for which in order:
                 if which == 'baseline':
-                    baseline_times.append(run_baseline(baseline_path))
+                    baseline_times.append(run_baseline(baseline_path, passphrase_file))
                 else:
-                    elapsed, our_path, rss = run_ours(workdir, env, backup_dir)
+                    elapsed, our_path, rss = run_ours(workdir, env, backup_dir, passphrase)
                     our_times.append(elapsed)
                     our_rss.append(rss)
         for path in (baseline_path, our_path):
-            subprocess.run(['gzip', '-t', path], check=True)
+            check_gzip(path, passphrase_file)
         with open(our_path + '.manifest.json') as handle:
             manifest = json.load(handle)
         dumped_rows = manifest['tables'].get('bench.knowledge_base')
@@ -156,8 +181,9 @@ def main():
         print()
         print('data set:      %d vector rows, %.0f MB of SQL (%s)' % (
             args.rows, manifest['uncompressed_size'] / 1e6, manifest['compression']['implementation']))
-        print('baseline:      %.1f s  %.1f MB   docker exec pg_dump | gzip   (runs: %s)' % (
-            baseline_time, baseline_size / 1e6, ', '.join('%.1f' % t for t in baseline_times)))
+        print('baseline:      %.1f s  %.1f MB   docker exec pg_dump | gzip%s   (runs: %s)' % (
+            baseline_time, baseline_size / 1e6, ' | gpg --symmetric' if args.encrypted else '',
+            ', '.join('%.1f' % t for t in baseline_times)))
         print('backup.yml:    %.1f s  %.1f MB   ansible-playbook, start-up included (runs: %s)' % (
             our_time, our_size / 1e6, ', '.join('%.1f' % t for t in our_times)))
         print('time ratio:    %.2f  (target <= %.2f)' % (time_ratio, TIME_TARGET))

@@ -91,7 +91,8 @@ def looks_encrypted(head):
 class _GpgProcess:
     """One gpg process: private home, passphrase on an inherited fd, stderr kept for the error."""
 
-    def __init__(self, passphrase, operation):
+    def __init__(self, passphrase, operation, uses_agent):
+        self._uses_agent = uses_agent
         self._home = tempfile.mkdtemp(prefix='cortexreview-gpg-')
         self._stderr = tempfile.TemporaryFile(dir=self._home)
         argv = [GPG, '--homedir', self._home, '--batch', '--no-tty', '--quiet', '--no-symkey-cache',
@@ -103,7 +104,7 @@ class _GpgProcess:
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, pass_fds=(passphrase_fd,),
                 env=dict(os.environ, LC_ALL='C', LANGUAGE='C'))
         except OSError as exc:
-            self._remove_home()
+            self.cleanup()
             raise ConfigError('cannot run gpg: %s' % (exc.strerror or exc)) from None
         finally:
             os.close(passphrase_fd)
@@ -124,8 +125,9 @@ class _GpgProcess:
         self.process.wait()
 
     def _remove_home(self):
-        # gpg --symmetric starts an agent in the private home: end it before deleting the home.
-        if os.path.exists(os.path.join(self._home, 'S.gpg-agent')) and shutil.which('gpgconf'):
+        # gpg --symmetric starts an agent for the private home (its socket may be under
+        # /run/user): end it before deleting the home.
+        if self._uses_agent and shutil.which('gpgconf'):
             subprocess.run(['gpgconf', '--homedir', self._home, '--kill', 'gpg-agent'],  # pylint: disable=subprocess-run-check
                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(self._home, ignore_errors=True)
@@ -145,7 +147,8 @@ class GpgEncryptor:
     def __init__(self, passphrase, sink):
         self._sink = sink
         self._sink_error = None
-        self._gpg = _GpgProcess(passphrase, ['--symmetric', '--cipher-algo', CIPHER, '--compress-algo', 'none'])
+        self._gpg = _GpgProcess(passphrase, ['--symmetric', '--cipher-algo', CIPHER, '--compress-algo', 'none'],
+                                uses_agent=True)
         self._drainer = threading.Thread(target=self._drain, name='gpg-output', daemon=True)
         self._drainer.start()
         self._finished = False
@@ -202,7 +205,7 @@ def decrypted(chunks, passphrase, name):
     gpg checks the message's integrity (MDC) only at its end, so the last chunk is followed by
     that verdict: a consumer must read to the end before it trusts what it got.
     """
-    gpg = _GpgProcess(passphrase, ['--no-autostart', '--decrypt'])
+    gpg = _GpgProcess(passphrase, ['--no-autostart', '--decrypt'], uses_agent=False)
     feed_error = []
 
     def feed():
