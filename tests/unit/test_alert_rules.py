@@ -201,13 +201,19 @@ def test_failed_run_fires_failed_with_its_kind(tmp_path, kind):
     run_rule_test(tmp_path, [(HISTORY, path)], {'SupabaseBackupFailed': [failed(kind, '2d 0h 0m 0s')]})
 
 
+def good_run_then(tmp_path, later_run):
+    """A metrics file after a good logical run, and a copy of it that ``later_run`` then updated."""
+    good = metrics_file(tmp_path / 'good')
+    write_metrics(good, 'logical', True, 60.0, size=GB, finished_at=NOW - DAY, free=100 * GB)
+    later = metrics_file(tmp_path / 'later')
+    os.makedirs(os.path.dirname(later))
+    shutil.copy(good, later)
+    later_run(later)
+    return good, later
+
+
 def test_failure_fires_within_minutes_and_success_clears_it(tmp_path):
-    ok = metrics_file(tmp_path / 'ok')
-    write_metrics(ok, 'logical', True, 60.0, size=GB, finished_at=NOW - DAY, free=100 * GB)
-    bad = metrics_file(tmp_path / 'bad')
-    os.makedirs(os.path.dirname(bad))
-    shutil.copy(ok, bad)
-    write_metrics(bad, 'logical', False, 3.0, free=100 * GB)
+    ok, bad = good_run_then(tmp_path, lambda path: write_metrics(path, 'logical', False, 3.0, free=100 * GB))
     # A failed run 11 minutes ago: firing (for: 5m); 2 minutes ago: still pending.
     run_rule_test(tmp_path, [(HISTORY - 11, ok), (11, bad)],
                   {'SupabaseBackupFailed': [failed('logical', '1d 0h 0m 0s')]})
@@ -274,12 +280,7 @@ def test_disk_space_low_under_20_gb(tmp_path, free, fires, si, iec):
 
 
 def test_disk_space_low_waits_for_its_for_duration(tmp_path):
-    plenty = metrics_file(tmp_path / 'plenty')
-    write_metrics(plenty, 'logical', True, 60.0, size=GB, finished_at=NOW - DAY, free=100 * GB)
-    low = metrics_file(tmp_path / 'low')
-    os.makedirs(os.path.dirname(low))
-    shutil.copy(plenty, low)
-    write_free_bytes(low, 'logical', 19 * GB)
+    plenty, low = good_run_then(tmp_path, lambda path: write_free_bytes(path, 'logical', 19 * GB))
     # for: 30m
     run_rule_test(tmp_path, [(HISTORY - 20, plenty), (20, low)], {})
     run_rule_test(tmp_path, [(HISTORY - 35, plenty), (35, low)],
