@@ -19,6 +19,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SYSTEM_PYTHON = '/usr/bin/python3'
+# The sandbox's first encryption passphrase; every passphrase a run is given is checked
+# against that run's whole output.
+PASSPHRASE = 'role-test passphrase #1: correct horse'
 ROLE_PREFIX = 'cortexreview.supabase_backup.supabase_backup : '
 TASK_LINE = re.compile(r'^TASK \[(?P<name>.*)\] \**$')
 RESULT_LINE = re.compile(r'^(?P<status>ok|changed|skipping|failed|fatal): \[')
@@ -91,6 +94,11 @@ class Sandbox:
             'supabase_backup_log_file': str(self.managed / 'log' / 'supabase_backup.log'),
             'supabase_backup_logrotate_file': str(self.managed / 'logrotate.d' / 'cortexreview-supabase-backup'),
             'supabase_backup_login_password': 'role-test-secret',
+            'supabase_backup_encrypt_passphrase': PASSPHRASE,
+            # Both missing at first: the role creates them.
+            'supabase_backup_textfile_collector_dir': str(self.managed / 'node-exporter'),
+            'supabase_backup_alert_rules_install': True,
+            'supabase_backup_alert_rules_file': str(self.managed / 'prometheus' / 'rules' / 'supabase_backup.rules.yml'),
             # The cron service is the Molecule scenario's business; here it would only add a side effect.
             'supabase_backup_manage_cron_service': False,
         }
@@ -99,20 +107,29 @@ class Sandbox:
         (self.root / 'site.yml').write_text(
             '- hosts: all\n  gather_facts: false\n  roles:\n    - cortexreview.supabase_backup.supabase_backup\n')
 
-    def run(self, check=False, **extra):
-        """ansible-playbook with the sandbox's variables, overridden by ``extra``; must succeed."""
+    def run(self, check=False, verbose=False, **extra):
+        """ansible-playbook with the sandbox's variables, overridden by ``extra``; must succeed.
+
+        ``verbose`` adds -vvv and --diff. No passphrase may appear in the output of any run.
+        """
+        variables = dict(self.variables, **extra)
         vars_file = self.root / 'vars.json'
         fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with open(fd, 'w', encoding='utf-8') as handle:
-            json.dump(dict(self.variables, **extra), handle)
+            json.dump(variables, handle)
         argv = ['ansible-playbook', '-i', str(self.root / 'inventory.ini'), str(self.root / 'site.yml'),
                 '-e', '@%s' % vars_file]
         if check:
             argv.append('--check')
+        if verbose:
+            argv.extend(['-vvv', '--diff'])
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=self.collections, ANSIBLE_NOCOLOR='1',
                    ANSIBLE_FORCE_COLOR='0', ANSIBLE_STDOUT_CALLBACK='ansible.builtin.default')
         proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900, check=False)
         run = Run(proc)
+        passphrase = variables.get('supabase_backup_encrypt_passphrase')
+        if passphrase:
+            assert passphrase not in run.output, 'the passphrase is in the output of ansible-playbook %s' % argv[1:]
         assert run.rc == 0, run.output
         return run
 

@@ -8,7 +8,9 @@ One run of this script replaces a module run per file and directory in a steady-
 run of the role; the role's tasks then run only where it found a difference. It changes
 nothing. Argument: a JSON object
 
-    expected      {path: "TYPE MODE OWNER GROUP [SHA1]" or "absent"}
+    expected      {path: "TYPE MODE OWNER GROUP [SHA1]" or "absent"}; a field "*" matches
+                  anything ("directory * * *": a directory that must exist, whatever its
+                  mode and owner, such as node_exporter's textfile directory)
     engine_dir    directory whose *.py files not in expected are reported as stale
     packages      Debian packages that must be installed
     venv          the virtualenv; requirements: pip requirement strings it must satisfy
@@ -82,6 +84,13 @@ def state_of(path, with_checksum):
     return ' '.join(fields)
 
 
+def matches(found, wanted):
+    """Whether a found state is the wanted one; "*" in the wanted state matches any field."""
+    found_fields, wanted_fields = found.split(), wanted.split()
+    return len(found_fields) == len(wanted_fields) and all(
+        want in ('*', have) for have, want in zip(found_fields, wanted_fields))
+
+
 def packages_missing(packages):
     if not packages:
         return []
@@ -123,7 +132,7 @@ def main(argv):
     outdated, absent = [], []
     for path, wanted in sorted(expected.items()):
         found = state_of(path, len(wanted.split()) > 4)
-        if found != wanted:
+        if not matches(found, wanted):
             outdated.append(path)
         if found == 'absent':
             absent.append(path)
