@@ -2,7 +2,8 @@
 # Copyright (c) 2026 CortexReview engineering
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Verify the converged supabase_backup role: files, modes, secrets, and a real backup run by cron's command."""
+"""Verify the converged supabase_backup role: files, modes, secrets, a real encrypted backup run by cron's
+command, its metrics and the status refresh."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ SCHEDULE = ['0', '2', '*', '*', '0']
 CRON_USER = 'root'
 PREFIX = 'supabase_backup'
 SEEDED_TABLES = ('public.knowledge_base', 'public.learned_constraints', 'public.feedback_audit_log')
+# The status refresh's schedule (the role's default).
+STATUS_SCHEDULE = ['*/15', '*', '*', '*', '*']
 # cron's own environment: what a job gets before the cron file's variables.
 CRON_ENV = 'env -i SHELL=/bin/sh PATH=/usr/bin:/bin HOME=/root'
 JOB_LINE = re.compile(r'^(?P<schedule>(?:\S+\s+){5})(?P<user>\S+)\s+(?P<command>.+)$')
@@ -45,25 +48,48 @@ def paths(scenario):
         'engine': scenario['supabase_backup_install_dir'] + '/lib',
         'log_file': scenario['supabase_backup_log_file'],
         'logrotate_file': scenario['supabase_backup_logrotate_file'],
+        'passphrase_file': os.path.join(os.path.dirname(scenario['supabase_backup_config_file']), 'passphrase'),
+        'metrics_file': scenario['supabase_backup_textfile_collector_dir'] + '/supabase_backup.prom',
+        'alert_rules_file': scenario['supabase_backup_alert_rules_file'],
     }
 
 
 @pytest.fixture(scope='module')
-def cron_job(host, paths):
+def cron_jobs(host, paths):
+    """The backup's job line and the status refresh's, in this order."""
     content = host.file(paths['cron_file']).content_string
     jobs = [line for line in content.splitlines()
             if line.strip() and not line.lstrip().startswith('#') and not re.match(r'^\w+=', line)]
-    assert len(jobs) == 1, 'expected exactly one job line in %s, got %r' % (paths['cron_file'], jobs)
-    match = JOB_LINE.match(jobs[0])
-    assert match, 'not a cron.d job line: %r' % jobs[0]
-    return {'schedule': match.group('schedule').split(), 'user': match.group('user'),
-            'command': match.group('command'), 'content': content}
+    assert len(jobs) == 2, 'expected the backup and the status refresh in %s, got %r' % (paths['cron_file'], jobs)
+    parsed = []
+    for job in jobs:
+        match = JOB_LINE.match(job)
+        assert match, 'not a cron.d job line: %r' % job
+        parsed.append({'schedule': match.group('schedule').split(), 'user': match.group('user'),
+                       'command': match.group('command'), 'content': content})
+    return parsed
+
+
+@pytest.fixture(scope='module')
+def cron_job(cron_jobs):
+    return cron_jobs[0]
 
 
 def backups(host, directory):
-    listing = host.run('find %s -maxdepth 1 -type f -name %s', directory, PREFIX + '_*.sql.gz')
+    """The encrypted backups (the scenario sets a passphrase)."""
+    listing = host.run('find %s -maxdepth 1 -type f -name %s', directory, PREFIX + '_*.sql.gz.gpg')
     assert listing.rc == 0, listing.stderr
     return set(listing.stdout.split())
+
+
+def metric_samples(host, path):
+    """{(name, kind): value} of the metrics file."""
+    samples = {}
+    for line in host.file(path).content_string.splitlines():
+        match = re.match(r'^(\w+)\{kind="(\w+)"\} (\S+)$', line)
+        if match:
+            samples[(match.group(1), match.group(2))] = float(match.group(3))
+    return samples
 
 
 def test_cron_file_is_root_0644(host, paths):
@@ -121,6 +147,44 @@ def test_config_is_private_and_complete(host, scenario, paths):
     assert data['retention_keep_min'] == 3
 
 
+def test_status_refresh_is_scheduled(cron_jobs, paths):
+    status = cron_jobs[1]
+    assert status['schedule'] == STATUS_SCHEDULE
+    assert status['user'] == CRON_USER
+    assert status['command'] == '%s --config %s --status >> %s 2>&1' % (
+        paths['command'], paths['config_file'], paths['log_file'])
+
+
+def test_passphrase_file_is_private_and_named_by_the_config(host, scenario, paths):
+    passphrase = host.file(paths['passphrase_file'])
+    assert passphrase.user == 'root' and passphrase.group == 'root'
+    assert passphrase.mode == 0o600
+    assert passphrase.content_string == scenario['supabase_backup_encrypt_passphrase'] + '\n'
+    config = json.loads(host.file(paths['config_file']).content_string)
+    assert config['encrypt_passphrase_file'] == paths['passphrase_file']
+    assert 'encrypt_passphrase' not in config
+    assert config['metrics_file'] == paths['metrics_file']
+    assert host.package('gnupg').is_installed
+
+
+def test_passphrase_is_only_in_its_file(host, scenario, paths, cron_jobs):
+    passphrase = scenario['supabase_backup_encrypt_passphrase']
+    assert passphrase not in cron_jobs[0]['content']
+    places = ['/etc', paths['engine'], os.path.dirname(paths['command']), '/var/log', paths['backup_dir'],
+              os.path.dirname(paths['metrics_file'])]
+    found = host.run('grep -rlsF -e %s -- ' + ' '.join(['%s'] * len(places)), passphrase, *places)
+    assert found.rc in (0, 1), found.stderr
+    assert set(found.stdout.split()) == {paths['passphrase_file']}
+
+
+def test_metrics_and_alert_rules_directories(host, paths):
+    for path in (os.path.dirname(paths['metrics_file']), os.path.dirname(paths['alert_rules_file'])):
+        directory = host.file(path)
+        assert directory.is_directory and directory.user == 'root' and directory.mode == 0o755
+    rules = host.file(paths['alert_rules_file'])
+    assert rules.mode == 0o644 and 'SupabaseBackupDiskSpaceLow' in rules.content_string
+
+
 def test_password_is_only_in_the_private_config(host, scenario, paths, cron_job):
     password = scenario['supabase_backup_login_password']
     assert password not in cron_job['content']
@@ -131,6 +195,17 @@ def test_password_is_only_in_the_private_config(host, scenario, paths, cron_job)
     assert holders == {paths['config_file']}
     for path in holders:
         assert not host.file(path).mode & (stat.S_IRWXG | stat.S_IRWXO)
+
+
+def decrypt(host, path, passphrase_file):
+    """gpg --decrypt, then gzip -t and the dump's header lines, as an operator would (a throwaway gpg home)."""
+    return host.run(
+        'home=$(mktemp -d) && trap \'rm -rf "$home"\' EXIT'
+        ' && gpg --homedir "$home" --batch --quiet --no-autostart --pinentry-mode loopback'
+        ' --passphrase-file %s --output "$home/dump.sql.gz" --decrypt %s'
+        ' && gzip -t "$home/dump.sql.gz"'
+        ' && gunzip -c "$home/dump.sql.gz" | grep -F -e "PostgreSQL database dump" -e "CREATE TABLE public.knowledge_base"',
+        passphrase_file, path)
 
 
 def test_logrotate_snippet(host, paths):
@@ -164,12 +239,17 @@ def test_cron_command_makes_a_real_backup(host, paths, cron_job):
     new = backups(host, backup_dir) - before
     assert len(new) == 1, new
     path = new.pop()
-    assert re.match(r'^%s_\d{8}_\d{6}\.sql\.gz$' % PREFIX, os.path.basename(path))
+    assert re.match(r'^%s_\d{8}_\d{6}\.sql\.gz\.gpg$' % PREFIX, os.path.basename(path))
     backup = host.file(path)
     assert backup.user == 'root'
     assert backup.mode == 0o600
     assert backup.size > 0
-    assert host.run('gzip -t %s', path).rc == 0
+    # Encrypted: not gzip on disk, and gpg --decrypt with the passphrase gives the gzip SQL dump.
+    assert host.run('gzip -t %s', path).rc != 0
+    decrypted = decrypt(host, path, paths['passphrase_file'])
+    assert decrypted.rc == 0, decrypted.stderr
+    assert 'PostgreSQL database dump' in decrypted.stdout
+    assert 'CREATE TABLE public.knowledge_base' in decrypted.stdout
     checksum = host.run('cd %s && sha256sum -c %s', backup_dir, os.path.basename(path) + '.sha256')
     assert checksum.rc == 0, checksum.stdout + checksum.stderr
 
@@ -177,6 +257,7 @@ def test_cron_command_makes_a_real_backup(host, paths, cron_job):
     assert host.file(path + '.manifest.json').mode == 0o600
     assert manifest['file'] == os.path.basename(path)
     assert manifest['size'] == backup.size
+    assert manifest['encryption']['cipher'] == 'AES256'
     for table in SEEDED_TABLES:
         assert manifest['tables'].get(table, 0) > 0, (table, manifest['tables'])
     assert 'vector' in manifest['extensions']
@@ -185,3 +266,29 @@ def test_cron_command_makes_a_real_backup(host, paths, cron_job):
 
     log_lines = log_file.content_string[log_before:].splitlines()
     assert any('backup OK: %s ' % path in line for line in log_lines), log_lines
+
+    metrics = host.file(paths['metrics_file'])
+    assert metrics.mode == 0o644
+    samples = metric_samples(host, paths['metrics_file'])
+    assert samples[('supabase_backup_success', 'logical')] == 1
+    assert samples[('supabase_backup_size_bytes', 'logical')] == backup.size
+    assert samples[('supabase_backup_free_bytes', 'logical')] > 0
+    assert samples[('supabase_backup_last_success_timestamp_seconds', 'logical')] > 0
+
+
+def test_status_refresh_updates_the_free_space_gauge(host, paths, cron_jobs):
+    # A stale gauge, as if the disk had filled since the backup; the status line puts the truth back.
+    metrics = paths['metrics_file']
+    stale = host.run("sed -i 's/^supabase_backup_free_bytes{kind=\"logical\"} .*/supabase_backup_free_bytes"
+                     "{kind=\"logical\"} 1/' %s", metrics)
+    assert stale.rc == 0, stale.stderr
+    before = metric_samples(host, metrics)
+    assert before[('supabase_backup_free_bytes', 'logical')] == 1
+    log_size = host.file(paths['log_file']).size
+    run = host.run('%s sh -c %s' % (CRON_ENV, '%s'), cron_jobs[1]['command'])
+    assert run.rc == 0 and run.stdout == run.stderr == '', run
+    assert host.file(paths['log_file']).size == log_size  # silent when it succeeds
+    after = metric_samples(host, metrics)
+    assert after.pop(('supabase_backup_free_bytes', 'logical')) > 1
+    before.pop(('supabase_backup_free_bytes', 'logical'))
+    assert after == before  # the backup's samples are kept

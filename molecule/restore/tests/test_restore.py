@@ -122,6 +122,7 @@ def test_writer_writes_into_the_restored_database(psql):
 
 def test_the_newest_backup_was_restored(host, scenario, state):
     assert state['restored'] == sorted(state['backups'])[-1]
+    assert state['restored'].endswith('.sql.gz.gpg')  # encrypted, and restored with the inherited passphrase
     backup = host.file(state['restored'])
     assert backup.mode == 0o600
     assert host.file(state['restored'] + '.sha256').exists
@@ -141,7 +142,7 @@ def test_validation_passed(host, state):
 def test_check_mode_run_changed_nothing(host, scenario, state, databases):
     # molecule check ran the whole converge in check mode after converge: it made no backup,
     # did not restore (the kept copy is still converge's), and did not restart the writer.
-    found = host.run('find %s -maxdepth 1 -type f -name %s', scenario['supabase_backup_dir'], 'supabase_backup_*.sql.gz')
+    found = host.run('find %s -maxdepth 1 -type f -name %s', scenario['supabase_backup_dir'], 'supabase_backup_*.sql.gz.gpg')
     assert sorted(found.stdout.split()) == state['backups']
     assert state['previous_database'] in databases
     started_at = host.run('docker inspect --format %s %s', '{{.State.StartedAt}}', scenario['molecule_restore_writer'])
