@@ -14,6 +14,8 @@ and size of the previous successful one.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 
@@ -68,24 +70,42 @@ def free_bytes(directory):
 
 def write_metrics(path, kind, success, duration, size=None, finished_at=None, free=None):
     """Record one run of ``kind``. ``size``/``finished_at`` are those of this run when it succeeded."""
-    samples = read_samples(path)
-    if success:
-        samples[(METRIC_PREFIX + '_size_bytes', kind)] = size or 0
-        samples[(METRIC_PREFIX + '_last_success_timestamp_seconds', kind)] = finished_at
-    samples.setdefault((METRIC_PREFIX + '_size_bytes', kind), 0)
-    samples.setdefault((METRIC_PREFIX + '_last_success_timestamp_seconds', kind), 0)
-    samples[(METRIC_PREFIX + '_duration_seconds', kind)] = round(float(duration), 3)
-    samples[(METRIC_PREFIX + '_success', kind)] = 1 if success else 0
-    if free is not None:
-        samples[(METRIC_PREFIX + '_free_bytes', kind)] = free
-    _write_samples(path, samples)
+    with _exclusive(path):
+        samples = read_samples(path)
+        if success:
+            samples[(METRIC_PREFIX + '_size_bytes', kind)] = size or 0
+            samples[(METRIC_PREFIX + '_last_success_timestamp_seconds', kind)] = finished_at
+        samples.setdefault((METRIC_PREFIX + '_size_bytes', kind), 0)
+        samples.setdefault((METRIC_PREFIX + '_last_success_timestamp_seconds', kind), 0)
+        samples[(METRIC_PREFIX + '_duration_seconds', kind)] = round(float(duration), 3)
+        samples[(METRIC_PREFIX + '_success', kind)] = 1 if success else 0
+        if free is not None:
+            samples[(METRIC_PREFIX + '_free_bytes', kind)] = free
+        _write_samples(path, samples)
 
 
 def write_free_bytes(path, kind, free):
     """Refresh only the free-space gauge of ``kind`` (between runs, so a filling disk is seen early)."""
-    samples = read_samples(path)
-    samples[(METRIC_PREFIX + '_free_bytes', kind)] = free
-    _write_samples(path, samples)
+    with _exclusive(path):
+        samples = read_samples(path)
+        samples[(METRIC_PREFIX + '_free_bytes', kind)] = free
+        _write_samples(path, samples)
+
+
+@contextlib.contextmanager
+def _exclusive(path):
+    """Writers of one file take turns, so none puts back samples another just replaced.
+
+    The lock is an flock on the directory: node_exporter's directory gets no extra file.
+    """
+    directory = os.path.dirname(path) or '.'
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
 
 
 def _write_samples(path, samples):
@@ -104,8 +124,5 @@ def _write_samples(path, samples):
     for (sample_name, sample_kind), value in sorted(samples.items()):
         if sample_name not in names:
             lines.append('%s{kind="%s"} %s' % (sample_name, sample_kind, _format(value)))
-    directory = os.path.dirname(path)
-    if directory and not os.path.isdir(directory):
-        os.makedirs(directory, mode=0o755)
     # node_exporter runs unprivileged and must read it; it holds no secrets.
     write_file_atomically(path, '\n'.join(lines) + '\n', 0o644)

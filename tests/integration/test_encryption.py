@@ -238,14 +238,8 @@ def test_cron_runner_reads_the_passphrase_from_a_private_file(stack, collections
 
 @pytest.fixture(scope="module")
 def box(stack):
-    db = vh.DbBox(name="cortexreview-enctest-db", volume="cortexreview-enctest-data")
-    db.remove()
-    try:
-        db.create()
-        db.psql(testbed.SEED_SQL.read_text(encoding="utf-8"))
+    with vh.seeded_box("cortexreview-enctest-db", "cortexreview-enctest-data") as db:
         yield db
-    finally:
-        db.remove()
 
 
 def test_encrypted_volume_snapshot_round_trip(box, run_module, watch, tmp_path, passphrase_file):

@@ -28,14 +28,8 @@ ENCRYPTED_NAME = re.compile(r"^supabase-volume-\d{8}_\d{6}\.tar\.gz\.gpg$")
 
 @pytest.fixture(scope="module")
 def box(stack):
-    db = vh.DbBox(name="cortexreview-volpb-enc-db", volume="cortexreview-volpb-enc-data")
-    db.remove()  # leftovers of an interrupted run
-    try:
-        db.create()
-        db.psql(testbed.SEED_SQL.read_text(encoding="utf-8"))
+    with vh.seeded_box("cortexreview-volpb-enc-db", "cortexreview-volpb-enc-data") as db:
         yield db
-    finally:
-        db.remove()
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,6 @@ import volume_helpers as vh
 
 REPO = testbed.REPO_ROOT
 NAME_RE = re.compile(r"^supabase-volume-\d{8}_\d{6}\.tar\.gz$")
-SEED_SQL_TEXT = testbed.SEED_SQL.read_text(encoding="utf-8")
 
 
 def _sha256(path) -> str:
@@ -45,15 +44,8 @@ def _sha256(path) -> str:
 @pytest.fixture(scope="module")
 def box(stack):
     """Our own DB container on our own named volume, seeded, with probe files."""
-    db = vh.DbBox(name="cortexreview-voltest-db", volume="cortexreview-voltest-data")
-    db.remove()  # leftovers of an interrupted run
-    try:
-        db.create()
-        db.psql(SEED_SQL_TEXT)
-        db.make_probes()
+    with vh.seeded_box("cortexreview-voltest-db", "cortexreview-voltest-data", probes=True) as db:
         yield db
-    finally:
-        db.remove()
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import testbed
 
@@ -150,6 +150,21 @@ class DbBox:
                  for number, table in enumerate(tables)]
         rows = testbed.psql_rows("\nUNION ALL ".join(parts), container=self.name)
         return {tables[int(number)]: value for number, value in rows}
+
+
+@contextlib.contextmanager
+def seeded_box(name: str, volume: str, probes: bool = False) -> Iterator[DbBox]:
+    """A DB container of the tests' own on its own named volume, seeded with seed.sql; removed afterwards."""
+    db = DbBox(name=name, volume=volume)
+    db.remove()  # leftovers of an interrupted run
+    try:
+        db.create()
+        db.psql(testbed.SEED_SQL.read_text(encoding="utf-8"))
+        if probes:
+            db.make_probes()
+        yield db
+    finally:
+        db.remove()
 
 
 # --------------------------------------------------------------- ansible --

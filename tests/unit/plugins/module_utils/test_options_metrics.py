@@ -64,3 +64,38 @@ def test_metrics_keep_other_kinds_and_first_failure_reports_zero(tmp_path):
     assert samples[('supabase_backup_success', 'volume')] == 1
     assert samples[('supabase_backup_last_success_timestamp_seconds', 'volume')] == 1600000000
     assert samples[('supabase_backup_last_success_timestamp_seconds', 'logical')] == 0
+
+
+def test_concurrent_writers_never_put_back_old_samples(tmp_path):
+    import threading
+
+    from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metrics import write_free_bytes
+
+    (tmp_path / 'textfile').mkdir()
+    path = str(tmp_path / 'textfile' / 'supabase_backup.prom')
+    rounds = 300
+    seen_backwards = []
+
+    def backups():
+        for number in range(1, rounds + 1):
+            write_metrics(path, 'logical', True, 1.0, size=number, finished_at=1700000000 + number)
+
+    def status_refreshes():
+        last = 0
+        for number in range(rounds):
+            write_free_bytes(path, 'logical', number)
+            stamp = read_samples(path).get(('supabase_backup_last_success_timestamp_seconds', 'logical'), 0)
+            if stamp < last:
+                seen_backwards.append((last, stamp))
+            last = stamp
+
+    threads = [threading.Thread(target=backups), threading.Thread(target=status_refreshes)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    samples = read_samples(path)
+    assert samples[('supabase_backup_last_success_timestamp_seconds', 'logical')] == 1700000000 + rounds
+    assert samples[('supabase_backup_size_bytes', 'logical')] == rounds
+    assert seen_backwards == []
+    assert os.listdir(tmp_path / 'textfile') == ['supabase_backup.prom']
