@@ -162,8 +162,8 @@ class Backend:
                                  % (self.metrics_kind, metrics_file, exc))
 
     def metrics_directory(self):
-        """The directory whose free space the metrics report, or None."""
-        return None
+        """The directory whose free space the metrics report: the backup directory, where there is one."""
+        return getattr(self.settings, 'backup_dir', None)
 
     def naming(self):
         """(directory, prefix, separator, suffix) of the files a backup-writing backend makes."""
@@ -176,9 +176,9 @@ class Backend:
     def free_backup_path(self):
         """The timestamped name, free in plain and encrypted form alike; within the same second as
         the last run, it waits a tick."""
+        suffix = self.naming()[3]
         for _attempt in range(30):
             path = self.backup_path()
-            suffix = self.naming()[3]
             stem = path[:-len(suffix)]
             if not any(os.path.lexists(stem + variant) for variant in suffix_variants(suffix)):
                 return path

@@ -102,9 +102,6 @@ class DumpBackend(Backend):
     def naming(self):
         return self.settings.backup_dir, self.settings.prefix, '_', self.settings.suffix(DUMP_SUFFIX)
 
-    def metrics_directory(self):
-        return self.settings.backup_dir
-
     def _backup(self, started):
         settings = self.settings
         dir_changed, warnings = ensure_directory(settings.backup_dir, self.check_mode)

@@ -439,9 +439,6 @@ class VolumeBackend(Backend):
     def naming(self):
         return self.settings.backup_dir, VOLUME_PREFIX, VOLUME_SEPARATOR, self.settings.suffix(VOLUME_SUFFIX)
 
-    def metrics_directory(self):
-        return self.settings.backup_dir
-
     def _snapshot(self, started):
         settings = self.settings
         dir_changed, warnings = ensure_directory(settings.backup_dir, self.check_mode)
