@@ -36,6 +36,7 @@ METRICS = (
     ('size_bytes', 'Size of the backup written, restored or validated by the last successful run.'),
     ('last_success_timestamp_seconds', 'Unix time the last successful run of this kind and operation finished, '
                                        '0 if none has.'),
+    ('last_run_timestamp_seconds', 'Unix time the last run of this kind and operation finished, successful or not.'),
     ('success', '1 if the last run of this kind and operation succeeded, 0 if it failed.'),
     ('free_bytes', 'Free space, for unprivileged users, on the filesystem of the backup directory.'),
 )
@@ -137,15 +138,19 @@ def _metric(short):
 
 
 def write_metrics(path, kind, success, duration, size=None, finished_at=None, free=None, operation=DEFAULT_OPERATION):
-    """Record one run: ``operation`` of ``kind``. ``size``/``finished_at`` are those of this run when it succeeded."""
+    """Record one run: ``operation`` of ``kind``, finished at ``finished_at`` (default now).
+
+    ``size`` is that of this run's backup when it succeeded; a failed run keeps the last success's.
+    """
     with _exclusive(path):
         samples = read_samples(path)
+        finished_at = int(time.time()) if finished_at is None else finished_at
         if success:
             samples[(_metric('size_bytes'), kind, operation)] = size or 0
-            samples[(_metric('last_success_timestamp_seconds'), kind, operation)] = (
-                int(time.time()) if finished_at is None else finished_at)
+            samples[(_metric('last_success_timestamp_seconds'), kind, operation)] = finished_at
         samples.setdefault((_metric('size_bytes'), kind, operation), 0)
         samples.setdefault((_metric('last_success_timestamp_seconds'), kind, operation), 0)
+        samples[(_metric('last_run_timestamp_seconds'), kind, operation)] = finished_at
         samples[(_metric('duration_seconds'), kind, operation)] = round(float(duration), 3)
         samples[(_metric('success'), kind, operation)] = 1 if success else 0
         if free is not None:

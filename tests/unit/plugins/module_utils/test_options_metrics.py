@@ -90,11 +90,12 @@ def test_metrics_success_then_failure_keeps_last_success(tmp_path):
     path = str(tmp_path / 'm' / 'backup.prom')
     write_metrics(path, 'logical', True, 12.5, size=1000, finished_at=1700000000)
     assert os.stat(path).st_mode & 0o777 == 0o644
-    write_metrics(path, 'logical', False, 3.0)
+    write_metrics(path, 'logical', False, 3.0, finished_at=1700000500)
     samples = read_samples(path)
     assert samples == {
         metric('success'): 0,
         metric('last_success_timestamp_seconds'): 1700000000,
+        metric('last_run_timestamp_seconds'): 1700000500,
         metric('size_bytes'): 1000,
         metric('duration_seconds'): 3.0,
     }
@@ -162,8 +163,9 @@ def test_file_of_the_previous_version_is_migrated(tmp_path):
                          metric('free_bytes', kind, operation): 5000})
     assert read_samples(str(path)) == expected
     # The first run after the upgrade (here a failed one) keeps every last success time.
-    write_metrics(str(path), 'logical', False, 4.0)
-    expected.update({metric('duration_seconds'): 4.0, metric('success'): 0})
+    write_metrics(str(path), 'logical', False, 4.0, finished_at=1790200000)
+    expected.update({metric('duration_seconds'): 4.0, metric('success'): 0,
+                     metric('last_run_timestamp_seconds'): 1790200000})
     assert read_samples(str(path)) == expected
     text = path.read_text()
     assert 'kind="validation"' not in text
@@ -190,11 +192,11 @@ def test_label_values_are_escaped_and_read_back(tmp_path, kind):
     samples = read_samples(path)
     assert samples[metric('size_bytes', kind, 'op"\\\n}')] == 3
     assert samples[metric('size_bytes')] == 4
-    assert len(samples) == 8
+    assert len(samples) == 10
     text = open(path, encoding='utf-8').read()
     line = 'supabase_backup_size_bytes{kind="%s",operation="op\\"\\\\\\n}"} 3' % escape_label_value(kind)
     assert line + '\n' in text
-    assert len(text.splitlines()) == 4 * 2 + 8  # HELP and TYPE of 4 metrics, 8 samples: no raw newline
+    assert len(text.splitlines()) == 5 * 2 + 10  # HELP and TYPE of 5 metrics, 10 samples: no raw newline
 
 
 @pytest.mark.parametrize('value,escaped', [('a"b', 'a\\"b'), ('a\\b', 'a\\\\b'), ('a\nb', 'a\\nb'), ('\\n', '\\\\n')])
@@ -235,7 +237,7 @@ def test_unknown_metrics_and_lines_are_kept_or_skipped(tmp_path):
     assert samples[('supabase_backup_upload_bytes', 'logical', 'upload')] == 77
     assert samples[('supabase_backup_future_gauge', 'volume', 'backup')] == 5
     assert samples[metric('success')] == 1
-    assert len(samples) == 6
+    assert len(samples) == 7
     assert 'supabase_backup_upload_bytes{kind="logical",operation="upload"} 77\n' in path.read_text()
 
 
@@ -249,7 +251,14 @@ def test_success_without_finished_at_records_now(tmp_path):
     path = str(tmp_path / 'backup.prom')
     before = int(time.time())
     write_metrics(path, 'volume', True, 1.0, size=1, operation='restore')
-    assert before <= read_samples(path)[metric('last_success_timestamp_seconds', 'volume', 'restore')] <= time.time()
+    samples = read_samples(path)
+    assert before <= samples[metric('last_success_timestamp_seconds', 'volume', 'restore')] <= time.time()
+    assert samples[metric('last_run_timestamp_seconds', 'volume', 'restore')] == \
+        samples[metric('last_success_timestamp_seconds', 'volume', 'restore')]
+    write_metrics(path, 'volume', False, 1.0, operation='restore')
+    samples = read_samples(path)
+    assert samples[metric('last_success_timestamp_seconds', 'volume', 'restore')] >= before
+    assert before <= samples[metric('last_run_timestamp_seconds', 'volume', 'restore')] <= time.time()
 
 
 def test_concurrent_writers_never_put_back_old_samples(tmp_path):
