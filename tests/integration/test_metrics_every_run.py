@@ -88,13 +88,33 @@ def assert_recorded(states, number, kind, operation, success):
         assert mine["size_bytes"] == previous.get("size_bytes", 0), mine
 
 
-def assert_unchanged(states, number):
-    assert states[number][1] == states[number - 1][1], f"step {number} (check mode) changed the metrics"
+OK, CHECK = "ok", "check mode"
 
 
-def assert_failed(result, fragment):
-    vh.assert_clean_failure(result, fragment)
-    assert result.get("changed") is not True, result
+def labels(module, args):
+    """The (kind, operation) a run of ``module`` with ``args`` records."""
+    if module == "volume_snapshot":
+        return "volume", "restore" if args.get("state") == "restored" else "backup"
+    return "logical", {"supabase_dump": "backup", "supabase_validate": "validate", "supabase_restore": "restore"}[module]
+
+
+def judge_runs(collections_path, workdir, metrics, runs):
+    """Run ``runs``, [(key, module, args, outcome)], in one playbook and judge each by its outcome:
+    OK (a successful run recorded), CHECK (run in check mode: nothing recorded) or a fragment of
+    the one-line error of a failed run (recorded as failed). Returns (results, states)."""
+    steps = [vh.module_step(key, module, args, check=outcome == CHECK) for key, module, args, outcome in runs]
+    results, states = run_with_metrics(collections_path, metrics, steps, workdir)
+    for number, (key, module, args, outcome) in enumerate(runs, start=1):
+        if outcome == CHECK:
+            assert states[number][1] == states[number - 1][1], f"{key} (check mode) changed the metrics"
+            continue
+        if outcome == OK:
+            vh.assert_ok(results[key])
+        else:
+            vh.assert_clean_failure(results[key], outcome)
+            assert results[key].get("changed") is not True, results[key]
+        assert_recorded(states, number, *labels(module, args), success=outcome == OK)
+    return results, states
 
 
 def private_copy(src, dst, length=None):
@@ -129,17 +149,12 @@ def test_dump_records_its_runs_rejected_configuration_included(seeded, collectio
     metrics = os.path.join(workdir, "textfile", "supabase_backup.prom")
     backup_dir = os.path.join(workdir, "backups")
     args = {"backup_dir": backup_dir, "db": seeded["db"], "metrics_file": metrics}
-    results, states = run_with_metrics(collections_path, metrics, [
-        vh.module_step("checked", "supabase_dump", args, check=True),
-        vh.module_step("dump", "supabase_dump", args),
-        vh.module_step("rejected", "supabase_dump", dict(args, retention_days=-1)),
-    ], workdir)
-    assert_unchanged(states, 1)
-    vh.assert_ok(results["dump"])
-    assert_recorded(states, 2, "logical", "backup", True)
+    results, states = judge_runs(collections_path, workdir, metrics, [
+        ("checked", "supabase_dump", args, CHECK),
+        ("dump", "supabase_dump", args, OK),
+        ("rejected", "supabase_dump", dict(args, retention_days=-1), "retention_days"),
+    ])
     assert states[2][1][("logical", "backup")]["size_bytes"] == os.path.getsize(results["dump"]["path"])
-    assert_failed(results["rejected"], "retention_days")
-    assert_recorded(states, 3, "logical", "backup", False)
     stem = os.path.basename(results["dump"]["path"]).split(".")[0]
     assert os.listdir(backup_dir) and all(name.startswith(stem) for name in os.listdir(backup_dir))
 
@@ -148,23 +163,16 @@ def test_validate_records_its_runs_apart_from_the_backup(seeded, collections_pat
     metrics = os.path.join(workdir, "supabase_backup.prom")
     # The backup's samples, written by a real run, must survive every validation.
     args = {"db": seeded["db"], "metrics_file": metrics}
-    results, states = run_with_metrics(collections_path, metrics, [
-        vh.module_step("dump", "supabase_dump", dict(args, backup_dir=os.path.join(workdir, "backups"))),
-        vh.module_step("checked", "supabase_validate", dict(args, src=seeded["backup"]), check=True),
-        vh.module_step("validate", "supabase_validate", dict(args, src=seeded["backup"])),
-        vh.module_step("corrupt", "supabase_validate", dict(args, src=seeded["corrupt"])),
-        vh.module_step("rejected", "supabase_validate", dict(args, src=seeded["backup"], maintenance_work_mem="lots")),
-    ], workdir)
-    assert_recorded(states, 1, "logical", "backup", True)
-    assert_unchanged(states, 2)
-    vh.assert_ok(results["validate"])
+    results, states = judge_runs(collections_path, workdir, metrics, [
+        ("dump", "supabase_dump", dict(args, backup_dir=os.path.join(workdir, "backups")), OK),
+        ("checked", "supabase_validate", dict(args, src=seeded["backup"]), CHECK),
+        ("validate", "supabase_validate", dict(args, src=seeded["backup"]), OK),
+        ("corrupt", "supabase_validate", dict(args, src=seeded["corrupt"]), "truncated"),
+        ("rejected", "supabase_validate", dict(args, src=seeded["backup"], maintenance_work_mem="lots"),
+         "maintenance_work_mem"),
+    ])
     assert results["validate"]["passed"] is True
-    assert_recorded(states, 3, "logical", "validate", True)
     assert states[3][1][("logical", "validate")]["size_bytes"] == os.path.getsize(seeded["backup"])
-    assert results["corrupt"].get("failed") is True and "Traceback" not in str(results["corrupt"])
-    assert_recorded(states, 4, "logical", "validate", False)
-    assert_failed(results["rejected"], "maintenance_work_mem")
-    assert_recorded(states, 5, "logical", "validate", False)
     assert databases(seeded["db"] + "_") == []  # no staging database left behind
 
 
@@ -176,22 +184,14 @@ def test_restore_records_its_runs_refused_and_rejected_included(seeded, collecti
     assert damaged != before
     args = {"src": seeded["corrupt"], "db": seeded["db"], "confirm": True, "stop_containers": [],
             "keep_previous": False, "metrics_file": metrics}
-    results, states = run_with_metrics(collections_path, metrics, [
-        vh.module_step("corrupt", "supabase_restore", args),
-        vh.module_step("rejected", "supabase_restore", dict(args, src=seeded["backup"], maintenance_work_mem="lots")),
-        vh.module_step("checked", "supabase_restore", dict(args, src=seeded["backup"]), check=True),
-        vh.module_step("restore", "supabase_restore", dict(args, src=seeded["backup"])),
-        vh.module_step("unconfirmed", "supabase_restore", dict(args, src=seeded["backup"], confirm=False)),
-    ], workdir)
-    assert results["corrupt"].get("failed") is True and "Traceback" not in str(results["corrupt"])
-    assert_recorded(states, 1, "logical", "restore", False)
-    assert_failed(results["rejected"], "maintenance_work_mem")
-    assert_recorded(states, 2, "logical", "restore", False)
-    assert_unchanged(states, 3)
-    vh.assert_ok(results["restore"])
-    assert_recorded(states, 4, "logical", "restore", True)
-    assert_failed(results["unconfirmed"], "confirm")
-    assert_recorded(states, 5, "logical", "restore", False)
+    judge_runs(collections_path, workdir, metrics, [
+        ("corrupt", "supabase_restore", args, "truncated"),
+        ("rejected", "supabase_restore", dict(args, src=seeded["backup"], maintenance_work_mem="lots"),
+         "maintenance_work_mem"),
+        ("checked", "supabase_restore", dict(args, src=seeded["backup"]), CHECK),
+        ("restore", "supabase_restore", dict(args, src=seeded["backup"]), OK),
+        ("unconfirmed", "supabase_restore", dict(args, src=seeded["backup"], confirm=False), "confirm"),
+    ])
     # Only the successful restore changed the data; no scratch or previous database is left.
     assert fingerprint(seeded["db"]) == before
     assert databases(seeded["db"] + "_") == []
@@ -227,14 +227,10 @@ def test_volume_snapshot_records_snapshots_and_restores(box, collections_path, w
     metrics = os.path.join(workdir, "supabase_backup.prom")
     backup_dir = os.path.join(workdir, "snapshots")
     args = dict(box.module_args, metrics_file=metrics)
-    results, states = run_with_metrics(collections_path, metrics, [
-        vh.module_step("snapshot", "volume_snapshot", dict(args, backup_dir=backup_dir)),
-        vh.module_step("rejected", "volume_snapshot", dict(args, backup_dir=backup_dir, retention_days=-1)),
-    ], workdir)
-    vh.assert_ok(results["snapshot"])
-    assert_recorded(states, 1, "volume", "backup", True)
-    assert_failed(results["rejected"], "retention_days")
-    assert_recorded(states, 2, "volume", "backup", False)
+    results, states = judge_runs(collections_path, workdir, metrics, [
+        ("snapshot", "volume_snapshot", dict(args, backup_dir=backup_dir), OK),
+        ("rejected", "volume_snapshot", dict(args, backup_dir=backup_dir, retention_days=-1), "retention_days"),
+    ])
     snapshot = results["snapshot"]["path"]
     stem = os.path.basename(snapshot).split(".")[0]
     assert os.listdir(backup_dir) and all(name.startswith(stem) for name in os.listdir(backup_dir))
@@ -243,20 +239,13 @@ def test_volume_snapshot_records_snapshots_and_restores(box, collections_path, w
                            os.path.getsize(snapshot) // 2)
     contents, started_at = box.fingerprint(), box.started_at()
     restore = dict(args, state="restored", src=snapshot, confirm=True)
-    results, restored = run_with_metrics(collections_path, metrics, [
-        vh.module_step("corrupt", "volume_snapshot", dict(restore, src=corrupt)),
-        vh.module_step("rejected", "volume_snapshot", dict(restore, stop_timeout=-1)),
-        vh.module_step("checked", "volume_snapshot", restore, check=True),
-        vh.module_step("restore", "volume_snapshot", restore),
-    ], workdir)
+    results, restored = judge_runs(collections_path, workdir, metrics, [
+        ("corrupt", "volume_snapshot", dict(restore, src=corrupt), "truncated"),
+        ("rejected", "volume_snapshot", dict(restore, stop_timeout=-1), "stop_timeout"),
+        ("checked", "volume_snapshot", restore, CHECK),
+        ("restore", "volume_snapshot", restore, OK),
+    ])
     assert restored[0][1] == states[-1][1]
-    assert_failed(results["corrupt"], "truncated")
-    assert_recorded(restored, 1, "volume", "restore", False)
-    assert_failed(results["rejected"], "stop_timeout")
-    assert_recorded(restored, 2, "volume", "restore", False)
-    assert_unchanged(restored, 3)
-    vh.assert_ok(results["restore"])
-    assert_recorded(restored, 4, "volume", "restore", True)
     # The refused and rejected runs stopped nothing; the restore put the same data back.
     assert results["corrupt"].get("stopped", []) == [] and results["rejected"].get("stopped", []) == []
     assert box.started_at() != started_at and box.accepts_connections()
