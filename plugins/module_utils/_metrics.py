@@ -41,11 +41,12 @@ METRICS = (
     ('free_bytes', 'Free space, for unprivileged users, on the filesystem of the backup directory.'),
 )
 DEFAULT_OPERATION = 'backup'
-# What a file written before the operation label meant by kind="validation".
-_LEGACY_VALIDATION = ('validation', 'logical', 'validate')
+# Files written before the operation label: kind="validation" was the validation of the logical backups.
+_LEGACY_KINDS = {'validation': ('logical', 'validate')}
 
 _NAME = re.compile(r'\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*')
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\\n]|\\.)*)"\s*(,?)')
+_CLOSING = re.compile(r'\s*\}')
 _UNESCAPE = re.compile(r'\\(.)')
 
 
@@ -74,7 +75,7 @@ def parse_sample(line):
             position = label.end()
             if not label.group(3):
                 break
-        closing = re.compile(r'\s*\}').match(line, position)
+        closing = _CLOSING.match(line, position)
         if not closing:
             return None
         position = closing.end()
@@ -92,9 +93,8 @@ def _key(name, labels):
     kind = labels.get('kind', '')
     if 'operation' in labels:
         return (name, kind, labels['operation']), False
-    if kind == _LEGACY_VALIDATION[0]:
-        return (name, _LEGACY_VALIDATION[1], _LEGACY_VALIDATION[2]), True
-    return (name, kind, DEFAULT_OPERATION), True
+    kind, operation = _LEGACY_KINDS.get(kind, (kind, DEFAULT_OPERATION))
+    return (name, kind, operation), True
 
 
 def read_samples(path):
