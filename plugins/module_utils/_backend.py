@@ -10,19 +10,11 @@
 from __future__ import annotations
 
 import datetime
-import os
 import time
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
-    TIMESTAMP_FORMAT,
-    list_backups,
-    select_expired,
-    suffix_variants,
-)
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import ConfigError, SupabaseBackupError
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._gpg import ENCRYPTION_FACTS
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import TIMESTAMP_FORMAT
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import SupabaseBackupError
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metrics import free_bytes, write_metrics
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._parallel_gzip import ZLIB_IMPLEMENTATION
 
 
 class Backend:
@@ -55,48 +47,6 @@ class Backend:
     def metrics_directory(self):
         """The directory whose free space the metrics report: the backup directory, where there is one."""
         return getattr(self.settings, 'backup_dir', None)
-
-    def naming(self):
-        """(directory, prefix, separator, suffix) of the files a backup-writing backend makes."""
-        raise NotImplementedError
-
-    def backup_path(self):
-        directory, prefix, separator, suffix = self.naming()
-        return os.path.join(directory, '%s%s%s%s' % (prefix, separator, self.stamp(), suffix))
-
-    def free_backup_path(self):
-        """The timestamped name, free in plain and encrypted form alike; within the same second as
-        the last run, it waits a tick."""
-        suffix = self.naming()[3]
-        for _attempt in range(30):
-            path = self.backup_path()
-            stem = path[:-len(suffix)]
-            if not any(os.path.lexists(stem + variant) for variant in suffix_variants(suffix)):
-                return path
-            time.sleep(0.1)
-        raise ConfigError('cannot find a free backup name in %s' % self.naming()[0])
-
-    def expired(self, include_new=None):
-        """Backups retention removes now, encrypted or not; ``include_new`` counts a backup about to be written."""
-        directory, prefix, separator, suffix = self.naming()
-        backups = list_backups(directory, prefix, suffix_variants(suffix), separator)
-        if include_new and all(item['path'] != include_new for item in backups):
-            backups.append({'path': include_new, 'mtime': self.clock(), 'timestamp': '~'})
-        return select_expired(backups, self.settings.retention_days, self.settings.retention_keep_min, self.clock())
-
-    def file_manifest(self, manifest_format, path, written):
-        """The part of a manifest every backup file has; ``written`` is its closed CompressedOutput."""
-        return {
-            'format': manifest_format,
-            'file': os.path.basename(path),
-            'sha256': written.digest.hexdigest(),
-            'size': written.size,
-            'uncompressed_size': written.uncompressed_size,
-            'created_at': self.utc_now(),
-            'compression': {'format': 'gzip', 'level': self.settings.compression_level,
-                            'implementation': ZLIB_IMPLEMENTATION},
-            'encryption': dict(ENCRYPTION_FACTS) if written.encrypted else None,
-        }
 
     def stamp(self):
         """Now as ``YYYYMMDD_HHMMSS`` in the node's local time, as the contract names files."""

@@ -19,10 +19,7 @@ import re
 import time
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_reader import (
-    BackupFile,
-    select_backup,
-)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import PgTarget
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import (
     DatabaseRestorer,
@@ -41,7 +38,8 @@ class RestoreSettings:
     """Validated options of one restore."""
 
     def __init__(self, params):
-        self.src = select_backup(params)
+        self.kind = LOGICAL.with_prefix(params.get('prefix'))
+        self.src = self.kind.select(params.get('backup_dir'), params.get('src'), params.get('restore_point'))
         self.passphrase = Passphrase.from_params(params)
         self.confirm = params['confirm']
         self.keep_previous = params['keep_previous']
@@ -66,7 +64,8 @@ class RestoreBackend(Backend):
         started = time.monotonic()
         settings = self.settings
         target = settings.target
-        backup = BackupFile(settings.src, settings.passphrase)
+        backup = settings.kind.open(settings.src, settings.passphrase)
+        restore_point = settings.kind.stem_of(backup.path)
         if not settings.confirm and not self.check_mode:
             raise ConfigError('confirm must be true: restoring %s replaces the current contents of %s'
                               % (backup.path, target.describe()))
@@ -81,7 +80,8 @@ class RestoreBackend(Backend):
         writers = settings.writers.running()
         if self.check_mode:
             return {
-                'changed': True, 'src': backup.path, 'sha256': expected['sha256'], 'tables': expected['tables'],
+                'changed': True, 'src': backup.path, 'restore_point': restore_point, 'sha256': expected['sha256'],
+                'tables': expected['tables'],
                 'stopped': writers, 'started': writers, 'scratch_database': scratch,
                 'previous_database': previous if settings.keep_previous else None,
                 'duration': round(time.monotonic() - started, 3),
@@ -106,7 +106,7 @@ class RestoreBackend(Backend):
                                       % (', '.join(sorted(start_errors)), '; '.join(start_errors.values())),
                                       stopped=stopped, started=started_again)
         result.update({
-            'changed': True, 'src': backup.path, 'sha256': expected['sha256'],
+            'changed': True, 'src': backup.path, 'restore_point': restore_point, 'sha256': expected['sha256'],
             'stopped': stopped, 'started': started_again, 'duration': round(time.monotonic() - started, 3),
             'msg': 'Restored %s into %s%s' % (
                 backup.path, target.describe(),

@@ -21,10 +21,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._back
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
     write_file_atomically,
 )
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_reader import (
-    BackupFile,
-    select_backup,
-)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import PgTarget
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import (
     DatabaseRestorer,
@@ -46,7 +43,8 @@ METRICS_KIND = 'validation'
 class ValidateSettings:
 
     def __init__(self, params):
-        self.src = select_backup(params)
+        self.kind = LOGICAL.with_prefix(params.get('prefix'))
+        self.src = self.kind.select(params.get('backup_dir'), params.get('src'), params.get('restore_point'))
         self.passphrase = Passphrase.from_params(params)
         self.report_dir = params.get('report_dir') or os.path.dirname(os.path.abspath(self.src))
         self.maintenance_work_mem = params['maintenance_work_mem']
@@ -101,15 +99,17 @@ class ValidateBackend(Backend):
         settings = self.settings
         target = settings.target
         # No report without a readable backup; the monitoring sees the failed run all the same.
-        backup = BackupFile(settings.src, settings.passphrase)
+        backup = settings.kind.open(settings.src, settings.passphrase)
+        restore_point = settings.kind.stem_of(backup.path)
         stamp = self.stamp()
         staging = derived_name(target.db, '_validate_' + stamp)
         report_path = os.path.join(settings.report_dir, os.path.basename(backup.path) + '.validation.json')
         if self.check_mode:
             target.ensure_reachable()
-            return {'changed': True, 'src': backup.path, 'staging_database': staging, 'report': report_path,
+            return {'changed': True, 'src': backup.path, 'restore_point': restore_point, 'staging_database': staging,
+                    'report': report_path,
                     'msg': 'Would validate %s in staging database %s' % (backup.path, staging)}
-        report = {'backup': backup.path, 'staging_database': staging, 'passed': False,
+        report = {'backup': backup.path, 'restore_point': restore_point, 'staging_database': staging, 'passed': False,
                   'validated_at': self.utc_now()}
         try:
             self._validate(backup, staging, report)

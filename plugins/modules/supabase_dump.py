@@ -17,11 +17,13 @@ description:
     C(gunzip -c FILE | psql) restores, exactly like the files of the contract's shell procedure.
   - The file appears only after C(pg_dump) exited 0, wrote its completion marker and the data is flushed
     to disk; on any failure the partial file is removed, older backups stay untouched and retention does not run.
-  - Beside the backup it writes C(<file>.sha256) (C(sha256sum -c) format) and C(<file>.manifest.json) with the
+  - One run writes one restore point, named by its stem C(<prefix>_YYYYMMDD_HHMMSS), made of the backup, its
+    C(<file>.sha256) (C(sha256sum -c) format) and the restore point's manifest C(<stem>.manifest.json) with the
     checksum, size, PostgreSQL and C(pg_dump) versions, extensions and the exact row count of every table,
     counted from the dump stream itself.
-  - After a successful backup, retention deletes backups of this O(prefix) older than O(retention_days)
-    (counted as C(find -mtime) does) with their sidecar files, always keeping the newest O(retention_keep_min).
+  - After a successful backup, retention deletes restore points of this O(prefix) older than O(retention_days)
+    (counted as C(find -mtime) does), whole (backup, checksum, manifests, validation reports), always keeping the
+    newest O(retention_keep_min); only files named exactly so, never symlinks.
   - Runs on one backup directory are serialised by a lock on the directory; no lock file is left behind.
 author:
   - CortexReview engineering (@cortexreview)
@@ -126,6 +128,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+restore_point:
+  description: The restore point (stem) the file belongs to; null for a file not named like one.
+  returned: success, not in check mode
+  type: str
+  sample: supabase_backup_20260101_020000
 encrypted:
   description: Whether the backup written is encrypted with gpg (O(encrypt_passphrase) or O(encrypt_passphrase_file)).
   returned: success, not in check mode
@@ -158,7 +165,7 @@ removed:
   type: list
   elements: str
 manifest:
-  description: Path of the manifest written beside the backup.
+  description: Path of the restore point's manifest written beside the backup, C(<stem>.manifest.json).
   returned: success, not in check mode
   type: str
 tables:

@@ -96,6 +96,12 @@ EXAMPLES = r'''
     src: /var/backups/supabase/supabase_backup_20260101_020000.sql.gz
     confirm: true
 
+- name: Restore the restore point of a given night
+  cortexreview.supabase_backup.supabase_restore:
+    backup_dir: /var/backups/supabase
+    restore_point: supabase_backup_20260101_020000
+    confirm: true
+
 - name: Plan a restore (check mode needs no confirmation)
   cortexreview.supabase_backup.supabase_restore:
     src: /var/backups/supabase/supabase_backup_20260101_020000.sql.gz
@@ -110,6 +116,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+restore_point:
+  description: The restore point (stem) the file belongs to; null for a file not named like one.
+  returned: always
+  type: str
+  sample: supabase_backup_20260101_020000
 src:
   description: The backup restored.
   returned: always

@@ -55,6 +55,11 @@ EXAMPLES = r'''
   cortexreview.supabase_backup.supabase_validate:
     backup_dir: /var/backups/supabase
 
+- name: Validate the restore point of a given night
+  cortexreview.supabase_backup.supabase_validate:
+    backup_dir: /var/backups/supabase
+    restore_point: supabase_backup_20260101_020000
+
 - name: Validate a given backup, report elsewhere
   cortexreview.supabase_backup.supabase_validate:
     src: /var/backups/supabase/supabase_backup_20260101_020000.sql.gz
@@ -67,6 +72,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+restore_point:
+  description: The restore point (stem) the file belongs to; null for a file not named like one.
+  returned: always
+  type: str
+  sample: supabase_backup_20260101_020000
 src:
   description: The backup validated.
   returned: always
