@@ -362,11 +362,12 @@ def embedded_pg_bin() -> Optional[str]:
     return None
 
 
-def parse_metrics(path: os.PathLike, kind: str = "logical") -> Dict[str, float]:
-    """{metric name: value} of the ``kind`` samples of a Prometheus textfile."""
+def parse_metrics(path: os.PathLike, kind: str = "logical", operation: str = "backup") -> Dict[str, float]:
+    """{metric name: value} of the ``kind``/``operation`` samples of a Prometheus textfile."""
     values = {}
     for line in Path(path).read_text(encoding="utf-8").splitlines():
-        match = re.match(r'^(\w+)\{kind="%s"\}\s+(\S+)$' % re.escape(kind), line)
+        match = re.match(r'^(\w+)\{kind="%s",operation="%s"\}\s+(\S+)$' % (re.escape(kind), re.escape(operation)),
+                         line)
         if match:
             values[match.group(1)] = float(match.group(2))
     return values

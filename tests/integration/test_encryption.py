@@ -185,7 +185,7 @@ def test_wrong_passphrase_is_refused_before_anything_stops(encrypted_dump, run_m
     assert set(statuses(*WRITERS).values()) == {"running"}
     assert databases(name + "_") == []
     assert fingerprint(name) == before
-    assert parse_metrics(metrics, "validation")["supabase_backup_success"] == 0
+    assert parse_metrics(metrics, "logical", "validate")["supabase_backup_success"] == 0
     assert parse_metrics(metrics)["supabase_backup_success"] == 1  # the backup's own samples are kept
 
 
@@ -206,7 +206,7 @@ def test_encrypted_dump_restores_and_validates(encrypted_dump, run_module, passp
                                               "metrics_file": str(encrypted_dump["metrics"])})
     assert_ok(result)
     assert result["passed"] is True
-    validation = parse_metrics(encrypted_dump["metrics"], "validation")
+    validation = parse_metrics(encrypted_dump["metrics"], "logical", "validate")
     assert validation["supabase_backup_success"] == 1
     assert validation["supabase_backup_size_bytes"] == os.path.getsize(encrypted_dump["result"]["path"])
 

@@ -235,13 +235,13 @@ def test_metrics_gauge_refreshed_not_in_check_mode(tmp_path):
     assert not os.path.exists(metrics)
     result = status(backups, kind='volume', metrics_file=metrics)
     assert result['changed'] is False
-    assert read_samples(metrics) == {('supabase_backup_free_bytes', 'volume'): result['free_bytes']}
+    assert read_samples(metrics) == {('supabase_backup_free_bytes', 'volume', 'backup'): result['free_bytes']}
 
 
 def test_metrics_gauge_refreshed_even_when_failing_and_unwritable_gauge_fails(tmp_path):
     metrics = str(tmp_path / 'supabase_backup.prom')
     error = failure(tmp_path, max_age='1h', metrics_file=metrics)
-    assert read_samples(metrics)[('supabase_backup_free_bytes', 'logical')] == error.details['free_bytes']
+    assert read_samples(metrics)[('supabase_backup_free_bytes', 'logical', 'backup')] == error.details['free_bytes']
     blocker = tmp_path / 'not-a-dir'
     blocker.write_text('')
     error = failure(tmp_path, metrics_file=str(blocker / 'supabase_backup.prom'))
