@@ -20,12 +20,13 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metr
 class Backend:
     """A unit of work: ``run()`` returns the result dict or raises a SupabaseBackupError.
 
-    ``settings_class`` validates the options; ``metrics_kind`` labels the run's Prometheus samples
-    (None: the run is not recorded).
+    ``settings_class`` validates the options; ``metrics_kind`` and ``metrics_operation`` label the
+    run's Prometheus samples (no kind: the run is not recorded).
     """
 
     settings_class = None
     metrics_kind = None
+    metrics_operation = 'backup'
 
     def __init__(self, settings, check_mode=False, clock=time.time):
         self.settings = settings
@@ -84,15 +85,17 @@ def _record(backend_class, params, backend, check_mode, success, duration, size=
     metrics_file = params.get('metrics_file') if isinstance(params, dict) else None
     if check_mode or not metrics_file or not backend_class.metrics_kind:
         return
-    directory = backend.metrics_directory() if backend else params.get('backup_dir')
+    operation = backend_class.metrics_operation
+    # The free-space gauge is the backups': only a backup run refreshes it.
+    directory = (backend.metrics_directory() if backend else params.get('backup_dir')) if operation == 'backup' else None
     try:
         write_metrics(metrics_file, backend_class.metrics_kind, success, duration, size=size,
                       finished_at=int(backend.clock() if backend else time.time()),
-                      free=free_bytes(directory) if directory else None)
+                      free=free_bytes(directory) if directory else None, operation=operation)
     except (OSError, SupabaseBackupError) as exc:
         if isinstance(failure, SupabaseBackupError):
             # The run's own error is the one the operator must see.
             failure.details['metrics_error'] = str(exc)
         elif backend is not None and failure is None:
-            backend.warnings.append('the %s run succeeded but metrics_file %s was not written: %s'
-                                    % (backend_class.metrics_kind, metrics_file, exc))
+            backend.warnings.append('the %s %s run succeeded but metrics_file %s was not written: %s'
+                                    % (backend_class.metrics_kind, operation, metrics_file, exc))

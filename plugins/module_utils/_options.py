@@ -63,6 +63,7 @@ RESTORE_OPTIONS = dict(
     keep_previous=dict(type='bool', default=True),
     maintenance_work_mem=dict(type='str', default='1GB'),
     maintenance_db=dict(type='str', default='template1'),
+    metrics_file=dict(type='path'),
 )
 
 

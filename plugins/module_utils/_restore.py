@@ -59,6 +59,8 @@ class RestoreBackend(Backend):
     """Runs one restore; ``run()`` returns the result dict or raises a SupabaseBackupError."""
 
     settings_class = RestoreSettings
+    metrics_kind = LOGICAL.metrics_kind
+    metrics_operation = 'restore'
 
     def run(self):
         started = time.monotonic()

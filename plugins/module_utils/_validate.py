@@ -37,7 +37,6 @@ CONTRACT_TABLES = ('knowledge_base', 'learned_constraints', 'feedback_audit_log'
 CONTRACT_VECTOR_QUERY = ('SELECT count(*) FROM public.match_knowledge('
                          'array_cat(ARRAY[0.1, 0.2], array_fill(0.0, ARRAY[1534]))::vector, 0.75, 3)')
 CONTRACT_INDEX_QUERY = "SELECT indexname FROM pg_catalog.pg_indexes WHERE schemaname = 'public' ORDER BY 1"
-METRICS_KIND = 'validation'
 
 
 class ValidateSettings:
@@ -92,7 +91,8 @@ class ValidateBackend(Backend):
     """Restores a backup into a staging database and validates it; fails when it does not restore."""
 
     settings_class = ValidateSettings
-    metrics_kind = METRICS_KIND
+    metrics_kind = LOGICAL.metrics_kind
+    metrics_operation = 'validate'
 
     def run(self):
         started = time.monotonic()

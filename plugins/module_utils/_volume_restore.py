@@ -35,6 +35,9 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._volu
 class VolumeRestoreBackend(VolumeBackend):
     """Restores one snapshot (state=restored); ``run()`` returns the result dict or raises a SupabaseBackupError."""
 
+    metrics_kind = VOLUME.metrics_kind
+    metrics_operation = 'restore'
+
     def run(self):
         return self._restore(time.monotonic())
 

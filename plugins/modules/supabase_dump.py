@@ -70,10 +70,11 @@ options:
     default: '0600'
   metrics_file:
     description:
-      - Prometheus textfile-collector file to update after every run, successful or not, with
-        C(supabase_backup_duration_seconds), C(supabase_backup_size_bytes),
-        C(supabase_backup_last_success_timestamp_seconds) and C(supabase_backup_success) (label C(kind="logical")).
-      - Written atomically, mode C(0644). Samples of other kinds in the same file are kept.
+      - Prometheus textfile-collector file to update after every run, successful or not (a configuration
+        rejected by this module included), with C(supabase_backup_duration_seconds), C(supabase_backup_size_bytes),
+        C(supabase_backup_last_success_timestamp_seconds), C(supabase_backup_success) and
+        C(supabase_backup_free_bytes) (labels C(kind="logical"), C(operation="backup")).
+      - Written atomically, mode C(0644). Samples of other kinds and operations in the same file are kept.
     type: path
   compression_level:
     description:

@@ -74,6 +74,11 @@ options:
       - Seconds each writer gets to stop before it is killed.
     type: int
     default: 30
+  metrics_file:
+    description:
+      - Prometheus textfile-collector file to update after every restore, successful or not
+        (labels C(kind="logical"), C(operation="restore")); the backups' samples in it are kept.
+    type: path
   keep_previous:
     description:
       - Keep the live database as C(<db>_pre_restore_<timestamp>) until the next successful restore replaces it,

@@ -44,7 +44,8 @@ options:
     type: path
   metrics_file:
     description:
-      - Prometheus textfile-collector file to update with the validation result (label C(kind="validation")).
+      - Prometheus textfile-collector file to update with the result of every validation, successful or not
+        (labels C(kind="logical"), C(operation="validate")). Samples of other kinds and operations are kept.
     type: path
 seealso:
   - module: cortexreview.supabase_backup.supabase_restore

@@ -148,8 +148,9 @@ options:
     default: 300
   metrics_file:
     description:
-      - Prometheus textfile-collector file updated after every snapshot, successful or not (label C(kind="volume")).
-        Samples of other kinds in the same file are kept.
+      - Prometheus textfile-collector file updated after every snapshot and every restore, successful or not
+        (labels C(kind="volume") and C(operation="backup") or C(operation="restore")).
+        Samples of other kinds and operations in the same file are kept.
     type: path
 notes:
   - The DB container's image must contain C(pg_isready), C(find), C(mv), C(rm), C(mkdir), C(rmdir), C(stat),

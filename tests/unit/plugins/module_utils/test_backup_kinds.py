@@ -170,11 +170,11 @@ def test_contract_backup_without_any_sidecar_is_a_one_part_restore_point(tmp_pat
 # Restore points and retention
 
 def test_restore_points_group_their_files_and_list_only_ours(tmp_path):
-    old, _ = _dump(tmp_path, 'supabase_backup_20200101_000000', 300)
+    old = _dump(tmp_path, 'supabase_backup_20200101_000000', 300)[0]
     for suffix in ('.sha256', '.manifest.json', '.validation.json', '.validation.txt'):
         _make(tmp_path, os.path.basename(old) + suffix, 300)
     old_manifest = _make(tmp_path, 'supabase_backup_20200101_000000.manifest.json', 300)
-    new, _ = _dump(tmp_path, 'supabase_backup_20200102_000000', 1)
+    new = _dump(tmp_path, 'supabase_backup_20200102_000000', 1)[0]
     foreign = _make(tmp_path, 'other_20200101_000000.sql.gz', 300)
     note = _make(tmp_path, 'supabase_backup_notes.txt', 300)
     orphan = _make(tmp_path, 'supabase_backup_20191231_000000.manifest.json', 300)
