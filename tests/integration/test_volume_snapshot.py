@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import os
 import re
 import subprocess
@@ -26,6 +25,7 @@ import pytest
 
 import testbed
 import volume_helpers as vh
+from dump_helpers import read_restore_point
 
 REPO = testbed.REPO_ROOT
 NAME_RE = re.compile(r"^supabase-volume-\d{8}_\d{6}\.tar\.gz$")
@@ -105,9 +105,12 @@ def test_snapshot_writes_a_verified_archive_and_restarts_the_container(box, firs
     assert result["sha256"] == _sha256(path)
     with open(path + ".sha256", encoding="utf-8") as handle:
         assert handle.read() == f"{result['sha256']}  {os.path.basename(path)}\n"
-    manifest = json.loads(open(path + ".manifest.json", encoding="utf-8").read())
+    restore_point, manifest = read_restore_point(path)
+    assert result["restore_point"] == restore_point["stem"] == os.path.basename(path)[:-len(".tar.gz")]
+    assert result["manifest"] == os.path.join(os.path.dirname(path), restore_point["stem"] + ".manifest.json")
+    assert restore_point["kind"] == "volume" and not os.path.exists(path + ".manifest.json")
     assert manifest["sha256"] == result["sha256"] and manifest["pg_version"] == "18"
-    assert manifest["source"] == {"volume": box.volume}
+    assert manifest["role"] == "data_directory" and manifest["source"] == {"volume": box.volume}
     # gzip to the end, and the contract's `tar czf FILE -C /data .` layout.
     subprocess.run(["gzip", "-t", path], check=True)
     names = subprocess.run(["tar", "-tzf", path], check=True, capture_output=True, text=True).stdout.split()
@@ -338,8 +341,7 @@ def test_bind_path_round_trip_then_out_of_space_restore_rolls_back(bind_box, tmp
     for key in ("snap", "damage", "restore"):
         vh.assert_ok(results[key])
     assert results["snap"]["stopped"] == [bind_box.name]
-    assert json.loads(open(results["snap"]["path"] + ".manifest.json", encoding="utf-8").read())["source"] == {
-        "path": bind_box.path}
+    assert read_restore_point(results["snap"]["path"])[1]["source"] == {"path": bind_box.path}
     assert bind_box.fingerprint() == original
     assert bind_box.probes() == probes
 
