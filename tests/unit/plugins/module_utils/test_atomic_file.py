@@ -70,20 +70,12 @@ def test_commit_syncs_the_file_before_the_rename_and_the_directory_after(tmp_pat
 
 
 def test_write_file_atomically_syncs_file_and_directory(tmp_path, fsyncs):
-    """Sidecars and reports go through the same commit."""
+    """Manifests, checksum files and reports go through the same commit."""
     path = str(tmp_path / 'report.json')
     files.write_file_atomically(path, '{"passed": true}\n', 0o600)
     assert [call['kind'] for call in fsyncs] == ['file', 'dir']
     assert fsyncs[0]['size'] == len('{"passed": true}\n')
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-
-
-def test_write_sidecars_syncs_every_sidecar(tmp_path, fsyncs):
-    backup = str(tmp_path / 'supabase_backup_20260101_000000.sql.gz')
-    created = []
-    files.write_sidecars(backup, 'a' * 64, {'tables': {}}, 0o600, created)
-    assert created == [backup + '.sha256', backup + '.manifest.json']
-    assert [call['kind'] for call in fsyncs] == ['file', 'dir', 'file', 'dir']
 
 
 def test_fsync_directory_syncs_that_directory(tmp_path, fsyncs):
