@@ -189,9 +189,9 @@ class FakeServer:
 
     # scripting
 
-    def fail_on(self, pattern, message):
-        """Statements matching ``pattern`` (regex) raise an ERROR with ``message``."""
-        self.failures.append((re.compile(pattern), message))
+    def fail_on(self, pattern, message, times=None):
+        """Statements matching ``pattern`` (regex) raise an ERROR with ``message`` (``times`` times, or always)."""
+        self.failures.append([re.compile(pattern), message, times])
 
     def executed(self, pattern):
         return [sql for _program, _db, sql in self.log if re.search(pattern, sql)]
@@ -228,8 +228,10 @@ class FakeServer:
                 if len(statements) > 1 and re.match(r'^(CREATE|DROP) DATABASE', statement):
                     raise SqlError('ERROR:  %s DATABASE cannot run inside a transaction block'
                                    % statement.split()[0])
-                for pattern, message in self.failures:
-                    if pattern.search(statement):
+                for failure in self.failures:
+                    pattern, message, times = failure
+                    if pattern.search(statement) and times != 0:
+                        failure[2] = None if times is None else times - 1
                         raise SqlError('ERROR:  %s' % message)
                 rows = self._statement(catalog, db, statement)
         except SqlError as exc:
@@ -384,3 +386,12 @@ def write_backup(path, text, mode=0o600):
         handle.write(data)
     os.chmod(path, mode)
     return str(path)
+
+
+def module_params(spec, **options):
+    """What AnsibleModule would hand the engine: every option of ``spec`` at its default, then ``options``."""
+    params = dict((name, copy.deepcopy(option.get('default'))) for name, option in spec.items())
+    unknown = set(options) - set(params)
+    assert not unknown, unknown
+    params.update(options)
+    return params
