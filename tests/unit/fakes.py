@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import copy
 import gzip
+import io
 import os
 import re
+import socket as socket_module
+import struct
+import tarfile
 import threading
 
 from docker.errors import APIError, NotFound
@@ -395,3 +399,228 @@ def module_params(spec, **options):
     assert not unknown, unknown
     params.update(options)
     return params
+
+
+# ------------------------------------------------------------------ volume --
+
+DIRECTORY = None
+VOLUME_NAME = 'fake-volume'
+MOUNT_POINT = '/var/lib/postgresql/data'
+
+
+def pgdata_files(version=b'18\n', marker=b'old'):
+    """A tiny PostgreSQL data directory: {relative path: bytes, or DIRECTORY}."""
+    return {'PG_VERSION': version, 'global': DIRECTORY, 'global/pg_control': b'control-' + marker,
+            'base': DIRECTORY, 'base/1': DIRECTORY, 'base/1/1259': b'rows-' + marker}
+
+
+def tar_of(files, root=True):
+    """A tar stream like ``docker cp`` (and ``tar -C /data .``) makes of ``files``."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode='w', format=tarfile.PAX_FORMAT) as archive:
+        entries = ([('.', DIRECTORY)] if root else []) + sorted(files.items())
+        for name, content in entries:
+            info = tarfile.TarInfo(name if name == '.' or not root else './' + name)
+            info.uid = info.gid = 999
+            if content is DIRECTORY:
+                info.type, info.mode = tarfile.DIRTYPE, 0o700
+                archive.addfile(info)
+            else:
+                info.size, info.mode = len(content), 0o600
+                archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def files_of_tar(data):
+    files = {}
+    with tarfile.open(fileobj=io.BytesIO(data), mode='r') as archive:
+        for member in archive:
+            name = '/'.join(part for part in member.name.split('/') if part not in ('', '.'))
+            if name:
+                files[name] = DIRECTORY if member.isdir() else archive.extractfile(member).read()
+    return files
+
+
+class FakeResponse:
+
+    def __init__(self, status_code, data=b''):
+        self.status_code = status_code
+        self._data = data
+        self.text = data.decode('utf-8', 'replace') if status_code >= 400 else ''
+        self.closed = False
+
+    def json(self):
+        return {'message': self.text}
+
+    def iter_content(self, size):
+        for position in range(0, len(self._data), size):
+            yield self._data[position:position + size]
+
+    def close(self):
+        self.closed = True
+
+
+class FakeVolumeDocker:
+    """A Docker engine holding one DB container whose volume is ``files`` (see pgdata_files).
+
+    The image's coreutils that the restore helper runs (find, mv, rm, mkdir, rmdir, stat, chown,
+    chmod) act on ``files``; pg_isready answers ``ready(files)`` while the DB container runs.
+    ``fail`` maps a program name (or 'put_archive', 'get_archive', 'start', 'stop') to an error.
+    """
+
+    base_url = 'http+docker://fake'
+    api_version = '1.45'
+
+    def __init__(self, files, running=True):
+        self.files = dict(files)
+        self.db = {'Id': 'id-fake-db', 'Name': '/' + DB_CONTAINER, 'Image': 'sha256:fakeimage', 'RestartCount': 0,
+                   'State': {'Running': running, 'Status': 'running' if running else 'exited', 'ExitCode': 0},
+                   'Mounts': [{'Type': 'volume', 'Name': VOLUME_NAME, 'Destination': MOUNT_POINT}],
+                   'Config': {'Env': ['PGDATA=' + MOUNT_POINT, 'POSTGRES_USER=postgres'], 'Labels': {}},
+                   'HostConfig': {'PortBindings': {}}}
+        self.containers_by_name = {DB_CONTAINER: self.db}
+        self.helpers = {}
+        self.calls = []
+        self.fail = {}
+        self.ready = lambda files: True
+        self.root_metadata = (999, 999, 0o700)
+        self._execs = {}
+
+    # containers
+
+    def _container(self, name):
+        if name in (DB_CONTAINER, self.db['Id']):
+            return self.db
+        if name in self.helpers:
+            return self.helpers[name]
+        raise NotFound('No such container: %s' % name)
+
+    def _failing(self, what):
+        if what in self.fail:
+            raise self.fail[what]
+
+    def inspect_container(self, name):
+        return copy.deepcopy(self._container(name))
+
+    def stop(self, name, timeout=None):
+        self.calls.append(('stop', name))
+        self._failing('stop')
+        self._container(name)['State'].update(Running=False, Status='exited')
+
+    def start(self, name):
+        self.calls.append(('start', name))
+        if self._container(name) is self.db:
+            self._failing('start')
+        self._container(name)['State'].update(Running=True, Status='running')
+
+    def logs(self, name, **_kwargs):
+        return b'LOG:  database system is shut down\nFATAL:  the fake server does not start\n'
+
+    def create_host_config(self, **kwargs):
+        return kwargs
+
+    def create_container(self, image, **kwargs):
+        assert image == self.db['Image']
+        name = kwargs['name']
+        self.helpers[name] = {'Id': name, 'State': {'Running': False}}
+        self.calls.append(('create', name))
+        return {'Id': name}
+
+    def remove_container(self, name, force=False, v=False):
+        self.calls.append(('remove', name))
+        self.helpers.pop(name, None)
+
+    def actions(self, kind, db_only=True):
+        return [name for action, name in self.calls if action == kind and (not db_only or name == self.db['Id'])]
+
+    # archives
+
+    def get(self, url, params=None, stream=False, timeout=None):
+        self._failing('get_archive')
+        path = params['path']
+        if path == MOUNT_POINT + '/.':
+            return FakeResponse(200, tar_of(self.files))
+        relative = path[len(MOUNT_POINT) + 1:]
+        if relative in self.files and self.files[relative] is not DIRECTORY:
+            return FakeResponse(200, tar_of({relative: self.files[relative]}, root=False))
+        return FakeResponse(404, b'Could not find the file %s in container' % path.encode())
+
+    def put_archive(self, name, path, chunks):
+        assert path == MOUNT_POINT and name in self.helpers
+        data = b''.join(chunks)
+        self._failing('put_archive')
+        self.files.update(files_of_tar(data))
+        return True
+
+    # exec
+
+    def exec_create(self, container, argv, **_kwargs):
+        exec_id = 'exec-%d' % len(self._execs)
+        self._execs[exec_id] = {'container': container, 'argv': list(argv)}
+        self.calls.append(('exec', ' '.join(argv)))
+        return {'Id': exec_id}
+
+    def exec_start(self, exec_id, socket=False):
+        run = self._execs[exec_id]
+        rc, out, err = self._run(run['container'], run['argv'])
+        run['rc'] = rc
+        reader, writer = socket_module.socketpair()
+        for kind, data in ((1, out.encode()), (2, err.encode())):
+            if data:
+                writer.sendall(struct.pack('>BxxxL', kind, len(data)) + data)
+        writer.close()
+        return reader
+
+    def exec_inspect(self, exec_id):
+        return {'Running': False, 'ExitCode': self._execs[exec_id]['rc']}
+
+    def _run(self, container, argv):  # pylint: disable=too-many-return-statements
+        program = argv[0]
+        if program in self.fail:
+            return 1, '', '%s: %s' % (program, self.fail[program])
+        if program == 'pg_isready':
+            return (0, '', '') if self.db['State']['Running'] and self.ready(self.files) else (2, '', '')
+        assert container in self.helpers, (container, argv)
+        if program == 'stat':
+            return 0, '%d %d %o\n' % self.root_metadata, ''
+        if program == 'chown':
+            uid, gid = argv[1].split(':')
+            self.root_metadata = (int(uid), int(gid), self.root_metadata[2])
+            return 0, '', ''
+        if program == 'chmod':
+            self.root_metadata = self.root_metadata[:2] + (int(argv[1], 8),)
+            return 0, '', ''
+        relative = lambda path: path[len(MOUNT_POINT):].strip('/')  # noqa: E731
+        if program == 'mkdir':
+            self.files[relative(argv[-1])] = DIRECTORY
+            return 0, '', ''
+        if program in ('rmdir', 'rm'):
+            gone = relative(argv[-1])
+            for name in [name for name in self.files if name == gone or name.startswith(gone + '/')]:
+                del self.files[name]
+            return 0, '', ''
+        assert program == 'find', argv
+        base = relative(argv[1])
+        exclude = argv[argv.index('-name') + 1] if '-name' in argv else None
+        children = sorted({name[len(base) + 1 if base else 0:].split('/')[0] for name in self.files
+                           if (name.startswith(base + '/') if base else True)})
+        children = [child for child in children if child != exclude]
+        if argv[-1] == '-print':
+            return 0, ''.join('%s/%s\n' % (argv[1].rstrip('/'), child) for child in children), ''
+        command = argv[argv.index('-exec') + 1:-1]
+        if command[0] in self.fail:
+            return 1, '', '%s: %s' % (command[0], self.fail[command[0]])
+        for child in children:
+            source = '/'.join(part for part in (base, child) if part)
+            moved = {name: content for name, content in self.files.items()
+                     if name == source or name.startswith(source + '/')}
+            for name in moved:
+                del self.files[name]
+            if command[0] == 'mv':
+                destination = relative(command[-1])
+                for name, content in moved.items():
+                    self.files['/'.join(part for part in (destination, name[len(base) + 1 if base else 0:])
+                                        if part)] = content
+            else:
+                assert command[:2] == ['rm', '-rf'], command
+        return 0, '', ''
