@@ -87,17 +87,24 @@ def _dump_lines(path):
         return gzip.decompress(handle.read()).split(b"\n")
 
 
+def _stem_manifest(path):
+    """The restore point manifest (v2) of the backup part ``path``: ``<stem>.manifest.json`` beside it."""
+    return os.path.join(os.path.dirname(path), os.path.basename(path)[:-len(".sql.gz")] + ".manifest.json")
+
+
 def _write_dump(path, lines, sidecars_from=None):
-    """The dump ``lines`` gzipped at ``path``; with ``sidecars_from``, checksum and manifest that agree."""
+    """The dump ``lines`` gzipped at ``path``; with ``sidecars_from``, its checksum and manifest, made to agree."""
     data = gzip.compress(b"\n".join(lines))
     write_file(path, data)
     if sidecars_from:
         sha256 = hashlib.sha256(data).hexdigest()
         write_file(path + ".sha256", f"{sha256}  {os.path.basename(path)}\n".encode())
-        with open(sidecars_from + ".manifest.json", encoding="utf-8") as handle:
+        with open(_stem_manifest(sidecars_from), encoding="utf-8") as handle:
             manifest = json.load(handle)
-        manifest.update(sha256=sha256, size=len(data), file=os.path.basename(path))
-        write_file(path + ".manifest.json", json.dumps(manifest).encode())
+        assert len(manifest["parts"]) == 1, manifest
+        manifest["stem"] = os.path.basename(path)[:-len(".sql.gz")]
+        manifest["parts"][0].update(name=os.path.basename(path), sha256=sha256, size=len(data))
+        write_file(_stem_manifest(path), json.dumps(manifest).encode())
     return path
 
 
