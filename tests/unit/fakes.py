@@ -188,7 +188,7 @@ class FakeServer:
         self.unmodelled = []
         self.load_error = None        # (rc, stderr) for the next load
         self.load_tamper = None       # callable(FakeDatabase) run after a load: data that differs
-        self.dump = None              # (chunks, rc, stderr) for pg_dump
+        self.dump = ([], 0, '')        # (chunks, rc, stderr) for pg_dump
         self.dump_args = []
 
     # scripting
@@ -460,6 +460,11 @@ class FakeResponse:
         self.closed = True
 
 
+def _relative(path):
+    """A path in the DB container -> the volume's relative path ('' for its root)."""
+    return path[len(MOUNT_POINT):].strip('/')
+
+
 class FakeVolumeDocker:
     """A Docker engine holding one DB container whose volume is ``files`` (see pgdata_files).
 
@@ -590,17 +595,16 @@ class FakeVolumeDocker:
         if program == 'chmod':
             self.root_metadata = self.root_metadata[:2] + (int(argv[1], 8),)
             return 0, '', ''
-        relative = lambda path: path[len(MOUNT_POINT):].strip('/')  # noqa: E731
         if program == 'mkdir':
-            self.files[relative(argv[-1])] = DIRECTORY
+            self.files[_relative(argv[-1])] = DIRECTORY
             return 0, '', ''
         if program in ('rmdir', 'rm'):
-            gone = relative(argv[-1])
+            gone = _relative(argv[-1])
             for name in [name for name in self.files if name == gone or name.startswith(gone + '/')]:
                 del self.files[name]
             return 0, '', ''
         assert program == 'find', argv
-        base = relative(argv[1])
+        base = _relative(argv[1])
         exclude = argv[argv.index('-name') + 1] if '-name' in argv else None
         children = sorted({name[len(base) + 1 if base else 0:].split('/')[0] for name in self.files
                            if (name.startswith(base + '/') if base else True)})
@@ -617,7 +621,7 @@ class FakeVolumeDocker:
             for name in moved:
                 del self.files[name]
             if command[0] == 'mv':
-                destination = relative(command[-1])
+                destination = _relative(command[-1])
                 for name, content in moved.items():
                     self.files['/'.join(part for part in (destination, name[len(base) + 1 if base else 0:])
                                         if part)] = content

@@ -148,8 +148,8 @@ def test_a_failed_dump_is_recorded_as_a_failure(server, backup_dir, tmp_path):
 
 def test_a_rejected_configuration_is_recorded_as_a_failure(server, backup_dir, tmp_path):
     metrics = str(tmp_path / 'metrics.prom')
-    result, error, _warnings = run_backend(_dump.DumpBackend, params(backup_dir, metrics_file=metrics,
-                                                                       compression_level=12))
+    rejected = params(backup_dir, metrics_file=metrics, compression_level=12)
+    result, error, _warnings = run_backend(_dump.DumpBackend, rejected)
     assert result is None and 'compression_level' in error.msg
     assert _samples(metrics) == {'success': '0'}
     assert server.dump_args == []
