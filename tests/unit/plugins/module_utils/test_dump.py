@@ -160,3 +160,25 @@ def test_a_good_dump_is_recorded_as_a_success(server, backup_dir, tmp_path):
     result, error, _warnings = run_backend(_dump.DumpBackend, params(backup_dir, metrics_file=metrics))
     assert error is None and result['size'] > 0
     assert _samples(metrics) == {'success': '1'}
+
+
+def test_the_backup_is_on_disk_before_its_name_appears(server, backup_dir, monkeypatch):
+    """Through the whole engine: the backup's own data is fsynced while its final name does not exist yet,
+    and the directory is fsynced once it does."""
+    synced = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd):
+        info = os.fstat(fd)
+        synced.append(((info.st_dev, info.st_ino), info.st_size, listing(backup_dir)))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, 'fsync', recording_fsync)
+    result = _dump.DumpBackend.from_params(params(backup_dir)).run()
+    name, info = os.path.basename(result['path']), os.stat(result['path'])
+    own = [(size, visible) for inode, size, visible in synced if inode == (info.st_dev, info.st_ino)]
+    assert len(own) == 1, synced
+    assert own[0][0] == info.st_size and name not in own[0][1], 'synced after its name appeared, or before the end'
+    directory = os.stat(str(backup_dir))
+    assert any(inode == (directory.st_dev, directory.st_ino) and name in visible
+               for inode, _size, visible in synced), synced

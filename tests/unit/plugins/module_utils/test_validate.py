@@ -137,3 +137,13 @@ def test_a_report_directory_that_cannot_be_written_is_a_warning(world, tmp_path)
     result = validation.run()
     assert result['passed'] is True
     assert any('validation report' in warning and 'not written' in warning for warning in validation.warnings)
+
+
+def test_a_staging_database_that_cannot_be_dropped_still_fails_the_validation(world):
+    world.load_tamper = lambda database: database.tables.update({'public.learned_constraints': 1})
+    world.fail_on(r'^DROP DATABASE IF EXISTS "postgres_validate_', 'cannot drop: disk on fire')
+    with pytest.raises(CommandError):
+        backend(world).run()
+    report, _summary = report_of(world)
+    assert report['passed'] is False
+    assert world.databases['postgres'] == LIVE
