@@ -22,13 +22,8 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._back
     write_file_atomically,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import PgTarget
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import (
-    DatabaseRestorer,
-    check_memory_setting,
-)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import LoadSettings
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import SupabaseBackupError
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._gpg import Passphrase
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._sql import derived_name
 
 REPORT_MODE = 0o600
@@ -39,18 +34,12 @@ CONTRACT_VECTOR_QUERY = ('SELECT count(*) FROM public.match_knowledge('
 CONTRACT_INDEX_QUERY = "SELECT indexname FROM pg_catalog.pg_indexes WHERE schemaname = 'public' ORDER BY 1"
 
 
-class ValidateSettings:
+class ValidateSettings(LoadSettings):
+    """Validated options of one validation."""
 
     def __init__(self, params):
-        self.kind = LOGICAL.with_prefix(params.get('prefix'))
-        self.src = self.kind.select(params.get('backup_dir'), params.get('src'), params.get('restore_point'))
-        self.passphrase = Passphrase.from_params(params)
+        super().__init__(params)
         self.report_dir = params.get('report_dir') or os.path.dirname(os.path.abspath(self.src))
-        self.maintenance_work_mem = params['maintenance_work_mem']
-        self.maintenance_db = params['maintenance_db']
-        self.metrics_file = params.get('metrics_file')
-        check_memory_setting(self.maintenance_work_mem)
-        self.target = PgTarget(**params)
 
 
 def contract_queries(target, db):
@@ -96,11 +85,9 @@ class ValidateBackend(Backend):
 
     def run(self):
         started = time.monotonic()
-        settings = self.settings
-        target = settings.target
         # No report without a readable backup; the monitoring sees the failed run all the same.
-        backup = settings.kind.open(settings.src, settings.passphrase)
-        restore_point = settings.kind.stem_of(backup.path)
+        backup, restore_point = self.settings.open_backup()
+        settings, target = self.settings, self.settings.target
         stamp = self.stamp()
         staging = derived_name(target.db, '_validate_' + stamp)
         report_path = os.path.join(settings.report_dir, os.path.basename(backup.path) + '.validation.json')
@@ -129,7 +116,7 @@ class ValidateBackend(Backend):
         target.ensure_reachable()
         expected = backup.verify()
         report['sha256'] = expected['sha256']
-        restorer = DatabaseRestorer(target, self.settings.maintenance_db, self.settings.maintenance_work_mem)
+        restorer = self.settings.restorer()
         restorer.create_like(staging, target.db)
         try:
             restorer.load(staging, backup)
