@@ -24,6 +24,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._back
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import LoadSettings
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import SupabaseBackupError
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_points import REPORT_SUFFIX, SUMMARY_SUFFIX
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._sql import derived_name
 
 REPORT_MODE = 0o600
@@ -90,7 +91,7 @@ class ValidateBackend(Backend):
         settings, target = self.settings, self.settings.target
         stamp = self.stamp()
         staging = derived_name(target.db, '_validate_' + stamp)
-        report_path = os.path.join(settings.report_dir, os.path.basename(backup.path) + '.validation.json')
+        report_path = os.path.join(settings.report_dir, os.path.basename(backup.path) + REPORT_SUFFIX)
         if self.check_mode:
             target.ensure_reachable()
             return {'changed': True, 'src': backup.path, 'restore_point': restore_point, 'staging_database': staging,
@@ -131,7 +132,7 @@ class ValidateBackend(Backend):
         report['duration'] = round(time.monotonic() - started, 3)
         try:
             write_file_atomically(report_path, json.dumps(report, indent=2, sort_keys=True) + '\n', REPORT_MODE)
-            write_file_atomically(report_path[:-len('.json')] + '.txt', summary_text(report), REPORT_MODE)
+            write_file_atomically(report_path[:-len(REPORT_SUFFIX)] + SUMMARY_SUFFIX, summary_text(report), REPORT_MODE)
         except SupabaseBackupError as exc:
             self.warnings.append('validation report %s not written: %s' % (report_path, exc.msg))
 
