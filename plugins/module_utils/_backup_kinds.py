@@ -16,6 +16,7 @@ here plus its writer and its reader.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 
@@ -37,30 +38,33 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._volu
 TIMESTAMP_PLACEHOLDER = 'YYYYMMDD_HHMMSS'
 
 
+@dataclasses.dataclass(frozen=True)
 class BackupKind:
     """The facts of one kind of backup file.
 
-    ``role`` names its part in a restore point's manifest; ``metrics_kind`` is its ``kind`` label;
-    ``what`` names one file in messages.
+    ``name`` is also its metrics ``kind`` label; ``reader`` is the class that reads and verifies
+    one file; ``role`` names its part in a restore point's manifest; ``what`` names one file in
+    messages; ``prefix_option``: whether the ``prefix`` option may rename its files.
     """
 
-    def __init__(self, name, prefix, separator, suffix, reader, role, what, prefix_option=False):
-        self.name = name
-        self.prefix = prefix
-        self.separator = separator
-        self.suffix = suffix
-        self.reader = reader
-        self.role = role
-        self.what = what
-        self.prefix_option = prefix_option
-        self.metrics_kind = name
+    name: str
+    prefix: str
+    separator: str
+    suffix: str
+    reader: type
+    role: str
+    what: str
+    prefix_option: bool = False
+
+    @property
+    def metrics_kind(self):
+        return self.name
 
     def with_prefix(self, prefix):
         """This kind under the ``prefix`` option (validated); kinds without the option keep theirs."""
         if not self.prefix_option or prefix in (None, self.prefix):
             return self
-        return BackupKind(self.name, validate_prefix(prefix), self.separator, self.suffix, self.reader, self.role,
-                          self.what, self.prefix_option)
+        return dataclasses.replace(self, prefix=validate_prefix(prefix))
 
     # Names
 

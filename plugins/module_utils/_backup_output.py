@@ -18,7 +18,7 @@ import os
 import time
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import remove_quietly
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import ensure_directory, remove_quietly
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import ConfigError
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._gpg import ENCRYPTION_FACTS, GpgEncryptor, Passphrase
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import parse_mode
@@ -111,6 +111,17 @@ class BackupWriter(Backend):
     """A backend that writes restore points of its ``kind`` (a _backup_kinds record) into ``backup_dir``."""
 
     kind = None
+
+    def run(self):
+        """Make sure the backup directory exists (0700), then ``write()`` one restore point."""
+        started = time.monotonic()
+        dir_changed, warnings = ensure_directory(self.settings.backup_dir, self.check_mode)
+        self.warnings.extend(warnings)
+        return self.write(started, dir_changed)
+
+    def write(self, started, dir_changed):
+        """The run's result; ``dir_changed``: the directory is new (in check mode: would be)."""
+        raise NotImplementedError
 
     def backup_kind(self):
         """The record this writer names its files by (a writer with a prefix option adapts it)."""

@@ -16,12 +16,14 @@ from __future__ import annotations
 import re
 import time
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import last_line
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import PgTarget, last_line
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
     CommandError,
     ConfigError,
     VerificationError,
 )
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._gpg import Passphrase
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._sql import quote_ident, quote_literal
 
 MEMORY_SETTING = re.compile(r'^[0-9]+(kB|MB|GB|TB)?$')
@@ -39,6 +41,27 @@ def check_memory_setting(value):
     # It goes into PGOPTIONS, where a space would start another option.
     if not MEMORY_SETTING.match(value or ''):
         raise ConfigError('maintenance_work_mem %r is not a memory size such as 1GB or 512MB' % (value,))
+
+
+class LoadSettings:
+    """Options of every run that loads a logical backup into a new database: which backup, and where."""
+
+    def __init__(self, params):
+        self.kind = LOGICAL.with_prefix(params.get('prefix'))
+        self.src = self.kind.select(params.get('backup_dir'), params.get('src'), params.get('restore_point'))
+        self.passphrase = Passphrase.from_params(params)
+        self.maintenance_work_mem = params['maintenance_work_mem']
+        self.maintenance_db = params['maintenance_db']
+        check_memory_setting(self.maintenance_work_mem)
+        self.target = PgTarget(**params)
+
+    def open_backup(self):
+        """(the backup's reader, the restore point it belongs to or None); nothing is read yet."""
+        backup = self.kind.open(self.src, self.passphrase)
+        return backup, self.kind.stem_of(backup.path)
+
+    def restorer(self):
+        return DatabaseRestorer(self.target, self.maintenance_db, self.maintenance_work_mem)
 
 
 class DatabaseRestorer:

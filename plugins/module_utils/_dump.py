@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import time
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import AtomicFile, DirectoryLock, ensure_directory
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import AtomicFile, DirectoryLock
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_output import BackupWriter, CompressedOutput, OutputSettings
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import (
@@ -69,13 +69,8 @@ class DumpBackend(BackupWriter):
     def backup_kind(self):
         return self.settings.kind
 
-    def run(self):
-        return self._backup(time.monotonic())
-
-    def _backup(self, started):
+    def write(self, started, dir_changed):
         settings = self.settings
-        dir_changed, warnings = ensure_directory(settings.backup_dir, self.check_mode)
-        self.warnings.extend(warnings)
         settings.target.ensure_reachable()
         facts = database_facts(settings.target)
         if self.check_mode:

@@ -31,18 +31,24 @@ ENCRYPTION_OPTIONS = dict(
     encrypt_passphrase_file=dict(type='path', no_log=False),
 )
 
-DUMP_OPTIONS = dict(
-    backup_dir=dict(type='path', required=True),
-    prefix=dict(type='str', default='supabase_backup'),
+# Every writer of backups (doc fragment "output", plus compression_level and metrics_file).
+OUTPUT_OPTIONS = dict(
     retention_days=dict(type='int', default=90),
     retention_keep_min=dict(type='int', default=3),
     mode=dict(type='raw', default='0600'),
     metrics_file=dict(type='path'),
-    # zlib-ng's level 5 is within about 2% of gzip -6's size at about twice level 6's speed.
+    # zlib-ng's level 5 is within about 2% of gzip -6's size at about twice level 6's speed;
+    # for a volume snapshot its speed also shortens the downtime.
     compression_level=dict(type='int', default=5),
     compress_threads=dict(type='int', default=0),
     lock_timeout=dict(type='int', default=600),
     **ENCRYPTION_OPTIONS
+)
+
+DUMP_OPTIONS = dict(
+    backup_dir=dict(type='path', required=True),
+    prefix=dict(type='str', default='supabase_backup'),
+    **OUTPUT_OPTIONS
 )
 
 
@@ -109,18 +115,10 @@ VOLUME_SNAPSHOT_OPTIONS = dict(
     src=dict(type='path'),
     restore_point=dict(type='str'),
     confirm=dict(type='bool', default=False),
-    retention_days=dict(type='int', default=90),
-    retention_keep_min=dict(type='int', default=3),
-    mode=dict(type='raw', default='0600'),
     docker_host=dict(type='str'),
-    # As for dumps: zlib-ng's level 5; here its speed also shortens the downtime.
-    compression_level=dict(type='int', default=5),
-    compress_threads=dict(type='int', default=0),
-    lock_timeout=dict(type='int', default=600),
     stop_timeout=dict(type='int', default=120),
     ready_timeout=dict(type='int', default=300),
-    metrics_file=dict(type='path'),
-    **ENCRYPTION_OPTIONS
+    **OUTPUT_OPTIONS
 )
 
 # present writes into backup_dir; restored takes src, or a restore point of backup_dir (named, or the newest).

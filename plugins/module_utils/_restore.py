@@ -20,33 +20,22 @@ import time
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import PgTarget
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import (
-    DatabaseRestorer,
-    check_memory_setting,
-)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import LoadSettings
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
     ConfigError,
     SupabaseBackupError,
 )
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._gpg import Passphrase
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._sql import derived_name, quote_literal
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._writers import WriterControl
 
 
-class RestoreSettings:
+class RestoreSettings(LoadSettings):
     """Validated options of one restore."""
 
     def __init__(self, params):
-        self.kind = LOGICAL.with_prefix(params.get('prefix'))
-        self.src = self.kind.select(params.get('backup_dir'), params.get('src'), params.get('restore_point'))
-        self.passphrase = Passphrase.from_params(params)
+        super().__init__(params)
         self.confirm = params['confirm']
         self.keep_previous = params['keep_previous']
-        self.maintenance_work_mem = params['maintenance_work_mem']
-        self.maintenance_db = params['maintenance_db']
-        self.target = PgTarget(**params)
-        check_memory_setting(self.maintenance_work_mem)
         if self.target.db in ('template0', 'template1', self.maintenance_db):
             raise ConfigError('db %s cannot be restored: it is a template or the maintenance_db' % self.target.db)
         if params['stop_timeout'] < 0:
@@ -66,13 +55,12 @@ class RestoreBackend(Backend):
         started = time.monotonic()
         settings = self.settings
         target = settings.target
-        backup = settings.kind.open(settings.src, settings.passphrase)
-        restore_point = settings.kind.stem_of(backup.path)
+        backup, restore_point = settings.open_backup()
         if not settings.confirm and not self.check_mode:
             raise ConfigError('confirm must be true: restoring %s replaces the current contents of %s'
                               % (backup.path, target.describe()))
         target.ensure_reachable()
-        restorer = DatabaseRestorer(target, settings.maintenance_db, settings.maintenance_work_mem)
+        restorer = settings.restorer()
         if not restorer.database_exists(target.db):
             raise ConfigError('%s does not exist; nothing to restore over' % target.describe())
         expected = backup.verify()

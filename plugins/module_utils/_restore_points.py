@@ -32,7 +32,8 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
 MANIFEST_FORMAT = 'cortexreview.supabase_backup/restore-point/v2'
 MANIFEST_SUFFIX = '.manifest.json'
 CHECKSUM_SUFFIX = '.sha256'
-REPORT_SUFFIXES = ('.validation.json', '.validation.txt')
+# A validation's report (JSON) and its readable summary.
+REPORT_SUFFIX, SUMMARY_SUFFIX = REPORT_SUFFIXES = ('.validation.json', '.validation.txt')
 # The files named after one part, beside it.
 PART_SIDECAR_SUFFIXES = (CHECKSUM_SUFFIX, MANIFEST_SUFFIX) + REPORT_SUFFIXES
 # The stem a part's name starts with: everything up to its timestamp.

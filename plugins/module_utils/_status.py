@@ -31,8 +31,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metr
     free_bytes,
     write_free_bytes,
 )
-
-REPORT_SUFFIX = '.validation.json'
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_points import REPORT_SUFFIX
 
 SECONDS = {'w': 604800, 'd': 86400, 'h': 3600, 'm': 60, 's': 1}
 _DURATION = re.compile(r'^(?:\d+[wdhms])+$')

@@ -22,13 +22,9 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._back
     write_file_atomically,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import PgTarget
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import (
-    DatabaseRestorer,
-    check_memory_setting,
-)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import LoadSettings
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import SupabaseBackupError
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._gpg import Passphrase
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_points import REPORT_SUFFIX, SUMMARY_SUFFIX
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._sql import derived_name
 
 REPORT_MODE = 0o600
@@ -39,18 +35,12 @@ CONTRACT_VECTOR_QUERY = ('SELECT count(*) FROM public.match_knowledge('
 CONTRACT_INDEX_QUERY = "SELECT indexname FROM pg_catalog.pg_indexes WHERE schemaname = 'public' ORDER BY 1"
 
 
-class ValidateSettings:
+class ValidateSettings(LoadSettings):
+    """Validated options of one validation."""
 
     def __init__(self, params):
-        self.kind = LOGICAL.with_prefix(params.get('prefix'))
-        self.src = self.kind.select(params.get('backup_dir'), params.get('src'), params.get('restore_point'))
-        self.passphrase = Passphrase.from_params(params)
+        super().__init__(params)
         self.report_dir = params.get('report_dir') or os.path.dirname(os.path.abspath(self.src))
-        self.maintenance_work_mem = params['maintenance_work_mem']
-        self.maintenance_db = params['maintenance_db']
-        self.metrics_file = params.get('metrics_file')
-        check_memory_setting(self.maintenance_work_mem)
-        self.target = PgTarget(**params)
 
 
 def contract_queries(target, db):
@@ -96,14 +86,12 @@ class ValidateBackend(Backend):
 
     def run(self):
         started = time.monotonic()
-        settings = self.settings
-        target = settings.target
         # No report without a readable backup; the monitoring sees the failed run all the same.
-        backup = settings.kind.open(settings.src, settings.passphrase)
-        restore_point = settings.kind.stem_of(backup.path)
+        backup, restore_point = self.settings.open_backup()
+        settings, target = self.settings, self.settings.target
         stamp = self.stamp()
         staging = derived_name(target.db, '_validate_' + stamp)
-        report_path = os.path.join(settings.report_dir, os.path.basename(backup.path) + '.validation.json')
+        report_path = os.path.join(settings.report_dir, os.path.basename(backup.path) + REPORT_SUFFIX)
         if self.check_mode:
             target.ensure_reachable()
             return {'changed': True, 'src': backup.path, 'restore_point': restore_point, 'staging_database': staging,
@@ -129,7 +117,7 @@ class ValidateBackend(Backend):
         target.ensure_reachable()
         expected = backup.verify()
         report['sha256'] = expected['sha256']
-        restorer = DatabaseRestorer(target, self.settings.maintenance_db, self.settings.maintenance_work_mem)
+        restorer = self.settings.restorer()
         restorer.create_like(staging, target.db)
         try:
             restorer.load(staging, backup)
@@ -144,7 +132,7 @@ class ValidateBackend(Backend):
         report['duration'] = round(time.monotonic() - started, 3)
         try:
             write_file_atomically(report_path, json.dumps(report, indent=2, sort_keys=True) + '\n', REPORT_MODE)
-            write_file_atomically(report_path[:-len('.json')] + '.txt', summary_text(report), REPORT_MODE)
+            write_file_atomically(report_path[:-len(REPORT_SUFFIX)] + SUMMARY_SUFFIX, summary_text(report), REPORT_MODE)
         except SupabaseBackupError as exc:
             self.warnings.append('validation report %s not written: %s' % (report_path, exc.msg))
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import AtomicFile, DirectoryLock, ensure_directory
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import AtomicFile, DirectoryLock
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import VOLUME
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_output import BackupWriter, CompressedOutput
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._docker import API_ERRORS, READ_SIZE, api_call, open_archive, reason
@@ -37,13 +37,8 @@ class VolumeSnapshotBackend(VolumeBackend, BackupWriter):
     kind = VOLUME
     metrics_kind = VOLUME.metrics_kind
 
-    def run(self):
-        return self._snapshot(time.monotonic())
-
-    def _snapshot(self, started):
+    def write(self, started, dir_changed):
         settings = self.settings
-        dir_changed, warnings = ensure_directory(settings.backup_dir, self.check_mode)
-        self.warnings.extend(warnings)
         db = self.container()
         pg_version = db.pg_version()
         if pg_version is None:

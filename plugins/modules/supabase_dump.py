@@ -31,6 +31,7 @@ extends_documentation_fragment:
   - cortexreview.supabase_backup.attributes
   - cortexreview.supabase_backup.connection
   - cortexreview.supabase_backup.encryption
+  - cortexreview.supabase_backup.output
 attributes:
   check_mode:
     support: full
@@ -52,22 +53,6 @@ options:
       - Letters, digits, C(.), C(_) and C(-) only.
     type: str
     default: supabase_backup
-  retention_days:
-    description:
-      - Delete backups of this prefix whose age in whole days exceeds this, like C(find -mtime +N).
-      - V(0) disables retention.
-    type: int
-    default: 90
-  retention_keep_min:
-    description:
-      - Never delete the newest this many backups of this prefix, the new one included, whatever their age.
-    type: int
-    default: 3
-  mode:
-    description:
-      - File mode of the backup and its sidecar files, octal as a string (V('0600')) or an integer.
-    type: raw
-    default: '0600'
   metrics_file:
     description:
       - Prometheus textfile-collector file to update after every run, successful or not (a configuration
@@ -83,16 +68,6 @@ options:
         the speed with zlib-ng (measured on vector and text data by C(benchmarks/backup_benchmark.py)).
     type: int
     default: 5
-  compress_threads:
-    description:
-      - Number of compression threads. V(0) uses one per available core.
-    type: int
-    default: 0
-  lock_timeout:
-    description:
-      - Seconds to wait for another run on the same O(backup_dir) to finish before failing.
-    type: int
-    default: 600
 notes:
   - Memory use is bounded (a few MiB per compression thread) whatever the size of the database.
   - The password never appears on a command line; use Ansible Vault or an AWX credential for O(login_password).
@@ -130,7 +105,7 @@ EXAMPLES = r'''
 
 RETURN = r'''
 restore_point:
-  description: The restore point (stem) the file belongs to; null for a file not named like one.
+  description: The restore point this run wrote, the stem its backup, checksum and manifest share.
   returned: success, not in check mode
   type: str
   sample: supabase_backup_20260101_020000
@@ -157,7 +132,7 @@ uncompressed_size:
   returned: success, not in check mode
   type: int
 duration:
-  description: Seconds the run took.
+  description: Seconds the backup took, from the first check to the end of retention.
   returned: always
   type: float
 removed:

@@ -122,7 +122,7 @@ EXAMPLES = r'''
 
 RETURN = r'''
 restore_point:
-  description: The restore point (stem) the file belongs to; null for a file not named like one.
+  description: The restore point restored (its stem); null for a backup not named like one.
   returned: always
   type: str
   sample: supabase_backup_20260101_020000
@@ -170,7 +170,7 @@ sessions_ended:
   returned: success, not in check mode
   type: int
 duration:
-  description: Seconds the run took.
+  description: Seconds the restore took, the verifications and the writers' restart included.
   returned: always
   type: float
 '''

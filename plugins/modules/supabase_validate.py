@@ -74,7 +74,7 @@ EXAMPLES = r'''
 
 RETURN = r'''
 restore_point:
-  description: The restore point (stem) the file belongs to; null for a file not named like one.
+  description: The restore point validated (its stem); null for a backup not named like one.
   returned: always
   type: str
   sample: supabase_backup_20260101_020000
@@ -112,7 +112,7 @@ staging_database:
   returned: always
   type: str
 duration:
-  description: Seconds the run took.
+  description: Seconds the validation took, the staging database's removal included.
   returned: success
   type: float
 '''

@@ -39,6 +39,7 @@ author:
 extends_documentation_fragment:
   - cortexreview.supabase_backup.attributes
   - cortexreview.supabase_backup.encryption
+  - cortexreview.supabase_backup.output
 attributes:
   check_mode:
     support: full
@@ -99,21 +100,6 @@ options:
       - Must be V(true) for a real O(state=restored); the restore replaces everything in the volume.
     type: bool
     default: false
-  retention_days:
-    description:
-      - Delete snapshots whose age in whole days exceeds this, like C(find -mtime +N). V(0) disables retention.
-    type: int
-    default: 90
-  retention_keep_min:
-    description:
-      - Never delete the newest this many snapshots, the new one included, whatever their age.
-    type: int
-    default: 3
-  mode:
-    description:
-      - File mode of the snapshot and its sidecar files, octal as a string (V('0600')) or an integer.
-    type: raw
-    default: '0600'
   docker_host:
     description:
       - Docker engine to talk to, for example V(unix:///var/run/docker.sock). Default is E(DOCKER_HOST) or the local socket.
@@ -125,16 +111,6 @@ options:
         compressed, so a faster level is a shorter downtime; zlib-ng's V(5) is within about 2% of gzip C(-6)'s size.
     type: int
     default: 5
-  compress_threads:
-    description:
-      - Number of compression threads. V(0) uses one per available core.
-    type: int
-    default: 0
-  lock_timeout:
-    description:
-      - Seconds to wait for another run on the same O(backup_dir) (a snapshot or a dump) to finish before failing.
-    type: int
-    default: 600
   stop_timeout:
     description:
       - Seconds PostgreSQL gets to shut down cleanly before Docker kills it. A killed server is snapshotted anyway
@@ -208,7 +184,8 @@ EXAMPLES = r'''
 
 RETURN = r'''
 restore_point:
-  description: The restore point (stem) the file belongs to; null for a file not named like one.
+  description: The restore point written (state=present) or restored (state=restored), by its stem; null when
+    restoring a snapshot not named like one.
   returned: success, not in check mode for state=present; always for state=restored
   type: str
   sample: supabase-volume-20260101_020000
@@ -284,7 +261,7 @@ checksum_verified:
   returned: state=restored
   type: bool
 duration:
-  description: Seconds the run took.
+  description: Seconds the snapshot or restore took, the wait for PostgreSQL included.
   returned: always
   type: float
 '''
