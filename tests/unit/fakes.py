@@ -359,6 +359,30 @@ class FakeTarget(PgTarget):
         return self.server.stream(program, list(args), with_input, program_env)
 
 
+def install(monkeypatch, server, docker=None):
+    """Every PgTarget the engine makes (wherever it makes it) talks to ``server`` and ``docker``.
+
+    The real class is patched, not a module's name for it, so moving code between files changes nothing.
+    Returns the list that records each program started: {'argv', 'env', 'with_input'}.
+    """
+    docker = docker if docker is not None else FakeDockerAPI()
+    if DB_CONTAINER not in docker.containers_by_name:
+        docker.add(DB_CONTAINER)
+    started = []
+
+    def start(target, program, args, with_input=False, env=None):
+        argv = [program] + target.connection_args() + list(args)
+        program_env = target.client_env()
+        program_env.update(env or {})
+        started.append({'argv': argv, 'env': program_env, 'with_input': with_input})
+        return server.stream(program, list(args), with_input, program_env)
+
+    monkeypatch.setattr(PgTarget, 'start', start)
+    monkeypatch.setattr(PgTarget, 'docker_api', property(lambda target: docker))
+    monkeypatch.setattr(PgTarget, 'program_path', lambda target, program: program)
+    return started
+
+
 # ------------------------------------------------------------------- dumps --
 
 def dump_text(tables, indexes=(), extensions=None, complete=True, extra_sql=''):

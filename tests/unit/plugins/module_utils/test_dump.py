@@ -17,8 +17,8 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._opti
 from ansible_collections.cortexreview.supabase_backup.tests.unit.fakes import (
     FakeDatabase,
     FakeServer,
-    FakeTarget,
     dump_text,
+    install,
 )
 
 DAY = 86400
@@ -30,14 +30,7 @@ DUMP = dump_text({'public.t': 3, 'public."Weird Table"': 2}, indexes=['public.t_
 def server(monkeypatch):
     server = FakeServer({'postgres': FakeDatabase(extensions={'vector': '0.8.0'})})
     server.dump = ([DUMP.encode()[:100], DUMP.encode()[100:]], 0, '')
-    targets = []
-
-    def make_target(**params):
-        targets.append(FakeTarget(server, **params))
-        return targets[-1]
-
-    monkeypatch.setattr(_dump, 'PgTarget', make_target)
-    server.targets = targets
+    server.started = install(monkeypatch, server)
     return server
 
 
@@ -78,7 +71,8 @@ def test_a_good_dump_is_written_and_expired_backups_removed(server, backup_dir):
 
 def test_the_password_reaches_only_the_environment(server, backup_dir):
     _dump.DumpBackend.from_params(params(backup_dir)).run()
-    for started in server.targets[0].started:
+    assert server.started
+    for started in server.started:
         assert 'secret-password' not in ' '.join(started['argv'])
         assert started['env']['PGPASSWORD'] == 'secret-password'
     assert server.dump_args == [['--dbname', 'postgres']]

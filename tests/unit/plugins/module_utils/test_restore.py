@@ -24,9 +24,9 @@ from ansible_collections.cortexreview.supabase_backup.tests.unit.fakes import (
     FakeDatabase,
     FakeDockerAPI,
     FakeServer,
-    FakeTarget,
     api_error,
     dump_text,
+    install,
     module_params,
     write_backup,
 )
@@ -46,7 +46,7 @@ class World:
         self.docker = FakeDockerAPI()
         for name in WRITERS:
             self.docker.add(name)
-        monkeypatch.setattr(_restore, 'PgTarget', lambda **params: FakeTarget(self.server, self.docker, **params))
+        install(monkeypatch, self.server, self.docker)
         monkeypatch.setattr(_database_restorer.time, 'sleep', lambda seconds: None)
         self.src = write_backup(tmp_path / 'supabase_backup_20260101_000000.sql.gz',
                                 dump_text(BACKUP_TABLES, BACKUP_INDEXES, {'vector': '0.8.0'}))

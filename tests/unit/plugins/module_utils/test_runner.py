@@ -9,8 +9,8 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils impor
 from ansible_collections.cortexreview.supabase_backup.tests.unit.fakes import (
     FakeDatabase,
     FakeServer,
-    FakeTarget,
     dump_text,
+    install,
 )
 
 
@@ -18,7 +18,7 @@ from ansible_collections.cortexreview.supabase_backup.tests.unit.fakes import (
 def server(monkeypatch):
     server = FakeServer({'postgres': FakeDatabase()})
     server.dump = ([dump_text({'public.t': 2}).encode()], 0, '')
-    monkeypatch.setattr(_dump, 'PgTarget', lambda **params: FakeTarget(server, **params))
+    install(monkeypatch, server)
     return server
 
 

@@ -20,8 +20,8 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._opti
 from ansible_collections.cortexreview.supabase_backup.tests.unit.fakes import (
     FakeDatabase,
     FakeServer,
-    FakeTarget,
     dump_text,
+    install,
     module_params,
     write_backup,
 )
@@ -35,7 +35,7 @@ LIVE = FakeDatabase(tables={'public.knowledge_base': 9}, indexes=INDEXES)
 @pytest.fixture
 def world(monkeypatch, tmp_path):
     server = FakeServer({'postgres': copy.deepcopy(LIVE), 'template1': FakeDatabase()})
-    monkeypatch.setattr(_validate, 'PgTarget', lambda **params: FakeTarget(server, **params))
+    install(monkeypatch, server)
     server.src = write_backup(tmp_path / 'supabase_backup_20260101_000000.sql.gz', dump_text(TABLES, INDEXES))
     server.before = copy.deepcopy(server.databases)
     return server

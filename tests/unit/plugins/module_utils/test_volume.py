@@ -27,10 +27,10 @@ from ansible_collections.cortexreview.supabase_backup.tests.unit.fakes import (
     DB_CONTAINER,
     VOLUME_NAME,
     FakeServer,
-    FakeTarget,
     FakeVolumeDocker,
     api_error,
     files_of_tar,
+    install,
     module_params,
     pgdata_files,
     tar_of,
@@ -59,7 +59,7 @@ class FakeClock:
 @pytest.fixture
 def docker(monkeypatch):
     engine = FakeVolumeDocker(pgdata_files(marker=b'live'))
-    monkeypatch.setattr(_volume_container, 'PgTarget', lambda **params: FakeTarget(FakeServer(), engine, **params))
+    install(monkeypatch, FakeServer(), engine)
     monkeypatch.setattr(_volume_container, 'time', FakeClock())
     return engine
 
