@@ -156,11 +156,15 @@ newest:
     size:
       description: Size of the file in bytes.
       type: int
+    restore_point:
+      description: The newest restore point's stem; its checksum, manifest and reports share it.
+      type: str
+      sample: supabase_backup_20260101_020000
     encrypted:
       description: Whether the backup is encrypted (C(.gpg)).
       type: bool
 count:
-  description: Number of backups.
+  description: Number of backups (restore points).
   returned: when backup_dir exists
   type: int
 total_size:
@@ -207,14 +211,14 @@ problems:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import run_module
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._ansible_module import run_module
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import status_argument_spec
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._status import StatusBackend
 
 
 def main():
     module = AnsibleModule(argument_spec=status_argument_spec(), supports_check_mode=True)
-    run_module(module, lambda: StatusBackend.from_params(module.params, check_mode=module.check_mode))
+    run_module(module, StatusBackend)
 
 
 if __name__ == '__main__':

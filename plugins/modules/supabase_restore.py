@@ -74,6 +74,11 @@ options:
       - Seconds each writer gets to stop before it is killed.
     type: int
     default: 30
+  metrics_file:
+    description:
+      - Prometheus textfile-collector file to update after every restore, successful or not
+        (labels C(kind="logical"), C(operation="restore")); the backups' samples in it are kept.
+    type: path
   keep_previous:
     description:
       - Keep the live database as C(<db>_pre_restore_<timestamp>) until the next successful restore replaces it,
@@ -96,6 +101,12 @@ EXAMPLES = r'''
     src: /var/backups/supabase/supabase_backup_20260101_020000.sql.gz
     confirm: true
 
+- name: Restore the restore point of a given night
+  cortexreview.supabase_backup.supabase_restore:
+    backup_dir: /var/backups/supabase
+    restore_point: supabase_backup_20260101_020000
+    confirm: true
+
 - name: Plan a restore (check mode needs no confirmation)
   cortexreview.supabase_backup.supabase_restore:
     src: /var/backups/supabase/supabase_backup_20260101_020000.sql.gz
@@ -110,6 +121,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+restore_point:
+  description: The restore point restored (its stem); null for a backup not named like one.
+  returned: always
+  type: str
+  sample: supabase_backup_20260101_020000
 src:
   description: The backup restored.
   returned: always
@@ -154,27 +170,24 @@ sessions_ended:
   returned: success, not in check mode
   type: int
 duration:
-  description: Seconds the run took.
+  description: Seconds the restore took, the verifications and the writers' restart included.
   returned: always
   type: float
 '''
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import run_module
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._ansible_module import run_module
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import (
     SOURCE_RULES,
     restore_argument_spec,
 )
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore import (
-    RestoreBackend,
-    RestoreSettings,
-)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore import RestoreBackend
 
 
 def main():
     module = AnsibleModule(argument_spec=restore_argument_spec(), supports_check_mode=True, **SOURCE_RULES)
-    run_module(module, lambda: RestoreBackend(RestoreSettings(module.params), check_mode=module.check_mode))
+    run_module(module, RestoreBackend)
 
 
 if __name__ == '__main__':

@@ -96,6 +96,7 @@ def test_newest_of_mixed_plain_and_encrypted_sidecars_ignored(tmp_path):
     result = status(tmp_path)
     assert result['changed'] is False and result['problems'] == []
     assert result['newest'] == {'path': newest, 'name': os.path.basename(newest), 'timestamp': '20260103_020000',
+                                'restore_point': 'supabase_backup_20260103_020000',
                                 'mtime': NOW - 5 * HOUR, 'age_seconds': 5 * HOUR, 'size': 300, 'encrypted': True}
     assert result['count'] == 3 and result['total_size'] == 600
     assert result['free_bytes'] > 0 and result['total_bytes'] >= result['free_bytes']
