@@ -49,7 +49,7 @@ demo() {
 	log="$(mktemp "${TMPDIR:-/tmp}/cortexreview-demo-log.XXXXXX")"
 	bash demo/run.sh 2>&1 | tee "$log"
 	[ "${PIPESTATUS[0]}" = 0 ] || { rm -f "$log"; return 1; }
-	if grep -n 'WARNING' "$log" >&2; then
+	if grep -nE '\[(DEPRECATION )?WARNING\]' "$log" >&2; then
 		rm -f "$log"
 		echo "demo/run.sh printed the warnings above" >&2
 		return 1
