@@ -29,32 +29,30 @@ role_check_mode()    { bash tests/role_test.sh; }
 # The execution environment: its build context holds the collection and its requirements,
 # and the check refuses a context without the collection.
 ee_context() {
-	local context broken
+	local context
 	context="$(mktemp -d "${TMPDIR:-/tmp}/cortexreview-ee-context.XXXXXX")"
-	broken="$context.broken"
-	bash scripts/ee_context.sh --check "$context/context"
-	cp -a "$context/context" "$broken"
-	rm -f "$broken"/_build/collections/*.tar.gz
-	if "$PYTHON" scripts/check_ee_context.py "$REPO" "$broken" 2>/dev/null; then
-		rm -rf "$context" "$broken"
+	# shellcheck disable=SC2064  # the path is fixed now; steps run in their own subshell
+	trap "rm -rf '$context'" EXIT
+	bash scripts/ee_context.sh --check "$context/good"
+	cp -a "$context/good" "$context/broken"
+	rm -f "$context"/broken/_build/collections/*.tar.gz
+	if "$PYTHON" scripts/check_ee_context.py "$REPO" "$context/broken" 2>/dev/null; then
 		echo "check_ee_context.py accepted a context without the collection" >&2
 		return 1
 	fi
-	rm -rf "$context" "$broken"
 }
 
-# The README's first command, as a newcomer runs it; a warning in its output fails it.
+# The README's first command, as a newcomer runs it; an Ansible warning in its output fails it.
 demo() {
 	local log
 	log="$(mktemp "${TMPDIR:-/tmp}/cortexreview-demo-log.XXXXXX")"
+	# shellcheck disable=SC2064  # as above
+	trap "rm -f '$log'" EXIT
 	bash demo/run.sh 2>&1 | tee "$log"
-	[ "${PIPESTATUS[0]}" = 0 ] || { rm -f "$log"; return 1; }
 	if grep -nE '\[(DEPRECATION )?WARNING\]' "$log" >&2; then
-		rm -f "$log"
 		echo "demo/run.sh printed the warnings above" >&2
 		return 1
 	fi
-	rm -f "$log"
 }
 
 # id            description                      function

@@ -249,3 +249,18 @@ def test_tearing_one_stack_down_leaves_the_other_intact(healthy_stack, make_stac
     assert first.seed_counts() == testbed.SEED_ROW_COUNTS
     first.wait_until(lambda: first.writer_rows() >= rows_before + 4, timeout=30,
                      what="the first stack's writers to keep writing")
+
+
+def test_run_module_works_on_the_second_stack(healthy_stack, second_stack, run_module, workdir):
+    """The modules reach the second stack by its names (a new host for a restore drill)."""
+    second_stack.psql("CREATE TABLE drill_marker (id int); INSERT INTO drill_marker SELECT generate_series(1, 3)")
+    try:
+        result = run_module("supabase_dump", {"backup_dir": os.path.join(workdir, "second")}, stack=second_stack)
+    finally:
+        second_stack.psql("DROP TABLE drill_marker")
+    assert not result.get("failed"), result.get("msg")
+    assert result["tables"] == {"public.drill_marker": 3}
+    # without stack=, this run's stack, as before
+    default = run_module("supabase_dump", {"backup_dir": os.path.join(workdir, "first")})
+    assert not default.get("failed"), default.get("msg")
+    assert {name.split(".", 1)[1].strip('"') for name in default["tables"]} == set(testbed.SEED_ROW_COUNTS)

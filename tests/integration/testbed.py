@@ -525,11 +525,25 @@ def fqcn(module: str) -> str:
     return module if "." in module else f"{COLLECTION_PREFIX}.{module}"
 
 
+def stack_module_defaults(stack: "Stack") -> Dict[str, Dict[str, Any]]:
+    """``module_defaults`` that point the collection's modules at ``stack`` (its DB container,
+    writers and volume) instead of the default stack's names built into the modules."""
+    return {
+        f"group/{COLLECTION_PREFIX}.supabase": {"container": stack.db_container},
+        fqcn("supabase_restore"): {"stop_containers": list(stack.app_containers)},
+        fqcn("volume_snapshot"): {"volume": stack.volume},
+    }
+
+
 def run_module(module: str, args: Optional[Mapping[str, Any]] = None, check: bool = False, *,
                diff: bool = False, collections_path: Optional[str] = None,
                env: Optional[Mapping[str, str]] = None, timeout: float = 1800,
-               keep_workdir: bool = False) -> Dict[str, Any]:
+               keep_workdir: bool = False, stack: Optional["Stack"] = None) -> Dict[str, Any]:
     """Run one module on localhost through ``ansible-playbook``; return its result dict.
+
+    ``stack``: the stack the module works on when ``args`` name none (see
+    :func:`stack_module_defaults`); default: this run's stack, whose names the modules
+    already have built in when it is the default stack.
 
     A one-task playbook registers the result (``ignore_errors: true``) and a
     second task writes ``result | to_json`` to a file, so failures come back
@@ -543,11 +557,15 @@ def run_module(module: str, args: Optional[Mapping[str, Any]] = None, check: boo
         os.chmod(workdir, 0o700)
         out = workdir / "result.json"
         task_args = " " + _unsafe_flow_yaml(dict(args or {}))
+        if stack is None and STACK_NAME != DEFAULT_STACK_NAME:
+            stack = Stack()
+        defaults = "" if stack is None else (
+            "\n  module_defaults: " + json.dumps(stack_module_defaults(stack)))  # names: [a-z0-9_-]
         playbook = workdir / "playbook.yml"
         playbook.write_text(f"""---
 - name: run_module {module}
   hosts: localhost
-  gather_facts: false
+  gather_facts: false{defaults}
   tasks:
     - name: Run {fqcn(module)}
       {fqcn(module)}:{task_args}
