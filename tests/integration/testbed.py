@@ -535,6 +535,18 @@ def stack_module_defaults(stack: "Stack") -> Dict[str, Dict[str, Any]]:
     }
 
 
+def play_module_defaults(stack: Optional["Stack"] = None) -> str:
+    """A play's ``module_defaults:`` line (with its leading newline and indent) pointing the
+    modules at ``stack``, default this run's; '' for the default stack, whose names the
+    modules have built in. For the playbooks tests write themselves."""
+    if stack is None:
+        if STACK_NAME == DEFAULT_STACK_NAME:
+            return ""
+        stack = Stack()
+    # JSON is YAML; the names hold only [a-z0-9_-], nothing to template
+    return "\n  module_defaults: " + json.dumps(stack_module_defaults(stack))
+
+
 def run_module(module: str, args: Optional[Mapping[str, Any]] = None, check: bool = False, *,
                diff: bool = False, collections_path: Optional[str] = None,
                env: Optional[Mapping[str, str]] = None, timeout: float = 1800,
@@ -557,10 +569,7 @@ def run_module(module: str, args: Optional[Mapping[str, Any]] = None, check: boo
         os.chmod(workdir, 0o700)
         out = workdir / "result.json"
         task_args = " " + _unsafe_flow_yaml(dict(args or {}))
-        if stack is None and STACK_NAME != DEFAULT_STACK_NAME:
-            stack = Stack()
-        defaults = "" if stack is None else (
-            "\n  module_defaults: " + json.dumps(stack_module_defaults(stack)))  # names: [a-z0-9_-]
+        defaults = play_module_defaults(stack)
         playbook = workdir / "playbook.yml"
         playbook.write_text(f"""---
 - name: run_module {module}
