@@ -9,7 +9,8 @@
 #      or into a venv ($CORTEXREVIEW_VENV, default /opt/cortexreview/venv)
 #      when python3 is Debian's externally-managed interpreter
 #   5. the test-bed images (tests/testbed/build-images.sh)
-#   6. the test-bed stack, up and seeded (tests/testbed/stack.sh up)
+#   6. the test-bed stack, up and seeded (tests/testbed/stack.sh up; CORTEXREVIEW_TESTBED=NAME
+#      for another stack than the default `cortexreview`)
 # Idempotent: every step is skipped / quick when already done.
 # Environment: PYTHON=/path/to/python to force the interpreter;
 #              SETUP_SKIP_STACK=1 to stop after building the images.
@@ -86,12 +87,7 @@ fi
 # ---------------------------------------------------------- 4. python -----
 py="${PYTHON:-$(command -v python3 || true)}"
 [ -n "$py" ] || die "python3 not found"
-if [ -z "${PYTHON:-}" ] && [ ! -x "$TB_VENV/bin/python" ] && "$py" - <<'PY'
-import os, sys, sysconfig
-managed = os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))
-sys.exit(0 if managed and sys.prefix == sys.base_prefix else 1)
-PY
-then
+if [ -z "${PYTHON:-}" ] && [ ! -x "$TB_VENV/bin/python" ] && tb_externally_managed "$py"; then
 	log "$py is externally managed (PEP 668): creating venv $TB_VENV"
 	mkdir -p "$(dirname "$TB_VENV")"
 	"$py" -m venv "$TB_VENV"

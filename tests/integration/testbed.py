@@ -4,7 +4,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Helpers for the integration tests: the docker-compose test bed and Ansible.
 
-The test bed (tests/testbed/) is a docker-compose project ``cortexreview``:
+The test bed (tests/testbed/) is a docker-compose project, by default ``cortexreview``
+(``CORTEXREVIEW_TESTBED=NAME`` selects another, whose names below start with NAME;
+:class:`Stack` and :func:`stack_up` reach any stack by name, so one run can use a
+second stack beside the first):
 
 * ``cortexreview-supabase-db``  PostgreSQL 18 + pgvector, behaves like the
   official ``postgres`` image (``docker exec <c> pg_dump -U postgres postgres``
@@ -22,6 +25,7 @@ Nothing in this module needs Docker at import time.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import re
@@ -45,20 +49,58 @@ COLLECTION_NAMESPACE = "cortexreview"
 COLLECTION_NAME = "supabase_backup"
 COLLECTION_PREFIX = f"{COLLECTION_NAMESPACE}.{COLLECTION_NAME}"
 
-# Keep in sync with tests/testbed/lib.sh and docker-compose.yml.
-PROJECT = "cortexreview"
+# Keep in sync with tests/testbed/lib.sh and docker-compose.yml (test_testbed.py compares them).
+STACK_ENV = "CORTEXREVIEW_TESTBED"        # selects the stack of this run
+PORT_ENV = "CORTEXREVIEW_TESTBED_PORT"    # overrides that stack's published port
+DEFAULT_STACK_NAME = "cortexreview"
+DEFAULT_DB_PORT = 54322
+_STACK_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+
+
+def check_stack_name(name: str) -> str:
+    """``name`` if it can name a stack (a compose project name), else ValueError."""
+    if not isinstance(name, str) or not _STACK_NAME_RE.fullmatch(name):
+        raise ValueError(f"stack name {name!r}: use 1-40 of a-z 0-9 - _, starting with a letter or digit")
+    return name
+
+
+STACK_NAME = check_stack_name(os.environ.get(STACK_ENV) or DEFAULT_STACK_NAME)
+
+
+def stack_port(name: str) -> int:
+    """The DB port a stack publishes on 127.0.0.1: 54322 for the default stack, the
+    ``CORTEXREVIEW_TESTBED_PORT`` override for this run's stack, else 55000 + the first
+    4 hex digits of sha256(name) mod 1000 (as ``tb_port_of`` in lib.sh)."""
+    if name == STACK_NAME and os.environ.get(PORT_ENV):
+        return int(os.environ[PORT_ENV])
+    if name == DEFAULT_STACK_NAME:
+        return DEFAULT_DB_PORT
+    return 55000 + int(hashlib.sha256(name.encode()).hexdigest()[:4], 16) % 1000
+
+
+def stack_names(name: str) -> Dict[str, Any]:
+    """The compose project, containers, volume, network and port of stack ``name``."""
+    check_stack_name(name)
+    return {"project": name, "db_container": f"{name}-supabase-db", "api_container": f"{name}-api",
+            "worker_container": f"{name}-worker", "volume": f"{name}-supabase-db-data",
+            "network": f"{name}_default", "port": stack_port(name)}
+
+
+_NAMES = stack_names(STACK_NAME)
+PROJECT = _NAMES["project"]
 BASE_IMAGE = "cortexreview/debian-base:bookworm"
 DB_IMAGE = "cortexreview/supabase-db:test"
 APP_IMAGE = "cortexreview/app:test"
 DB_SERVICE = "supabase-db"
-DB_CONTAINER = "cortexreview-supabase-db"
-API_CONTAINER = "cortexreview-api"
-WORKER_CONTAINER = "cortexreview-worker"
+DB_CONTAINER = _NAMES["db_container"]
+API_CONTAINER = _NAMES["api_container"]
+WORKER_CONTAINER = _NAMES["worker_container"]
 APP_CONTAINERS = (API_CONTAINER, WORKER_CONTAINER)
 ALL_CONTAINERS = (DB_CONTAINER, API_CONTAINER, WORKER_CONTAINER)
-DB_VOLUME = "cortexreview-supabase-db-data"
+DB_VOLUME = _NAMES["volume"]
+NETWORK = _NAMES["network"]
 DB_HOST = "127.0.0.1"
-DB_PORT = 54322
+DB_PORT = _NAMES["port"]
 DB_USER = "postgres"
 DB_NAME = "postgres"
 DB_PASSWORD = "postgres-test-password"  # test-only; also in docker-compose.yml
@@ -137,28 +179,39 @@ def docker_available() -> bool:
         return False
 
 
-def stack_cmd(*args: str, timeout: float = 1800, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``tests/testbed/stack.sh <args>`` (up, down, reset, seed, wait, status)."""
-    proc = _run(["bash", str(STACK_SH), *args], timeout=timeout)
+def stack_cmd(*args: str, name: Optional[str] = None, timeout: float = 1800,
+              check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``tests/testbed/stack.sh <args>`` (up, down, reset, seed, wait, status, names)
+    on stack ``name`` (default: this run's stack)."""
+    name = check_stack_name(name or STACK_NAME)
+    env = dict(os.environ, **{STACK_ENV: name, PORT_ENV: str(stack_port(name))})
+    proc = _run(["bash", str(STACK_SH), *args], timeout=timeout, env=env)
     if check and proc.returncode != 0:
-        raise TestbedError(f"stack.sh {' '.join(args)} failed", returncode=proc.returncode,
-                           stdout=proc.stdout, stderr=proc.stderr)
+        raise TestbedError(f"stack.sh {' '.join(args)} failed for stack {name}",
+                           returncode=proc.returncode, stdout=proc.stdout, stderr=proc.stderr)
     return proc
 
 
-def stack_up() -> None:
-    """Build images if needed, start the stack, wait for the DB, seed if unseeded."""
-    stack_cmd("up")
+def stack_up(name: Optional[str] = None, *, seed: bool = True) -> "Stack":
+    """Build images if needed, start stack ``name`` (default: this run's), wait for the DB,
+    seed it if unseeded (``seed=False``: leave it as it is, empty when new); return it."""
+    stack_cmd("up", *(() if seed else ("--no-seed",)), name=name)
+    return Stack(name or STACK_NAME, seed=seed)
 
 
-def stack_reset() -> None:
+def stack_down(name: Optional[str] = None) -> None:
+    """Remove stack ``name``'s containers, network and data volume (images stay)."""
+    stack_cmd("down", name=name)
+
+
+def stack_reset(name: Optional[str] = None) -> None:
     """Remove containers + volume and bring up a freshly seeded stack."""
-    stack_cmd("reset")
+    stack_cmd("reset", name=name)
 
 
-def reseed() -> None:
+def reseed(name: Optional[str] = None) -> None:
     """Reload seed.sql into database ``postgres`` (drops and recreates its tables)."""
-    stack_cmd("seed")
+    stack_cmd("seed", name=name)
 
 
 def docker_exec(container: str, argv: Sequence[str], *, input: Optional[str] = None,
@@ -225,17 +278,20 @@ def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def database_exists(db: str) -> bool:
+def database_exists(db: str, *, container: str = DB_CONTAINER) -> bool:
     lit = "'" + db.replace("'", "''") + "'"
-    return psql_value(f"SELECT count(*) FROM pg_database WHERE datname = {lit}", "template1") == "1"
+    return psql_value(f"SELECT count(*) FROM pg_database WHERE datname = {lit}", "template1",
+                      container=container) == "1"
 
 
-def list_databases() -> List[str]:
+def list_databases(*, container: str = DB_CONTAINER) -> List[str]:
     return [r[0] for r in psql_rows(
-        "SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1", "template1")]
+        "SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1", "template1",
+        container=container)]
 
 
-def table_counts(db: str = DB_NAME, schema: Optional[str] = "public") -> Dict[str, int]:
+def table_counts(db: str = DB_NAME, schema: Optional[str] = "public", *,
+                 container: str = DB_CONTAINER) -> Dict[str, int]:
     """Exact ``count(*)`` of every ordinary/partitioned table.
 
     Keys are bare table names for ``schema`` (default public, e.g.
@@ -249,7 +305,7 @@ def table_counts(db: str = DB_NAME, schema: Optional[str] = "public") -> Dict[st
         SELECT n.nspname, c.relname
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND {where}
-        ORDER BY 1, 2""", db)
+        ORDER BY 1, 2""", db, container=container)
     counts: Dict[str, int] = {}
     if not tables:
         return counts
@@ -257,47 +313,49 @@ def table_counts(db: str = DB_NAME, schema: Optional[str] = "public") -> Dict[st
     union = "\nUNION ALL ".join(
         f"SELECT {i}, count(*) FROM {_quote_ident(nsp)}.{_quote_ident(rel)}"
         for i, (nsp, rel) in enumerate(tables))
-    for i, n in psql_rows(union, db):
+    for i, n in psql_rows(union, db, container=container):
         nsp, rel = tables[int(i)]
         counts[rel if schema is not None else f"{nsp}.{rel}"] = int(n)
     return counts
 
 
-def seed_row_counts(db: str = DB_NAME) -> Dict[str, int]:
+def seed_row_counts(db: str = DB_NAME, *, container: str = DB_CONTAINER) -> Dict[str, int]:
     """Row counts comparable with :data:`SEED_ROW_COUNTS` (feedback_audit_log
     counts only actor='seed' rows, ignoring the api/worker writers)."""
-    counts = table_counts(db)
+    counts = table_counts(db, container=container)
     result = {t: counts.get(t, -1) for t in SEED_TABLES}
     if "feedback_audit_log" in counts:
         result["feedback_audit_log"] = int(psql_value(
-            "SELECT count(*) FROM feedback_audit_log WHERE actor = 'seed'", db))
+            "SELECT count(*) FROM feedback_audit_log WHERE actor = 'seed'", db, container=container))
     return result
 
 
-def writer_rows(db: str = DB_NAME) -> int:
+def writer_rows(db: str = DB_NAME, *, container: str = DB_CONTAINER) -> int:
     """Rows written by the api/worker containers (actor 'api' or 'worker')."""
     return int(psql_value(
-        "SELECT count(*) FROM feedback_audit_log WHERE actor IN ('api', 'worker')", db) or 0)
+        "SELECT count(*) FROM feedback_audit_log WHERE actor IN ('api', 'worker')", db,
+        container=container) or 0)
 
 
-def index_names(db: str = DB_NAME, schema: str = "public") -> List[str]:
+def index_names(db: str = DB_NAME, schema: str = "public", *, container: str = DB_CONTAINER) -> List[str]:
     lit = "'" + schema.replace("'", "''") + "'"
     return [r[0] for r in psql_rows(
-        f"SELECT indexname FROM pg_indexes WHERE schemaname = {lit} ORDER BY 1", db)]
+        f"SELECT indexname FROM pg_indexes WHERE schemaname = {lit} ORDER BY 1", db, container=container)]
 
 
-def function_names(db: str = DB_NAME, schema: str = "public") -> List[str]:
+def function_names(db: str = DB_NAME, schema: str = "public", *,
+                   container: str = DB_CONTAINER) -> List[str]:
     lit = "'" + schema.replace("'", "''") + "'"
     return [r[0] for r in psql_rows(
         "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
         f"WHERE n.nspname = {lit} AND p.prokind = 'f' "
         "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e') "
-        "ORDER BY 1", db)]
+        "ORDER BY 1", db, container=container)]
 
 
-def pg_dump(db: str = DB_NAME, *args: str, timeout: float = 600) -> bytes:
+def pg_dump(db: str = DB_NAME, *args: str, timeout: float = 600, container: str = DB_CONTAINER) -> bytes:
     """``docker exec <db> pg_dump -U postgres [args] <db>`` -> raw bytes."""
-    proc = subprocess.run(["docker", "exec", DB_CONTAINER, "pg_dump", "-U", DB_USER, *args, db],
+    proc = subprocess.run(["docker", "exec", container, "pg_dump", "-U", DB_USER, *args, db],
                           capture_output=True, timeout=timeout, check=False)
     if proc.returncode != 0:
         raise TestbedError("pg_dump failed", returncode=proc.returncode,
@@ -323,25 +381,29 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 60, interval: floa
         time.sleep(interval)
 
 
-def wait_for_db(timeout: float = 120) -> None:
+def wait_for_db(timeout: float = 120, *, container: str = DB_CONTAINER) -> None:
     """Wait until the DB container accepts SQL on database template1."""
-    wait_until(lambda: psql("SELECT 1", "template1", timeout=10) == "1",
-               timeout=timeout, what=f"{DB_CONTAINER} to accept connections")
+    wait_until(lambda: psql("SELECT 1", "template1", timeout=10, container=container) == "1",
+               timeout=timeout, what=f"{container} to accept connections")
 
 
-def stack_is_healthy() -> bool:
-    """Quick check (~0.2 s): containers running, DB answering, seed schema present."""
-    if any(container_status(name) != "running" for name in ALL_CONTAINERS):
+_SEEDED_SQL = (
+    "SELECT to_regclass('public.knowledge_base') IS NOT NULL"
+    " AND to_regclass('public.learned_constraints') IS NOT NULL"
+    " AND to_regclass('public.feedback_audit_log') IS NOT NULL"
+    " AND to_regprocedure('public.match_knowledge(vector,double precision,integer)') IS NOT NULL")
+
+
+def stack_is_healthy(containers: Sequence[str] = ALL_CONTAINERS, *, seeded: bool = True) -> bool:
+    """Quick check (~0.2 s): containers running, DB (the first container) answering
+    on database ``postgres``, seed schema present (when ``seeded``)."""
+    if any(container_status(name) != "running" for name in containers):
         return False
     try:
-        return psql(
-            "SELECT to_regclass('public.knowledge_base') IS NOT NULL"
-            " AND to_regclass('public.learned_constraints') IS NOT NULL"
-            " AND to_regclass('public.feedback_audit_log') IS NOT NULL"
-            " AND to_regprocedure('public.match_knowledge(vector,double precision,integer)') IS NOT NULL",
-            DB_NAME, timeout=20) == "t"
+        answer = psql(_SEEDED_SQL if seeded else "SELECT true", DB_NAME, timeout=20, container=containers[0])
     except (TestbedError, subprocess.TimeoutExpired):
         return False
+    return answer == "t"
 
 
 # ------------------------------------------------------------------ docker --
@@ -372,6 +434,7 @@ def container_status(name: str) -> str:
 
 
 def start_containers(*names: str) -> None:
+    """Start the named containers (default: this run's stack)."""
     for name in names or ALL_CONTAINERS:
         c = container(name)
         if c.status != "running":
@@ -379,6 +442,7 @@ def start_containers(*names: str) -> None:
 
 
 def stop_containers(*names: str, timeout: int = 10) -> None:
+    """Stop the named containers (default: this run's stack)."""
     for name in names or ALL_CONTAINERS:
         c = container(name)
         if c.status == "running":
@@ -461,11 +525,37 @@ def fqcn(module: str) -> str:
     return module if "." in module else f"{COLLECTION_PREFIX}.{module}"
 
 
+def stack_module_defaults(stack: "Stack") -> Dict[str, Dict[str, Any]]:
+    """``module_defaults`` that point the collection's modules at ``stack`` (its DB container,
+    writers and volume) instead of the default stack's names built into the modules."""
+    return {
+        f"group/{COLLECTION_PREFIX}.supabase": {"container": stack.db_container},
+        fqcn("supabase_restore"): {"stop_containers": list(stack.app_containers)},
+        fqcn("volume_snapshot"): {"volume": stack.volume},
+    }
+
+
+def play_module_defaults(stack: Optional["Stack"] = None) -> str:
+    """A play's ``module_defaults:`` line (with its leading newline and indent) pointing the
+    modules at ``stack``, default this run's; '' for the default stack, whose names the
+    modules have built in. For the playbooks tests write themselves."""
+    if stack is None:
+        if STACK_NAME == DEFAULT_STACK_NAME:
+            return ""
+        stack = Stack()
+    # JSON is YAML; the names hold only [a-z0-9_-], nothing to template
+    return "\n  module_defaults: " + json.dumps(stack_module_defaults(stack))
+
+
 def run_module(module: str, args: Optional[Mapping[str, Any]] = None, check: bool = False, *,
                diff: bool = False, collections_path: Optional[str] = None,
                env: Optional[Mapping[str, str]] = None, timeout: float = 1800,
-               keep_workdir: bool = False) -> Dict[str, Any]:
+               keep_workdir: bool = False, stack: Optional["Stack"] = None) -> Dict[str, Any]:
     """Run one module on localhost through ``ansible-playbook``; return its result dict.
+
+    ``stack``: the stack the module works on when ``args`` name none (see
+    :func:`stack_module_defaults`); default: this run's stack, whose names the modules
+    already have built in when it is the default stack.
 
     A one-task playbook registers the result (``ignore_errors: true``) and a
     second task writes ``result | to_json`` to a file, so failures come back
@@ -479,11 +569,12 @@ def run_module(module: str, args: Optional[Mapping[str, Any]] = None, check: boo
         os.chmod(workdir, 0o700)
         out = workdir / "result.json"
         task_args = " " + _unsafe_flow_yaml(dict(args or {}))
+        defaults = play_module_defaults(stack)
         playbook = workdir / "playbook.yml"
         playbook.write_text(f"""---
 - name: run_module {module}
   hosts: localhost
-  gather_facts: false
+  gather_facts: false{defaults}
   tasks:
     - name: Run {fqcn(module)}
       {fqcn(module)}:{task_args}
@@ -552,21 +643,38 @@ def run_playbook(path: os.PathLike, extra_vars: Optional[Mapping[str, Any]] = No
 
 # ------------------------------------------------------------------- Stack --
 
+def _on_db(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` as a Stack method run on that stack's DB container."""
+    @functools.wraps(func)
+    def method(self: "Stack", *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("container", self.db_container)
+        return func(*args, **kwargs)
+    return method
+
+
 @dataclass
 class Stack:
-    """Handle returned by the ``stack`` fixture: names + bound helpers."""
+    """One test-bed stack by name (default: this run's): its names and helpers bound to it.
 
-    project: str = PROJECT
-    db_container: str = DB_CONTAINER
-    api_container: str = API_CONTAINER
-    worker_container: str = WORKER_CONTAINER
-    app_containers: tuple = APP_CONTAINERS
-    containers: tuple = ALL_CONTAINERS
-    volume: str = DB_VOLUME
+    ``Stack("other")`` only names a stack; :func:`stack_up` starts one and returns it.
+    ``seed=False`` marks a stack kept empty (a new host): its health check and
+    :meth:`ensure_healthy` then never load the seed.
+    """
+
+    name: str = STACK_NAME
+    seed: bool = True
+    project: str = field(init=False)
+    db_container: str = field(init=False)
+    api_container: str = field(init=False)
+    worker_container: str = field(init=False)
+    app_containers: tuple = field(init=False)
+    containers: tuple = field(init=False)
+    volume: str = field(init=False)
+    network: str = field(init=False)
+    port: int = field(init=False)
     db_image: str = DB_IMAGE
     app_image: str = APP_IMAGE
     host: str = DB_HOST
-    port: int = DB_PORT
     user: str = DB_USER
     password: str = DB_PASSWORD
     database: str = DB_NAME
@@ -576,6 +684,12 @@ class Stack:
     seed_sql: Path = SEED_SQL
     expected_seed_counts: Dict[str, int] = field(default_factory=lambda: dict(SEED_ROW_COUNTS))
 
+    def __post_init__(self) -> None:
+        for key, value in stack_names(self.name).items():
+            setattr(self, key, value)
+        self.app_containers = (self.api_container, self.worker_container)
+        self.containers = (self.db_container, *self.app_containers)
+
     @property
     def docker(self):
         """docker SDK client (``docker.from_env()``)."""
@@ -584,36 +698,53 @@ class Stack:
     def dsn(self, db: str = DB_NAME) -> str:
         return f"host={self.host} port={self.port} user={self.user} password={self.password} dbname={db}"
 
-    # bound helpers (see module-level functions for docs)
-    psql = staticmethod(psql)
-    psql_rows = staticmethod(psql_rows)
-    psql_value = staticmethod(psql_value)
-    table_counts = staticmethod(table_counts)
-    seed_counts = staticmethod(seed_row_counts)
-    writer_rows = staticmethod(writer_rows)
-    index_names = staticmethod(index_names)
-    function_names = staticmethod(function_names)
-    database_exists = staticmethod(database_exists)
-    list_databases = staticmethod(list_databases)
-    pg_dump = staticmethod(pg_dump)
-    wait_for_db = staticmethod(wait_for_db)
+    # helpers on this stack's DB container (see the module-level functions for docs)
+    psql = _on_db(psql)
+    psql_rows = _on_db(psql_rows)
+    psql_value = _on_db(psql_value)
+    table_counts = _on_db(table_counts)
+    seed_counts = _on_db(seed_row_counts)
+    writer_rows = _on_db(writer_rows)
+    index_names = _on_db(index_names)
+    function_names = _on_db(function_names)
+    database_exists = _on_db(database_exists)
+    list_databases = _on_db(list_databases)
+    pg_dump = _on_db(pg_dump)
+    wait_for_db = _on_db(wait_for_db)
     wait_until = staticmethod(wait_until)
     container = staticmethod(container)
     container_status = staticmethod(container_status)
-    start_containers = staticmethod(start_containers)
-    stop_containers = staticmethod(stop_containers)
     docker_exec = staticmethod(docker_exec)
-    up = staticmethod(stack_up)
-    reset = staticmethod(stack_reset)
-    reseed = staticmethod(reseed)
+
+    def start_containers(self, *names: str) -> None:
+        start_containers(*(names or self.containers))
+
+    def stop_containers(self, *names: str, timeout: int = 10) -> None:
+        stop_containers(*(names or self.containers), timeout=timeout)
+
+    def up(self) -> None:
+        """``stack.sh up`` (``--no-seed`` for a stack kept empty)."""
+        stack_up(self.name, seed=self.seed)
+
+    def down(self) -> None:
+        """Remove the containers, network and data volume."""
+        stack_down(self.name)
+
+    def reset(self) -> None:
+        """A fresh volume: seeded, or empty for a stack with ``seed=False``."""
+        stack_down(self.name)
+        stack_up(self.name, seed=self.seed)
+
+    def reseed(self) -> None:
+        reseed(self.name)
 
     def is_healthy(self) -> bool:
-        """All three containers running and database ``postgres`` seeded."""
-        return stack_is_healthy()
+        """All three containers running, database ``postgres`` answering (and seeded)."""
+        return stack_is_healthy(self.containers, seeded=self.seed)
 
     def ensure_healthy(self) -> None:
         """Make the stack usable again after a destructive test: all three
-        containers running, database ``postgres`` present and seeded.
+        containers running, database ``postgres`` present (and seeded).
         Cheap check first; ``stack.sh up`` only when something is off."""
-        if not stack_is_healthy():
-            stack_up()
+        if not self.is_healthy():
+            self.up()

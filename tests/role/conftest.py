@@ -141,7 +141,8 @@ class Sandbox:
 def sandbox():
     collections = os.environ.get('ROLE_TEST_COLLECTIONS')
     if not collections:
-        pytest.skip('run through tests/role_test.sh, which provides the collection snapshot')
+        pytest.fail('ROLE_TEST_COLLECTIONS is not set: run the role tests through bash tests/role_test.sh, '
+                    'which provides the collection snapshot')
     root = tempfile.mkdtemp(prefix='cortexreview-role-test.')
     try:
         yield Sandbox(root, collections)

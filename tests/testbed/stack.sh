@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Manage the cortexreview test-bed stack (docker-compose project "cortexreview").
+# Manage a cortexreview test-bed stack (a docker-compose project).
 #
-#   stack.sh up      build images if needed, start containers, wait for the DB,
-#                    seed it if the schema is missing                (idempotent)
+#   stack.sh up [--no-seed]  build images if needed, start containers, wait for the DB,
+#                    seed it if the schema is missing (--no-seed: leave it empty, as a
+#                    new host would be)                                (idempotent)
 #   stack.sh down    remove containers, network AND the data volume
 #   stack.sh reset   down + up (fresh volume, fresh seed)
 #   stack.sh seed    (re)load tests/testbed/seed.sql (drops + recreates its tables;
@@ -10,9 +11,13 @@
 #   stack.sh wait    wait until the DB accepts connections
 #   stack.sh status  containers, health, volume, row counts
 #   stack.sh logs    docker-compose logs --tail=50
+#   stack.sh names   the stack's names, one NAME=value a line
 #
-# Containers: cortexreview-supabase-db, cortexreview-api, cortexreview-worker
-# Volume:     cortexreview-supabase-db-data     DB port: 127.0.0.1:54322
+# CORTEXREVIEW_TESTBED=NAME selects the stack (default: cortexreview), so several run
+# side by side; CORTEXREVIEW_TESTBED_PORT overrides its published port.
+# Default stack: containers cortexreview-supabase-db, cortexreview-api, cortexreview-worker,
+# volume cortexreview-supabase-db-data, network cortexreview_default, DB port 127.0.0.1:54322.
+# Stack NAME: NAME-supabase-db, NAME-api, NAME-worker, NAME-supabase-db-data, NAME_default.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -65,9 +70,14 @@ seed() {
 }
 
 up() {
-	local t0=$SECONDS
+	local t0=$SECONDS seed_it=1
+	case "${1:-}" in
+		"") ;;
+		--no-seed) seed_it=0 ;;
+		*) tb_die "stack.sh up: unknown option ${1} (only --no-seed)" ;;
+	esac
 	bash "$TB_DIR/build-images.sh"
-	tb_log "starting stack (project $TB_PROJECT)"
+	tb_log "starting stack (project $TB_PROJECT, DB port 127.0.0.1:$TB_DB_PORT)"
 	tb_compose up -d --no-build 2>&1 | grep -v -e '^$' >&2 || true
 	# `compose up` output is filtered above, so check the outcome explicitly
 	local c
@@ -78,6 +88,8 @@ up() {
 	wait_db
 	if is_seeded; then
 		tb_log "schema present -- not re-seeding"
+	elif [ "$seed_it" = 0 ]; then
+		tb_log "left empty (--no-seed)"
 	else
 		seed
 	fi
@@ -85,7 +97,7 @@ up() {
 }
 
 down() {
-	tb_log "removing stack, network and volume $TB_DB_VOLUME"
+	tb_log "removing stack $TB_PROJECT, network $TB_NETWORK and volume $TB_DB_VOLUME"
 	# every volume mounted by our containers (incl. anonymous ones)
 	local vols
 	vols="$(docker inspect -f '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}' \
@@ -120,17 +132,26 @@ status() {
 # Serialise mutating commands (parallel test sessions may call `up` at once).
 lock() { exec 8>/tmp/cortexreview-testbed-stack.lock; flock 8; }
 
+names() {
+	printf '%s=%s\n' project "$TB_PROJECT" db_container "$TB_DB_CONTAINER" \
+		api_container "$TB_API_CONTAINER" worker_container "$TB_WORKER_CONTAINER" \
+		volume "$TB_DB_VOLUME" network "$TB_NETWORK" port "$TB_DB_PORT"
+}
+
 cmd="${1:-}"
+[ $# -gt 0 ] && shift
+[ "$cmd" = up ] || [ $# -eq 0 ] || tb_die "stack.sh $cmd: takes no arguments"
 case "$cmd" in
 	up|down|reset|seed) lock ;;
 esac
 case "$cmd" in
-	up)     up ;;
+	up)     up "$@" ;;
 	down)   down ;;
 	reset)  down; up ;;
 	seed)   wait_db; seed ;;
 	wait)   wait_db ;;
 	status) status ;;
 	logs)   tb_compose logs --tail=50 ;;
-	*)      sed -n '2,15p' "$0" >&2; exit 2 ;;
+	names)  names ;;
+	*)      sed -n '2,22p' "$0" >&2; exit 2 ;;
 esac
