@@ -5,124 +5,34 @@
 
 # This is a private module_utils of cortexreview.supabase_backup; it may change without notice.
 # It must stay importable without Ansible: the cron runner uses it too.
-"""What every backend shares, and how a module runs one."""
+"""What every backend shares, and the one place that runs a backend and records the run in the metrics."""
 
 from __future__ import annotations
 
 import datetime
-import hashlib
 import os
 import time
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
-    ENCRYPTED_SUFFIX,
     TIMESTAMP_FORMAT,
     list_backups,
     select_expired,
     suffix_variants,
 )
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
-    ConfigError,
-    SupabaseBackupError,
-)
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._gpg import (
-    ENCRYPTION_FACTS,
-    GpgEncryptor,
-    Passphrase,
-)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import ConfigError, SupabaseBackupError
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._gpg import ENCRYPTION_FACTS
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metrics import free_bytes, write_metrics
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import parse_mode
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._parallel_gzip import (
-    ZLIB_IMPLEMENTATION,
-    ParallelGzipWriter,
-    default_threads,
-)
-
-
-class OutputSettings:
-    """Options of every backend that writes backups: retention, file mode, compression, encryption,
-    lock, metrics."""
-
-    def __init__(self, params):
-        self.retention_days = params['retention_days']
-        self.retention_keep_min = params['retention_keep_min']
-        self.mode = parse_mode(params['mode'])
-        self.compression_level = params['compression_level']
-        self.compress_threads = params['compress_threads'] or default_threads()
-        self.lock_timeout = params['lock_timeout']
-        self.metrics_file = params.get('metrics_file')
-        if self.retention_days < 0:
-            raise ConfigError('retention_days must be 0 (keep everything) or more')
-        if self.retention_keep_min < 1:
-            raise ConfigError('retention_keep_min must be at least 1, so the new backup is always kept')
-        if not 1 <= self.compression_level <= 9:
-            raise ConfigError('compression_level must be between 1 and 9')
-        if params['compress_threads'] < 0:
-            raise ConfigError('compress_threads must be 0 (one per core) or more')
-        if self.lock_timeout < 0:
-            raise ConfigError('lock_timeout must be 0 or more seconds')
-        self.passphrase = Passphrase.from_params(params)
-
-    def suffix(self, plain_suffix):
-        """The name's suffix of a new backup: gpg's ``.gpg`` added when it is encrypted."""
-        return plain_suffix + ENCRYPTED_SUFFIX if self.passphrase else plain_suffix
-
-
-class CompressedOutput:
-    """gzip (then gpg, with a passphrase) into an open AtomicFile; hashes and counts what reaches the disk.
-
-    ``write()`` plain bytes, then ``close()``; on any failure ``abort()``. No unencrypted byte of an
-    encrypted backup is ever written to disk.
-    """
-
-    def __init__(self, output, settings):
-        self._output = output
-        self.digest = hashlib.sha256()
-        self.size = 0
-        self.encrypted = settings.passphrase is not None
-        self._encryptor = GpgEncryptor(settings.passphrase, self._to_file) if self.encrypted else None
-        try:
-            self._compressor = ParallelGzipWriter(self._encryptor.write if self._encryptor else self._to_file,
-                                                  level=settings.compression_level, threads=settings.compress_threads)
-        except BaseException:
-            self.abort()
-            raise
-
-    def _to_file(self, data):
-        self.digest.update(data)
-        self._output.write(data)
-        self.size += len(data)
-
-    @property
-    def uncompressed_size(self):
-        return self._compressor.uncompressed_size
-
-    def write(self, data):
-        self._compressor.write(data)
-
-    def close(self):
-        try:
-            self._compressor.close()
-            if self._encryptor:
-                self._encryptor.close()
-        except BaseException:
-            self.abort()
-            raise
-
-    def abort(self):
-        compressor = getattr(self, '_compressor', None)
-        if compressor is not None:
-            compressor.abort()
-        if self._encryptor:
-            self._encryptor.abort()
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._parallel_gzip import ZLIB_IMPLEMENTATION
 
 
 class Backend:
     """A unit of work: ``run()`` returns the result dict or raises a SupabaseBackupError.
 
-    ``metrics_kind`` labels the Prometheus samples of backends whose settings have a ``metrics_file``.
+    ``settings_class`` validates the options; ``metrics_kind`` labels the run's Prometheus samples
+    (None: the run is not recorded).
     """
 
+    settings_class = None
     metrics_kind = None
 
     def __init__(self, settings, check_mode=False, clock=time.time):
@@ -131,35 +41,16 @@ class Backend:
         self.clock = clock
         self.warnings = []
 
+    @classmethod
+    def from_params(cls, params, check_mode=False, **kwargs):
+        return cls(cls.settings_class(params), check_mode=check_mode, **kwargs)
+
     def run(self):
         raise NotImplementedError
 
-    def measured(self, work):
-        """``work(started)``, with its outcome recorded in the metrics file, failure included."""
-        started = time.monotonic()
-        try:
-            result = work(started)
-        except SupabaseBackupError as exc:
-            self.record_metrics(False, time.monotonic() - started, failure=exc)
-            raise
-        self.record_metrics(True, result['duration'], size=result.get('size'))
-        return result
-
-    def record_metrics(self, success, duration, size=None, failure=None):
-        metrics_file = getattr(self.settings, 'metrics_file', None)
-        if self.check_mode or not metrics_file:
-            return
-        directory = self.metrics_directory()
-        try:
-            write_metrics(metrics_file, self.metrics_kind, success, duration, size=size, finished_at=int(self.clock()),
-                          free=free_bytes(directory) if directory else None)
-        except (OSError, SupabaseBackupError) as exc:
-            if failure is not None:
-                # The run's own error is the one the operator must see.
-                failure.details['metrics_error'] = str(exc)
-                return
-            self.warnings.append('the %s run succeeded but metrics_file %s was not written: %s'
-                                 % (self.metrics_kind, metrics_file, exc))
+    def metrics_size(self, result):
+        """The size the metrics report for a successful run: the file written, by default."""
+        return result.get('size')
 
     def metrics_directory(self):
         """The directory whose free space the metrics report: the backup directory, where there is one."""
@@ -215,19 +106,43 @@ class Backend:
         return datetime.datetime.fromtimestamp(self.clock(), datetime.timezone.utc).isoformat()
 
 
-def run_module(module, make_backend):
-    """Run the backend ``make_backend()`` builds and exit the module with its result.
+def run_backend(backend_class, params, check_mode=False, prepare=None):
+    """Build ``backend_class`` from ``params`` and run it: (result, error, warnings), one of result/error None.
 
-    Our errors become one-line failures with their details; warnings are shown either way.
+    ``prepare(params)`` first turns raw options into the backend's (the cron runner's config file).
+    Every real run of a measured kind is recorded in ``metrics_file``: success, failure and a
+    configuration rejected before the backend exists alike. An unexpected exception (a bug) is
+    recorded as a failure and raised.
     """
+    started = time.monotonic()
     backend = None
     try:
-        backend = make_backend()
+        backend = backend_class.from_params(prepare(params) if prepare else params, check_mode=check_mode)
         result = backend.run()
-    except SupabaseBackupError as exc:
-        for warning in backend.warnings if backend else []:
-            module.warn(warning)
-        module.fail_json(msg=exc.msg, **exc.details)
-    for warning in backend.warnings:
-        module.warn(warning)
-    module.exit_json(**result)
+    except Exception as exc:  # pylint: disable=broad-except
+        _record(backend_class, params, backend, check_mode, False, time.monotonic() - started, failure=exc)
+        if not isinstance(exc, SupabaseBackupError):
+            raise
+        return None, exc, backend.warnings if backend else []
+    _record(backend_class, params, backend, check_mode, True, result.get('duration', time.monotonic() - started),
+            size=backend.metrics_size(result))
+    return result, None, backend.warnings
+
+
+def _record(backend_class, params, backend, check_mode, success, duration, size=None, failure=None):
+    """One sample in metrics_file; a metrics problem never hides the run's own outcome."""
+    metrics_file = params.get('metrics_file') if isinstance(params, dict) else None
+    if check_mode or not metrics_file or not backend_class.metrics_kind:
+        return
+    directory = backend.metrics_directory() if backend else params.get('backup_dir')
+    try:
+        write_metrics(metrics_file, backend_class.metrics_kind, success, duration, size=size,
+                      finished_at=int(backend.clock() if backend else time.time()),
+                      free=free_bytes(directory) if directory else None)
+    except (OSError, SupabaseBackupError) as exc:
+        if isinstance(failure, SupabaseBackupError):
+            # The run's own error is the one the operator must see.
+            failure.details['metrics_error'] = str(exc)
+        elif backend is not None and failure is None:
+            backend.warnings.append('the %s run succeeded but metrics_file %s was not written: %s'
+                                    % (backend_class.metrics_kind, metrics_file, exc))

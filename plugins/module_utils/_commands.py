@@ -5,7 +5,7 @@
 
 # This is a private module_utils of cortexreview.supabase_backup; it may change without notice.
 # It must stay importable without Ansible: the cron runner uses it too.
-"""Running PostgreSQL client programs, inside the DB container (Docker API) or on the node.
+"""Running PostgreSQL client programs, inside the DB container (through _docker) or on the node.
 
 Commands are argv lists. A password only ever reaches the environment of the one client
 process that needs it (PGPASSWORD), never argv, and never this module's results.
@@ -13,57 +13,26 @@ process that needs it (PGPASSWORD), never argv, and never this module's results.
 
 from __future__ import annotations
 
-import collections
 import os
 import shutil
-import socket
-import struct
 import subprocess
 import threading
-import time
 
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._docker import (
+    CONTROL_TIMEOUT,
+    READ_SIZE,
+    DockerExecStream,
+    TailBuffer,
+    docker_client,
+    drain,
+    ensure_running,
+)
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
     CommandError,
     ConfigError,
-    DockerError,
 )
 
-try:
-    import docker
-    from docker.errors import DockerException, NotFound
-    from docker.utils import socket as docker_socket
-    HAS_DOCKER = True
-    DOCKER_IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - depends on the node
-    HAS_DOCKER = False
-    DOCKER_IMPORT_ERROR = exc
-
-READ_SIZE = 1 << 20
-STDERR_KEEP_BYTES = 64 * 1024
-CONTROL_TIMEOUT = 60
 APPLICATION_NAME = 'cortexreview-supabase-backup'
-FRAME_HEADER = struct.Struct('>BxxxL')
-STDOUT_FRAME = 1
-STDERR_FRAME = 2
-
-
-class _TailBuffer:
-    """Keeps only the last bytes of a stream, so a chatty stderr cannot grow memory."""
-
-    def __init__(self, limit=STDERR_KEEP_BYTES):
-        self._chunks = collections.deque()
-        self._size = 0
-        self._limit = limit
-
-    def add(self, data):
-        self._chunks.append(data)
-        self._size += len(data)
-        while self._size - len(self._chunks[0]) >= self._limit:
-            self._size -= len(self._chunks.popleft())
-
-    def text(self):
-        data = b''.join(self._chunks)[-self._limit:]
-        return data.decode('utf-8', errors='replace').strip()
 
 
 def last_line(text):
@@ -91,7 +60,7 @@ class _LocalStream:
                 stderr=subprocess.PIPE, env=env, close_fds=True)
         except OSError as exc:
             raise CommandError('cannot start %s: %s' % (argv[0], exc.strerror or exc)) from None
-        self._stderr = _TailBuffer()
+        self._stderr = TailBuffer()
         self._stderr_reader = threading.Thread(target=self._drain_stderr, daemon=True)
         self._stderr_reader.start()
 
@@ -131,104 +100,6 @@ class _LocalStream:
         self.finish()
 
 
-class _DockerExecStream:
-    """A client program run inside a container through the Docker exec API.
-
-    The attach stream is read in large pieces and its frames (8-byte header, then
-    payload) are split here: dockerd sends frames of a few KiB, and handing each one
-    on separately would cost more CPU than the compression.
-    """
-
-    def __init__(self, control_api, container, argv, env, with_input=False):
-        self._api = control_api
-        self._stderr = _TailBuffer()
-        try:
-            self._exec_id = control_api.exec_create(
-                container, argv, stdin=with_input, stdout=True, stderr=True, environment=env)['Id']
-            self._socket = control_api.exec_start(self._exec_id, socket=True)
-        except DockerException as exc:
-            raise DockerError('cannot run %s in container %s: %s' % (argv[0], container, exc)) from None
-        # Stream reads may legitimately wait long (lock waits, big tables).
-        self._raw = getattr(self._socket, '_sock', self._socket)
-        if hasattr(self._raw, 'settimeout'):
-            self._raw.settimeout(None)
-
-    def send(self, data):
-        self._raw.sendall(data)
-
-    def close_input(self):
-        # Half-close: the program sees end of input, its output still flows back.
-        self._raw.shutdown(socket.SHUT_WR)
-
-    def _read(self):
-        try:
-            return docker_socket.read(self._socket, READ_SIZE)
-        except (DockerException, OSError) as exc:
-            raise DockerError('lost the Docker exec stream: %s' % exc) from None
-
-    def chunks(self):
-        pending = b''
-        output = []
-        output_size = 0
-        while True:
-            data = self._read()
-            if not data:
-                break
-            buffer = pending + data if pending else data
-            position = 0
-            end = len(buffer)
-            while end - position >= FRAME_HEADER.size:
-                stream_type, size = FRAME_HEADER.unpack_from(buffer, position)
-                start = position + FRAME_HEADER.size
-                if end - start < size:
-                    break
-                position = start + size
-                if stream_type == STDOUT_FRAME:
-                    output.append(buffer[start:position])
-                    output_size += size
-                elif stream_type == STDERR_FRAME:
-                    self._stderr.add(buffer[start:position])
-            pending = buffer[position:]
-            if output_size >= READ_SIZE:
-                yield b''.join(output)
-                output = []
-                output_size = 0
-        if output:
-            yield b''.join(output)
-        if pending:
-            raise DockerError('the Docker exec stream ended inside a frame')
-
-    def finish(self):
-        self._close()
-        # The exec can still be marked running for a moment after its output closed.
-        deadline = time.monotonic() + CONTROL_TIMEOUT
-        while True:
-            try:
-                state = self._api.exec_inspect(self._exec_id)
-            except DockerException as exc:
-                raise DockerError('cannot read the exit status of a Docker exec: %s' % exc) from None
-            if not state.get('Running') or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        exit_code = state.get('ExitCode')
-        if state.get('Running') or exit_code is None:
-            exit_code = -1
-        return exit_code, self._stderr.text()
-
-    def _close(self):
-        response = getattr(self._socket, '_response', None)
-        for closable in (response, self._socket):
-            try:
-                if closable is not None:
-                    closable.close()
-            except (OSError, ValueError):
-                pass
-
-    def abort(self):
-        # Closing the attach stream gives the program EPIPE on its next write.
-        self._close()
-
-
 class PgTarget:
     """Where the database lives and how to reach it: the shared connection options."""
 
@@ -258,23 +129,10 @@ class PgTarget:
 
     # Docker
 
-    def _docker(self, timeout):
-        if not HAS_DOCKER:
-            raise ConfigError("the Python package 'docker' is required on the node when container is set: %s"
-                              % DOCKER_IMPORT_ERROR)
-        kwargs = docker.utils.kwargs_from_env()
-        if self.docker_host:
-            kwargs = {'base_url': self.docker_host}
-        try:
-            return docker.APIClient(version='auto', timeout=timeout, **kwargs)
-        except DockerException as exc:
-            raise DockerError('cannot reach the Docker engine at %s: %s'
-                              % (kwargs.get('base_url', 'the default socket'), exc)) from None
-
     @property
     def docker_api(self):
         if self._control_api is None:
-            self._control_api = self._docker(CONTROL_TIMEOUT)
+            self._control_api = docker_client(self.docker_host, CONTROL_TIMEOUT)
         return self._control_api
 
     def ensure_reachable(self):
@@ -282,15 +140,7 @@ class PgTarget:
         if not self.container:
             self.program_path('pg_dump')
             return
-        try:
-            state = self.docker_api.inspect_container(self.container)['State']
-        except NotFound:
-            raise DockerError('container %s not found' % self.container) from None
-        except DockerException as exc:
-            raise DockerError('cannot inspect container %s: %s' % (self.container, exc)) from None
-        if not state.get('Running'):
-            raise DockerError('container %s is not running (status: %s)'
-                              % (self.container, state.get('Status', 'unknown')))
+        ensure_running(self.docker_api, self.container)
 
     # Client programs
 
@@ -327,7 +177,7 @@ class PgTarget:
         program_env = self.client_env()
         program_env.update(env or {})
         if self.container:
-            return _DockerExecStream(self.docker_api, self.container, argv, program_env, with_input)
+            return DockerExecStream(self.docker_api, self.container, argv, program_env, with_input)
         local_env = dict(os.environ)
         local_env.pop('PGPASSWORD', None)
         local_env.update(program_env)
@@ -335,19 +185,17 @@ class PgTarget:
 
     def run(self, program, args, output_limit=16 << 20):
         """Run a client program to completion; returns (rc, stdout text, stderr text)."""
-        stream = self.start(program, args)
         collected = []
         size = 0
-        try:
-            for data in stream.chunks():
-                size += len(data)
-                if size > output_limit:
-                    raise CommandError('%s printed more than %d bytes' % (program, output_limit))
-                collected.append(data)
-        except BaseException:
-            stream.abort()
-            raise
-        returncode, stderr = stream.finish()
+
+        def keep(data):
+            nonlocal size
+            size += len(data)
+            collected.append(data)
+            if size > output_limit:
+                raise CommandError('%s printed more than %d bytes' % (program, output_limit))
+
+        returncode, stderr = drain(self.start(program, args), keep)
         return returncode, b''.join(collected).decode('utf-8', errors='replace'), stderr
 
     def feed(self, program, args, chunks, env=None):
@@ -357,7 +205,7 @@ class PgTarget:
         failed), feeding stops and its exit status tells why.
         """
         stream = self.start(program, args, with_input=True, env=env)
-        output = _TailBuffer()
+        output = TailBuffer()
         reader_errors = []
 
         def drain():

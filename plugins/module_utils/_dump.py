@@ -17,11 +17,8 @@ from __future__ import annotations
 import os
 import time
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import (
-    Backend,
-    CompressedOutput,
-    OutputSettings,
-)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_output import CompressedOutput, OutputSettings
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
     DUMP_SUFFIX,
     AtomicFile,
@@ -37,12 +34,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._comm
     last_line,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump_stream import DumpInspector
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
-    CommandError,
-    ConfigError,
-    SupabaseBackupError,
-)
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metrics import write_metrics
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import CommandError, ConfigError
 
 MANIFEST_FORMAT = 'cortexreview.supabase_backup/dump-manifest/v1'
 METRICS_KIND = 'logical'
@@ -81,23 +73,11 @@ def database_facts(target):
 class DumpBackend(Backend):
     """Runs one backup; ``run()`` returns the result dict or raises a SupabaseBackupError."""
 
+    settings_class = DumpSettings
     metrics_kind = METRICS_KIND
 
-    @classmethod
-    def from_params(cls, params, check_mode=False):
-        """Validate the options; a rejected configuration is a failed run for the metrics too."""
-        try:
-            return cls(DumpSettings(params), check_mode=check_mode)
-        except SupabaseBackupError as exc:
-            if params.get('metrics_file') and not check_mode:
-                try:
-                    write_metrics(params['metrics_file'], METRICS_KIND, False, 0, finished_at=int(time.time()))
-                except (OSError, SupabaseBackupError) as metrics_exc:
-                    exc.details['metrics_error'] = str(metrics_exc)
-            raise
-
     def run(self):
-        return self.measured(self._backup)
+        return self._backup(time.monotonic())
 
     def naming(self):
         return self.settings.backup_dir, self.settings.prefix, '_', self.settings.suffix(DUMP_SUFFIX)

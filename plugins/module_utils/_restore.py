@@ -23,36 +23,18 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._back
     BackupFile,
     select_backup,
 )
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import PgTarget, last_line
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import PgTarget
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import (
+    DatabaseRestorer,
+    check_memory_setting,
+)
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
-    CommandError,
     ConfigError,
     SupabaseBackupError,
-    VerificationError,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._gpg import Passphrase
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._sql import (
-    derived_name,
-    quote_ident,
-    quote_literal,
-)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._sql import derived_name, quote_literal
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._writers import WriterControl
-
-MEMORY_SETTING = re.compile(r'^[0-9]+(kB|MB|GB|TB)?$')
-SWAP_ATTEMPTS = 3
-# GUCs whose stored value is a list to be written unquoted (as pg_dump's variable_is_guc_list_quote).
-LIST_SETTINGS = ('search_path', 'temp_tablespaces', 'session_preload_libraries',
-                 'shared_preload_libraries', 'local_preload_libraries')
-VECTOR_FUNCTION = 'match_knowledge'
-VECTOR_TABLE = 'knowledge_base'
-VECTOR_COLUMN = 'embedding'
-VECTOR_NEIGHBOURS = 5
-
-
-def check_memory_setting(value):
-    # It goes into PGOPTIONS, where a space would start another option.
-    if not MEMORY_SETTING.match(value or ''):
-        raise ConfigError('maintenance_work_mem %r is not a memory size such as 1GB or 512MB' % (value,))
 
 
 class RestoreSettings:
@@ -75,202 +57,10 @@ class RestoreSettings:
                                      params.get('stop_compose_services') or [], params['stop_timeout'])
 
 
-class DatabaseRestorer:
-    """Restores a verified backup into a new database of the same server and checks it."""
-
-    def __init__(self, target, maintenance_db, maintenance_work_mem):
-        self.target = target
-        self.maintenance_db = maintenance_db
-        self.maintenance_work_mem = maintenance_work_mem
-
-    def admin(self, sql):
-        return self.target.query(sql, db=self.maintenance_db)
-
-    def database_exists(self, name):
-        return bool(self.admin('SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s' % quote_literal(name)))
-
-    def terminate_sessions(self, *databases):
-        names = ', '.join(quote_literal(name) for name in databases)
-        rows = self.admin('SELECT count(pg_catalog.pg_terminate_backend(pid)) FROM pg_catalog.pg_stat_activity '
-                          'WHERE datname IN (%s) AND pid <> pg_catalog.pg_backend_pid()' % names)
-        return int(rows[0][0]) if rows else 0
-
-    def create_like(self, name, model):
-        """An empty database with the live one's owner, encoding and locale."""
-        rows = self.admin(
-            'SELECT pg_catalog.pg_get_userbyid(datdba), pg_catalog.pg_encoding_to_char(encoding), datcollate, datctype '
-            'FROM pg_catalog.pg_database WHERE datname = %s' % quote_literal(model))
-        if rows:
-            owner, encoding, collate, ctype = rows[0]
-            self.admin('CREATE DATABASE %s WITH TEMPLATE template0 OWNER %s ENCODING %s LC_COLLATE %s LC_CTYPE %s'
-                       % (quote_ident(name), quote_ident(owner), quote_literal(encoding),
-                          quote_literal(collate), quote_literal(ctype)))
-        else:
-            self.admin('CREATE DATABASE %s WITH TEMPLATE template0' % quote_ident(name))
-
-    def drop(self, name):
-        self.admin('DROP DATABASE IF EXISTS %s WITH (FORCE)' % quote_ident(name))
-
-    def load(self, name, backup):
-        """Feed the dump to psql with errors stopping it, in one transaction."""
-        returncode, _output, stderr = self.target.feed(
-            'psql',
-            ['--dbname', name, '--no-psqlrc', '--quiet', '--set', 'ON_ERROR_STOP=1', '--single-transaction'],
-            backup.sql_chunks(),
-            env={'PGOPTIONS': '-c maintenance_work_mem=%s' % self.maintenance_work_mem})
-        if returncode != 0:
-            raise CommandError('restoring %s into database %s failed: %s'
-                               % (backup.path, name, last_line(stderr) or 'psql exit %s' % returncode),
-                               rc=returncode, stderr=stderr)
-
-    def copy_database_settings(self, source, destination):
-        """Per-database settings, connection limit, grants and comment: pg_dump without --create omits them."""
-        statements = [row[0] for row in self.admin(_DATABASE_SETTINGS_SQL % {
-            'source': quote_literal(source), 'destination': quote_literal(destination),
-            'list_settings': ', '.join(quote_literal(name) for name in LIST_SETTINGS)})]
-        for statement in statements:
-            self.admin(statement)
-        return len(statements)
-
-    def swap(self, live, scratch, previous):
-        """Rename live -> previous and scratch -> live in one transaction, retried if sessions sneak in."""
-        sql = ('BEGIN; '
-               'SELECT count(pg_catalog.pg_terminate_backend(pid)) FROM pg_catalog.pg_stat_activity '
-               'WHERE datname IN (%(live_literal)s, %(scratch_literal)s) AND pid <> pg_catalog.pg_backend_pid(); '
-               'ALTER DATABASE %(live)s RENAME TO %(previous)s; '
-               'ALTER DATABASE %(scratch)s RENAME TO %(live)s; '
-               'COMMIT;') % {
-            'live_literal': quote_literal(live), 'scratch_literal': quote_literal(scratch),
-            'live': quote_ident(live), 'previous': quote_ident(previous), 'scratch': quote_ident(scratch)}
-        for attempt in range(1, SWAP_ATTEMPTS + 1):
-            try:
-                self.admin(sql)
-                return
-            except CommandError as exc:
-                if 'being accessed by other users' not in exc.msg or attempt == SWAP_ATTEMPTS:
-                    raise CommandError('swapping in the restored database failed, the live database was not '
-                                       'touched: %s' % exc.msg, **exc.details) from None
-                time.sleep(1)
-
-    # Verification
-
-    def verify(self, name, expected):
-        """Compare the restored database with what the backup holds; returns the findings."""
-        findings = {'row_counts': self._verify_row_counts(name, expected['tables']),
-                    'indexes': self._verify_indexes(name, expected['indexes'])}
-        manifest = expected.get('manifest') or {}
-        findings['extensions'] = self._verify_extensions(name, manifest.get('extensions') or {})
-        findings['vector_search'] = self._verify_vector_search(name)
-        return findings
-
-    def _verify_row_counts(self, name, tables):
-        if not tables:
-            return {}
-        ordered = sorted(tables)
-        sql = ' UNION ALL '.join('SELECT %d, count(*) FROM ONLY %s' % (number, table)
-                                 for number, table in enumerate(ordered))
-        actual = dict((ordered[int(number)], int(count)) for number, count in self.target.query(sql, db=name))
-        wrong = ['%s: %s rows, backup has %s' % (table, actual.get(table), tables[table])
-                 for table in ordered if actual.get(table) != tables[table]]
-        if wrong:
-            raise VerificationError('the restored database does not match the backup: %s' % '; '.join(wrong[:5]),
-                                    mismatches=wrong)
-        return actual
-
-    def _verify_indexes(self, name, expected):
-        rows = self.target.query(
-            "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname), "
-            "i.indisvalid AND i.indisready FROM pg_catalog.pg_index i "
-            "JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
-            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')", db=name)
-        present = dict((index, valid == 't') for index, valid in rows)
-        missing = [index for index in expected if index not in present]
-        invalid = sorted(index for index, valid in present.items() if not valid)
-        if missing or invalid:
-            raise VerificationError('indexes of the backup are missing or invalid after the restore: %s'
-                                    % ', '.join((missing + invalid)[:10]), missing=missing, invalid=invalid)
-        return sorted(present)
-
-    def _verify_extensions(self, name, expected):
-        installed = dict(self.target.query('SELECT extname, extversion FROM pg_catalog.pg_extension', db=name))
-        missing = sorted(set(expected) - set(installed))
-        if missing:
-            raise VerificationError('extensions of the backup are missing after the restore: %s' % ', '.join(missing))
-        return installed
-
-    def _verify_vector_search(self, name):
-        """Nearest neighbours through match_knowledge equal exact search, and a stored vector finds itself.
-
-        A rebuilt IVFFlat index samples differently, so approximate results may legitimately differ
-        from before the restore; with probes equal to lists (and with index scans off) the search is exact.
-        """
-        lists = self.target.query(
-            "SELECT coalesce((SELECT substring(opt FROM 'lists=([0-9]+)') FROM pg_catalog.unnest(c.reloptions) opt "
-            "WHERE opt LIKE 'lists=%%'), '100') FROM pg_catalog.pg_index i "
-            "JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid JOIN pg_catalog.pg_am am ON am.oid = c.relam "
-            "WHERE am.amname = 'ivfflat' AND i.indrelid = pg_catalog.to_regclass(%s)"
-            % quote_literal('public.' + VECTOR_TABLE), db=name)
-        usable = self.target.query(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
-            "WHERE n.nspname = 'public' AND p.proname = %s) AND pg_catalog.to_regclass(%s) IS NOT NULL"
-            % (quote_literal(VECTOR_FUNCTION), quote_literal('public.' + VECTOR_TABLE)), db=name)
-        if not usable or usable[0][0] != 't':
-            return {'checked': False, 'reason': 'no public.%s function or %s table' % (VECTOR_FUNCTION, VECTOR_TABLE)}
-        probe = ('(SELECT %(column)s FROM public.%(table)s WHERE %(column)s IS NOT NULL ORDER BY id LIMIT 1)'
-                 % {'column': VECTOR_COLUMN, 'table': VECTOR_TABLE})
-        search = 'SELECT id FROM public.%s(%s, -1, %d)' % (VECTOR_FUNCTION, probe, VECTOR_NEIGHBOURS)
-        exact = self.target.query('SET enable_indexscan = off; SET enable_bitmapscan = off; ' + search, db=name)
-        if not exact:
-            return {'checked': False, 'reason': '%s holds no vectors' % VECTOR_TABLE}
-        probes = lists[0][0] if lists else '1'
-        indexed = self.target.query('SET ivfflat.probes = %d; %s' % (int(probes), search), db=name)
-        own_id = self.target.query('SELECT id FROM public.%s WHERE %s IS NOT NULL ORDER BY id LIMIT 1'
-                                   % (VECTOR_TABLE, VECTOR_COLUMN), db=name)[0][0]
-        exact_ids = [_as_id(row[0]) for row in exact]
-        indexed_ids = [_as_id(row[0]) for row in indexed]
-        if exact_ids[0] != _as_id(own_id) or sorted(indexed_ids) != sorted(exact_ids):
-            raise VerificationError('vector search through %s is wrong after the restore: exact %s, with the index %s'
-                                    % (VECTOR_FUNCTION, exact_ids, indexed_ids))
-        return {'checked': True, 'neighbours': exact_ids, 'probes': int(probes)}
-
-
-def _as_id(text):
-    return int(text) if text.isdigit() else text
-
-
-_DATABASE_SETTINGS_SQL = '''
-SELECT pg_catalog.format('ALTER DATABASE %%I CONNECTION LIMIT %%s', %(destination)s, d.datconnlimit)
-  FROM pg_catalog.pg_database d WHERE d.datname = %(source)s AND d.datconnlimit <> -1
-UNION ALL
-SELECT pg_catalog.format('COMMENT ON DATABASE %%I IS %%L', %(destination)s, pg_catalog.shobj_description(d.oid, 'pg_database'))
-  FROM pg_catalog.pg_database d WHERE d.datname = %(source)s AND pg_catalog.shobj_description(d.oid, 'pg_database') IS NOT NULL
-UNION ALL
-SELECT pg_catalog.format('REVOKE ALL ON DATABASE %%I FROM PUBLIC', %(destination)s)
-  FROM pg_catalog.pg_database d WHERE d.datname = %(source)s AND d.datacl IS NOT NULL
-UNION ALL
-SELECT pg_catalog.format('GRANT %%s ON DATABASE %%I TO %%s%%s', a.privilege_type, %(destination)s,
-         CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
-         CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
-  FROM pg_catalog.pg_database d, pg_catalog.aclexplode(d.datacl) a
- WHERE d.datname = %(source)s AND a.grantee <> d.datdba
-UNION ALL
-SELECT CASE WHEN s.setrole = 0
-         THEN pg_catalog.format('ALTER DATABASE %%I SET %%I = %%s', %(destination)s, kv[1],
-                CASE WHEN kv[1] IN (%(list_settings)s) THEN kv[2] ELSE pg_catalog.quote_literal(kv[2]) END)
-         ELSE pg_catalog.format('ALTER ROLE %%I IN DATABASE %%I SET %%I = %%s', pg_catalog.pg_get_userbyid(s.setrole),
-                %(destination)s, kv[1],
-                CASE WHEN kv[1] IN (%(list_settings)s) THEN kv[2] ELSE pg_catalog.quote_literal(kv[2]) END)
-       END
-  FROM pg_catalog.pg_db_role_setting s
-  JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase AND d.datname = %(source)s,
-       pg_catalog.unnest(s.setconfig) cfg,
-       LATERAL (SELECT pg_catalog.regexp_match(cfg, '^([^=]+)=(.*)$', 's') AS kv) m(kv)
-'''
-
-
 class RestoreBackend(Backend):
     """Runs one restore; ``run()`` returns the result dict or raises a SupabaseBackupError."""
+
+    settings_class = RestoreSettings
 
     def run(self):
         started = time.monotonic()

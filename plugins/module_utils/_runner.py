@@ -24,6 +24,7 @@ import json
 import sys
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import read_private_file
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import run_backend
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump import DumpBackend
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
     ConfigError,
@@ -73,26 +74,36 @@ def main(argv=None):
     return run_status(args) if args.status else run_backup(args)
 
 
-def run_engine(args, make_backend, name):
-    """(result, exit code) of the backend ``make_backend(params)`` builds; failures become one log line."""
-    backend = None
+def run_engine(args, backend_class, name, prepare=None):
+    """(result, exit code) of ``backend_class`` on the config file's options; failures become one log line.
+
+    ``prepare(params)`` turns the validated options into the backend's.
+    """
     try:
-        backend = make_backend(validate_config(dump_argument_spec(), load_config(args.config)))
-        return backend.run(), 0
+        config = load_config(args.config)
     except SupabaseBackupError as exc:
         log('%s FAILED: %s' % (name, exc.msg), sys.stderr)
         return None, 1
+
+    def options(raw):
+        params = validate_config(dump_argument_spec(), raw)
+        return prepare(params) if prepare else params
+
+    try:
+        result, error, warnings = run_backend(backend_class, config, check_mode=args.check, prepare=options)
     except Exception as exc:  # pylint: disable=broad-except
         # The cron log gets one line, never a traceback.
         log('%s FAILED: unexpected %s: %s' % (name, type(exc).__name__, exc), sys.stderr)
         return None, 2
-    finally:
-        for warning in backend.warnings if backend else []:
-            log('warning: %s' % warning, sys.stderr)
+    if error is not None:
+        log('%s FAILED: %s' % (name, error.msg), sys.stderr)
+    for warning in warnings:
+        log('warning: %s' % warning, sys.stderr)
+    return (None, 1) if error is not None else (result, 0)
 
 
 def run_backup(args):
-    result, code = run_engine(args, lambda params: DumpBackend.from_params(params, check_mode=args.check), 'backup')
+    result, code = run_engine(args, DumpBackend, 'backup')
     if code:
         return code
     if args.check:
@@ -106,10 +117,8 @@ def run_backup(args):
 def run_status(args):
     """Every few minutes from cron: the free-space gauge of the logical backups, and nothing on stdout."""
 
-    def make_backend(params):
-        return StatusBackend.from_params(
-            {'backup_dir': params['backup_dir'], 'kind': 'logical', 'prefix': params['prefix'],
-             'metrics_file': params['metrics_file'], 'max_age': args.max_age, 'min_free': args.min_free},
-            check_mode=args.check)
+    def status_options(params):
+        return {'backup_dir': params['backup_dir'], 'kind': 'logical', 'prefix': params['prefix'],
+                'metrics_file': params['metrics_file'], 'max_age': args.max_age, 'min_free': args.min_free}
 
-    return run_engine(args, make_backend, 'status')[1]
+    return run_engine(args, StatusBackend, 'status', prepare=status_options)[1]

@@ -162,9 +162,7 @@ class StatusSettings:
 class StatusBackend(Backend):
     """Reports a backup directory; ``run()`` raises StatusError, with the status, when it is not as required."""
 
-    @classmethod
-    def from_params(cls, params, check_mode=False, **kwargs):
-        return cls(StatusSettings(params), check_mode=check_mode, **kwargs)
+    settings_class = StatusSettings
 
     def run(self):
         settings = self.settings

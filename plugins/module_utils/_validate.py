@@ -26,12 +26,12 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._back
     select_backup,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import PgTarget
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import SupabaseBackupError
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._gpg import Passphrase
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore import (
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import (
     DatabaseRestorer,
     check_memory_setting,
 )
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import SupabaseBackupError
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._gpg import Passphrase
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._sql import derived_name
 
 REPORT_MODE = 0o600
@@ -93,18 +93,15 @@ def summary_text(report):
 class ValidateBackend(Backend):
     """Restores a backup into a staging database and validates it; fails when it does not restore."""
 
+    settings_class = ValidateSettings
     metrics_kind = METRICS_KIND
 
     def run(self):
         started = time.monotonic()
         settings = self.settings
         target = settings.target
-        try:
-            backup = BackupFile(settings.src, settings.passphrase)
-        except SupabaseBackupError as exc:
-            # No report without a readable backup, but the monitoring sees the failed run.
-            self.record_metrics(False, time.monotonic() - started, failure=exc)
-            raise
+        # No report without a readable backup; the monitoring sees the failed run all the same.
+        backup = BackupFile(settings.src, settings.passphrase)
         stamp = self.stamp()
         staging = derived_name(target.db, '_validate_' + stamp)
         report_path = os.path.join(settings.report_dir, os.path.basename(backup.path) + '.validation.json')
@@ -150,4 +147,10 @@ class ValidateBackend(Backend):
             write_file_atomically(report_path[:-len('.json')] + '.txt', summary_text(report), REPORT_MODE)
         except SupabaseBackupError as exc:
             self.warnings.append('validation report %s not written: %s' % (report_path, exc.msg))
-        self.record_metrics(report['passed'], report['duration'], size=os.path.getsize(report['backup']))
+
+    def metrics_size(self, result):
+        """The size of the backup validated."""
+        try:
+            return os.path.getsize(result['src'])
+        except OSError:
+            return None

@@ -9,16 +9,12 @@
 
 from __future__ import annotations
 
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._docker import (
+    API_ERRORS,
+    NotFound,
+    reason,
+)
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import DockerError
-
-try:
-    from docker.errors import DockerException, NotFound
-except ImportError:  # pragma: no cover - depends on the node; PgTarget then reports the missing SDK
-    class DockerException(Exception):
-        pass
-
-    class NotFound(DockerException):
-        pass
 
 COMPOSE_PROJECT_LABEL = 'com.docker.compose.project'
 COMPOSE_SERVICE_LABEL = 'com.docker.compose.service'
@@ -58,8 +54,8 @@ class WriterControl:
                 selected.append((name, api.inspect_container(name)))
             except NotFound:
                 self.warnings.append('container %s to stop does not exist; skipped' % name)
-            except DockerException as exc:
-                raise DockerError('cannot inspect container %s: %s' % (name, exc)) from None
+            except API_ERRORS as exc:
+                raise DockerError('cannot inspect container %s: %s' % (name, reason(exc))) from None
         if self._compose_project:
             try:
                 found = api.containers(all=True, filters={'label': '%s=%s' % (COMPOSE_PROJECT_LABEL,
@@ -71,9 +67,9 @@ class WriterControl:
                     info = api.inspect_container(summary['Id'])
                     if not self._is_database(info):
                         selected.append((summary['Names'][0].lstrip('/'), info))
-            except DockerException as exc:
+            except API_ERRORS as exc:
                 raise DockerError('cannot list containers of compose project %s: %s'
-                                  % (self._compose_project, exc)) from None
+                                  % (self._compose_project, reason(exc))) from None
         unique = []
         for name, info in selected:
             if name not in [known for known, _info in unique]:
@@ -90,8 +86,8 @@ class WriterControl:
         for name in names:
             try:
                 api.stop(name, timeout=self._timeout)
-            except DockerException as exc:
-                raise DockerError('cannot stop writer container %s: %s' % (name, exc)) from None
+            except API_ERRORS as exc:
+                raise DockerError('cannot stop writer container %s: %s' % (name, reason(exc))) from None
             stopped.append(name)
 
     def start(self, names):
@@ -102,6 +98,6 @@ class WriterControl:
             try:
                 self._target.docker_api.start(name)
                 started.append(name)
-            except DockerException as exc:
-                errors[name] = str(exc)
+            except API_ERRORS as exc:
+                errors[name] = reason(exc)
         return started, errors

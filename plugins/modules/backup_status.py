@@ -207,14 +207,14 @@ problems:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import run_module
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._ansible_module import run_module
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import status_argument_spec
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._status import StatusBackend
 
 
 def main():
     module = AnsibleModule(argument_spec=status_argument_spec(), supports_check_mode=True)
-    run_module(module, lambda: StatusBackend.from_params(module.params, check_mode=module.check_mode))
+    run_module(module, StatusBackend)
 
 
 if __name__ == '__main__':

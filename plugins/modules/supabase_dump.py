@@ -183,15 +183,15 @@ extensions:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._ansible_module import run_module
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump import DumpBackend
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import run_module
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import dump_argument_spec
 
 
 def main():
     module = AnsibleModule(argument_spec=dump_argument_spec(), supports_check_mode=True,
                            mutually_exclusive=[('encrypt_passphrase', 'encrypt_passphrase_file')])
-    run_module(module, lambda: DumpBackend.from_params(module.params, check_mode=module.check_mode))
+    run_module(module, DumpBackend)
 
 
 if __name__ == '__main__':

@@ -161,20 +161,17 @@ duration:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import run_module
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._ansible_module import run_module
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import (
     SOURCE_RULES,
     restore_argument_spec,
 )
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore import (
-    RestoreBackend,
-    RestoreSettings,
-)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore import RestoreBackend
 
 
 def main():
     module = AnsibleModule(argument_spec=restore_argument_spec(), supports_check_mode=True, **SOURCE_RULES)
-    run_module(module, lambda: RestoreBackend(RestoreSettings(module.params), check_mode=module.check_mode))
+    run_module(module, RestoreBackend)
 
 
 if __name__ == '__main__':

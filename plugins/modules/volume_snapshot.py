@@ -266,21 +266,19 @@ duration:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import run_module
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._ansible_module import run_module
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import (
     VOLUME_SNAPSHOT_RULES,
     volume_snapshot_argument_spec,
 )
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._volume import (
-    VolumeBackend,
-    VolumeSettings,
-)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._volume_restore import VolumeRestoreBackend
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._volume_snapshot import VolumeSnapshotBackend
 
 
 def main():
     module = AnsibleModule(argument_spec=volume_snapshot_argument_spec(), supports_check_mode=True,
                            **VOLUME_SNAPSHOT_RULES)
-    run_module(module, lambda: VolumeBackend(VolumeSettings(module.params), check_mode=module.check_mode))
+    run_module(module, VolumeRestoreBackend if module.params['state'] == 'restored' else VolumeSnapshotBackend)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,7 @@
 import pytest
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import _TailBuffer, last_line
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import last_line
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._docker import TailBuffer
 
 
 @pytest.mark.parametrize('stderr,expected', [
@@ -20,7 +21,7 @@ def test_last_line_names_the_client_error_and_the_server_reason(stderr, expected
 
 
 def test_tail_buffer_keeps_only_the_end():
-    tail = _TailBuffer(limit=10)
+    tail = TailBuffer(limit=10)
     for piece in (b'0123456789', b'abcdefghij', b'XYZ'):
         tail.add(piece)
     assert tail.text() == 'defghijXYZ'

@@ -7,8 +7,8 @@ import tempfile
 
 import pytest
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import (
-    Backend,
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_output import (
     CompressedOutput,
     OutputSettings,
 )
