@@ -229,8 +229,7 @@ class BackupFile:
         if expected and expected != sha256:
             raise BackupFileError('backup file %s does not match its checksum file (sha256 %s, expected %s)'
                                   % (name, sha256, expected))
-        if not inspector.header_seen:
-            raise BackupFileError('backup file %s does not look like a pg_dump plain SQL dump' % name)
+        self.check_start(inspector)
         if not inspector.complete:
             raise BackupFileError('backup file %s is an incomplete dump: pg_dump\'s completion marker is missing'
                                   % name)
@@ -248,6 +247,12 @@ class BackupFile:
             'versions': inspector.versions,
             'manifest': manifest,
         }
+
+    def check_start(self, inspector):
+        """Refuse what is not a pg_dump plain dump, from its first lines on."""
+        if not inspector.header_seen:
+            raise BackupFileError('backup file %s does not look like a pg_dump plain SQL dump'
+                                  % os.path.basename(self.path))
 
     def verify_checksum(self):
         """A plan's check, reading the file's bytes only: the checksum against its sidecars, with the

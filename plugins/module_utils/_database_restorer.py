@@ -150,7 +150,8 @@ class DatabaseRestorer:
         chunks, check = backup.sql_stream()
         findings = {}
         self._psql(self.target, name, backup, splitter.first_session_chunks(
-            chunks, on_end=lambda: findings.update(check(inspector))), options)
+            chunks, on_start=lambda: backup.check_start(inspector),
+            on_end=lambda: findings.update(check(inspector))), options)
         self.timings['load'] = round(time.monotonic() - began, 3)
         plan = splitter.plan
         if plan is not None:

@@ -24,6 +24,8 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._sql import quote_ident
 
 POST_DATA_LIMIT = 32 << 20
+# pg_dump's header lies within the first lines; nothing is loaded before this much was checked.
+START_BYTES = 4096
 PARALLEL_TYPES = ('INDEX', 'CONSTRAINT')
 _INDEX_STATEMENT = re.compile(r'^CREATE (?:UNIQUE )?INDEX ')
 _CONSTRAINT_STATEMENT = re.compile(r'^ALTER TABLE ONLY .*\n\s+ADD CONSTRAINT ', re.DOTALL)
@@ -59,8 +61,10 @@ class DumpSplitter:
     """Feeds a plain dump's SQL chunks to the first session and holds back its post-data section.
 
     ``inspector`` is the DumpInspector that checks the same stream (it finds the section's start).
-    ``on_end()`` runs once the whole stream was read and before any held text is released, so a
-    backup that fails its checks never reaches the post-data step.
+    ``on_start()`` runs before the first byte is released, once START_BYTES (or the whole stream)
+    were read, so that what is not a dump at all never reaches a session. ``on_end()`` runs once
+    the whole stream was read and before any held text is released, so a backup that fails its
+    checks never reaches the post-data step.
     """
 
     def __init__(self, inspector, limit=POST_DATA_LIMIT):
@@ -68,13 +72,21 @@ class DumpSplitter:
         self.limit = limit
         self.plan = None
 
-    def first_session_chunks(self, sql_chunks, on_end=None):
+    def first_session_chunks(self, sql_chunks, on_start=None, on_end=None):
         inspector = self.inspector
         pending = bytearray()
         pending_offset = 0
         held = None
+        started = on_start is None
         for chunk in sql_chunks:
             inspector.feed(chunk)
+            if not started:
+                pending += chunk
+                if len(pending) < START_BYTES:
+                    continue
+                on_start()
+                started = True
+                chunk = b''
             if held is not None:
                 held += chunk
                 if len(held) > self.limit:
@@ -96,6 +108,8 @@ class DumpSplitter:
             if start is not None:
                 held = pending
                 pending = bytearray()
+        if not started:
+            on_start()
         if on_end is not None:
             on_end()
         if pending:

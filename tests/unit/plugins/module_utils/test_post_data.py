@@ -152,3 +152,29 @@ def test_a_header_inside_a_function_body_only_costs_the_parallelism():
     _inspector, splitter, first = _split(head + POST, 9)
     assert first == head + POST
     assert splitter.plan is None
+
+
+@pytest.mark.parametrize('size', [5, 1 << 20])
+def test_nothing_is_released_before_the_start_was_checked(size):
+    inspector = DumpInspector()
+    splitter = DumpSplitter(inspector)
+    text = b'hello; DROP TABLE x;\n' * 1000
+
+    def refuse():
+        assert not inspector.header_seen
+        raise RuntimeError('not a dump')
+
+    released = []
+    with pytest.raises(RuntimeError):
+        for chunk in splitter.first_session_chunks([text[i:i + size] for i in range(0, len(text), size)],
+                                                   on_start=refuse):
+            released.append(chunk)
+    assert released == []
+
+
+def test_a_short_dump_is_checked_at_its_end_before_anything_is_released():
+    inspector = DumpInspector()
+    calls = []
+    first = b''.join(DumpSplitter(inspector).first_session_chunks([HEAD[:100], HEAD[100:]],
+                                                                  on_start=lambda: calls.append(inspector.header_seen)))
+    assert first == HEAD and calls == [True]
