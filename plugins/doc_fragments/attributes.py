@@ -24,12 +24,22 @@ attributes:
 options:
   src:
     description:
-      - The backup file, C(.sql.gz). One of O(src) and O(backup_dir) is required.
+      - The backup file, C(.sql.gz) or C(.sql.gz.gpg). One of O(src) and O(backup_dir) is required.
     type: path
   backup_dir:
     description:
-      - Use the newest backup of O(prefix) in this directory (by the timestamp in its name).
+      - Use the newest restore point of O(prefix) in this directory (by the timestamp in its name), or the
+        one O(restore_point) names.
     type: path
+  restore_point:
+    description:
+      - The restore point of O(backup_dir) to use, by its stem C(<prefix>_YYYYMMDD_HHMMSS), for example
+        V(supabase_backup_20260101_020000), the files one backup run wrote, described by one
+        C(<stem>.manifest.json). Backups older than that manifest, and those of the contract's shell
+        procedure, are one-part restore points of the same name.
+      - Needs O(backup_dir); mutually exclusive with O(src). A name that is not a restore point of O(prefix),
+        or one that is not in O(backup_dir), fails before anything changes.
+    type: str
   prefix:
     description:
       - File name prefix of the backups in O(backup_dir).

@@ -5,13 +5,12 @@
 
 # This is a private module_utils of cortexreview.supabase_backup; it may change without notice.
 # It must stay importable without Ansible: the cron runner uses it too.
-"""The backup directory: names, sidecars, atomic writes, the run lock and retention."""
+"""The backup directory: names, atomic writes, the run lock and the retention rule."""
 
 from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import re
 import stat
@@ -25,34 +24,16 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
 )
 
 TIMESTAMP_FORMAT = '%Y%m%d_%H%M%S'
-DUMP_SUFFIX = '.sql.gz'
 # gpg's suffix: an encrypted backup is the plain name plus this.
 ENCRYPTED_SUFFIX = '.gpg'
-# Files named after a backup that go with it (validation reports included).
-SIDECAR_SUFFIXES = ('.sha256', '.manifest.json', '.validation.json', '.validation.txt')
 PREFIX_PATTERN = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
 SECONDS_PER_DAY = 86400
-
-
-def suffix_variants(suffix):
-    """The plain and the encrypted form of a backup suffix: retention and "newest" treat both alike."""
-    plain = suffix[:-len(ENCRYPTED_SUFFIX)] if suffix.endswith(ENCRYPTED_SUFFIX) else suffix
-    return (plain, plain + ENCRYPTED_SUFFIX)
-
-
-DUMP_SUFFIXES = suffix_variants(DUMP_SUFFIX)
 
 
 def validate_prefix(prefix):
     if not prefix or not PREFIX_PATTERN.match(prefix):
         raise ConfigError('prefix %r is invalid: use letters, digits, ".", "_" and "-" only, no "/"' % (prefix,))
     return prefix
-
-
-def backup_name_pattern(prefix, suffixes, separator='_'):
-    """Exactly ``<prefix><separator>YYYYMMDD_HHMMSS<suffix>``; nothing looser is ever deleted."""
-    alternatives = '|'.join(re.escape(suffix) for suffix in suffixes)
-    return re.compile(r'^%s%s(\d{8}_\d{6})(?:%s)$' % (re.escape(prefix), re.escape(separator), alternatives))
 
 
 def storage_error(action, path, exc):
@@ -211,57 +192,12 @@ def write_file_atomically(path, content, mode):
         handle.commit()
 
 
-def write_sidecars(backup_path, sha256, manifest, mode, created):
-    """The checksum (``sha256sum -c`` format) and the manifest, beside the backup.
-
-    Each path is appended to ``created`` once in place, so a caller can undo them.
-    """
-    name = os.path.basename(backup_path)
-    for suffix, content in (('.sha256', '%s  %s\n' % (sha256, name)),
-                            ('.manifest.json', json.dumps(manifest, indent=2, sort_keys=True) + '\n')):
-        write_file_atomically(backup_path + suffix, content, mode)
-        created.append(backup_path + suffix)
-
-
 def remove_quietly(paths):
     for path in paths:
         try:
             os.unlink(path)
         except OSError:
             pass
-
-
-def list_backups(directory, prefix, suffixes, separator='_'):
-    """Backups of this exact name pattern, oldest first: dicts with name, path, timestamp, mtime, size.
-
-    Symlinks and anything that is not a regular file are never listed, so never deleted.
-    """
-    pattern = backup_name_pattern(prefix, suffixes, separator)
-    found = []
-    try:
-        entries = list(os.scandir(directory))
-    except FileNotFoundError:
-        return found
-    except OSError as exc:
-        raise storage_error('list', directory, exc) from None
-    for entry in entries:
-        match = pattern.match(entry.name)
-        if not match or not entry.is_file(follow_symlinks=False):
-            continue
-        try:
-            info = entry.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            continue  # removed meanwhile (retention of a concurrent run)
-        found.append({'name': entry.name, 'path': entry.path, 'timestamp': match.group(1),
-                      'mtime': info.st_mtime, 'size': info.st_size})
-    found.sort(key=lambda item: (item['timestamp'], item['mtime'], item['name']))
-    return found
-
-
-def newest_backup(directory, prefix, suffixes, separator='_'):
-    """Path of the newest backup of this prefix (by the timestamp in its name), or None."""
-    backups = list_backups(directory, prefix, suffixes, separator)
-    return backups[-1]['path'] if backups else None
 
 
 def age_in_days(mtime, now):
@@ -275,28 +211,3 @@ def select_expired(backups, retention_days, keep_min, now):
         return []
     candidates = backups[:-keep_min] if keep_min > 0 else list(backups)
     return [item for item in candidates if age_in_days(item['mtime'], now) > retention_days]
-
-
-def _is_regular_file(path):
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except FileNotFoundError:
-        return False
-
-
-def remove_backups(expired, check_mode):
-    """Delete each expired backup and its sidecars (regular files only); returns the removed paths."""
-    removed = []
-    for item in expired:
-        for path in [item['path']] + [item['path'] + suffix for suffix in SIDECAR_SUFFIXES]:
-            if not _is_regular_file(path):
-                continue
-            if not check_mode:
-                try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    continue
-                except OSError as exc:
-                    raise storage_error('remove expired backup', path, exc) from None
-            removed.append(path)
-    return removed

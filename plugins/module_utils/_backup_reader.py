@@ -15,19 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import os
 import stat
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump_stream import DumpInspector
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
-    DUMP_SUFFIXES,
-    ENCRYPTED_SUFFIX,
-    newest_backup,
-    validate_prefix,
-)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import ENCRYPTED_SUFFIX
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import BackupFileError
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._gpg import decrypted, looks_encrypted
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_points import CHECKSUM_SUFFIX, part_manifest
 
 try:
     from zlib_ng import zlib_ng as fast_zlib
@@ -89,21 +84,8 @@ def gzip_checked(chunks, message):
     return itertools.chain((head,), chunks)
 
 
-def select_backup(params):
-    """``src``, or the newest backup of ``prefix`` in ``backup_dir``."""
-    if params.get('src'):
-        return params['src']
-    directory = params.get('backup_dir')
-    if not directory:
-        raise BackupFileError('give either src or backup_dir')
-    path = newest_backup(directory, validate_prefix(params['prefix']), DUMP_SUFFIXES)
-    if not path:
-        raise BackupFileError('no backup named %s_YYYYMMDD_HHMMSS.sql.gz[.gpg] in %s' % (params['prefix'], directory))
-    return path
-
-
 class BackupFile:
-    """A logical backup on disk, with its optional ``.sha256`` and ``.manifest.json`` sidecars.
+    """A logical backup on disk, with its optional ``.sha256`` sidecar and manifest (see _restore_points).
 
     An encrypted file (gpg's OpenPGP message) needs ``passphrase`` (a ``_gpg.Passphrase``).
     """
@@ -172,7 +154,7 @@ class BackupFile:
 
     def expected_sha256(self):
         try:
-            with open(self.path + '.sha256', encoding='utf-8') as handle:
+            with open(self.path + CHECKSUM_SUFFIX, encoding='utf-8') as handle:
                 text = handle.read().split()
         except FileNotFoundError:
             return None
@@ -183,15 +165,10 @@ class BackupFile:
         return text[0].lower()
 
     def manifest(self):
-        try:
-            with open(self.path + '.manifest.json', encoding='utf-8') as handle:
-                manifest = json.load(handle)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            raise BackupFileError('cannot read manifest %s.manifest.json: %s' % (self.path, exc)) from None
-        if not isinstance(manifest, dict) or not isinstance(manifest.get('tables', {}), dict):
-            raise BackupFileError('manifest %s.manifest.json is malformed' % self.path)
+        """What the restore point's manifest (v2, or the per-file v1) says about this file, or None."""
+        manifest = part_manifest(self.path)
+        if manifest is not None and not isinstance(manifest.get('tables', {}), dict):
+            raise BackupFileError('the manifest of %s is malformed: its tables are not a mapping' % self.path)
         return manifest
 
     def sql_stream(self):

@@ -18,7 +18,8 @@ import re
 import threading
 import time
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import last_line
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import PgTarget, last_line
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._docker import inspect_container
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump_stream import DumpInspector
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
@@ -26,6 +27,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
     ConfigError,
     VerificationError,
 )
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._gpg import Passphrase
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._post_data import DumpSplitter
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._sql import quote_ident, quote_literal
 
@@ -48,6 +50,27 @@ def check_memory_setting(value):
     # It goes into PGOPTIONS, where a space would start another option.
     if not MEMORY_SETTING.match(value or ''):
         raise ConfigError('maintenance_work_mem %r is not a memory size such as 1GB or 512MB' % (value,))
+
+
+class LoadSettings:
+    """Options of every run that loads a logical backup into a new database: which backup, and where."""
+
+    def __init__(self, params):
+        self.kind = LOGICAL.with_prefix(params.get('prefix'))
+        self.src = self.kind.select(params.get('backup_dir'), params.get('src'), params.get('restore_point'))
+        self.passphrase = Passphrase.from_params(params)
+        self.maintenance_work_mem = params['maintenance_work_mem']
+        self.maintenance_db = params['maintenance_db']
+        check_memory_setting(self.maintenance_work_mem)
+        self.target = PgTarget(**params)
+
+    def open_backup(self):
+        """(the backup's reader, the restore point it belongs to or None); nothing is read yet."""
+        backup = self.kind.open(self.src, self.passphrase)
+        return backup, self.kind.stem_of(backup.path)
+
+    def restorer(self, jobs=0):
+        return DatabaseRestorer(self.target, self.maintenance_db, self.maintenance_work_mem, jobs)
 
 
 def memory_bytes(value):

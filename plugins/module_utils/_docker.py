@@ -37,7 +37,6 @@ except ImportError as exc:  # pragma: no cover - depends on the node; docker_cli
     HAS_DOCKER = False
     DOCKER_IMPORT_ERROR = exc
     API_ERRORS = (OSError,)
-    Mount = None
 
     class NotFound(Exception):
         """Stands in for the SDK's, so ``except NotFound`` still reads without it."""
@@ -63,6 +62,11 @@ def docker_client(docker_host=None, timeout=CONTROL_TIMEOUT):
     except DockerException as exc:
         raise DockerError('cannot reach the Docker engine at %s: %s'
                           % (kwargs.get('base_url', 'the default socket'), exc)) from None
+
+
+def volume_mount(destination, volume=None, path=None):
+    """The mount of a named ``volume``, or else of the host directory ``path``, at ``destination``."""
+    return Mount(destination, volume, type='volume') if volume else Mount(destination, path, type='bind')
 
 
 def api_call(what, call, *args, **kwargs):

@@ -17,18 +17,9 @@ from __future__ import annotations
 import os
 import time
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_output import CompressedOutput, OutputSettings
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
-    DUMP_SUFFIX,
-    AtomicFile,
-    DirectoryLock,
-    ensure_directory,
-    remove_backups,
-    remove_quietly,
-    validate_prefix,
-    write_sidecars,
-)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import AtomicFile, DirectoryLock
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_output import BackupWriter, CompressedOutput, OutputSettings
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import (
     PgTarget,
     last_line,
@@ -36,8 +27,6 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._comm
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump_stream import DumpInspector
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import CommandError, ConfigError
 
-MANIFEST_FORMAT = 'cortexreview.supabase_backup/dump-manifest/v1'
-METRICS_KIND = 'logical'
 DATABASE_FACTS_SQL = (
     "SELECT 'extension', extname, extversion FROM pg_catalog.pg_extension "
     "UNION ALL SELECT 'setting', 'server_version', pg_catalog.current_setting('server_version')"
@@ -49,7 +38,7 @@ class DumpSettings(OutputSettings):
 
     def __init__(self, params):
         super().__init__(params)
-        self.prefix = validate_prefix(params['prefix'])
+        self.kind = LOGICAL.with_prefix(params['prefix'])
         if not params['backup_dir']:
             raise ConfigError('backup_dir must not be empty')
         self.backup_dir = os.path.abspath(params['backup_dir'])
@@ -70,27 +59,23 @@ def database_facts(target):
     return facts
 
 
-class DumpBackend(Backend):
+class DumpBackend(BackupWriter):
     """Runs one backup; ``run()`` returns the result dict or raises a SupabaseBackupError."""
 
     settings_class = DumpSettings
-    metrics_kind = METRICS_KIND
+    kind = LOGICAL
+    metrics_kind = LOGICAL.metrics_kind
 
-    def run(self):
-        return self._backup(time.monotonic())
+    def backup_kind(self):
+        return self.settings.kind
 
-    def naming(self):
-        return self.settings.backup_dir, self.settings.prefix, '_', self.settings.suffix(DUMP_SUFFIX)
-
-    def _backup(self, started):
+    def write(self, started, dir_changed):
         settings = self.settings
-        dir_changed, warnings = ensure_directory(settings.backup_dir, self.check_mode)
-        self.warnings.extend(warnings)
         settings.target.ensure_reachable()
         facts = database_facts(settings.target)
         if self.check_mode:
             path = self.backup_path()
-            removed = remove_backups(self.expired(include_new=path), check_mode=True) if not dir_changed else []
+            removed = self.remove_expired(include_new=path) if not dir_changed else []
             return {
                 'changed': True, 'path': path, 'removed': removed, 'size': None, 'sha256': None,
                 'duration': round(time.monotonic() - started, 3), 'tables': {},
@@ -100,7 +85,7 @@ class DumpBackend(Backend):
         with DirectoryLock(settings.backup_dir, settings.lock_timeout):
             path = self.free_backup_path()
             dump = self._dump_to(path, facts, started)
-            removed = remove_backups(self.expired(), check_mode=False)
+            removed = self.remove_expired()
         dump.update({
             'changed': True, 'removed': removed, 'duration': round(time.monotonic() - started, 3),
             'msg': 'Backed up %s to %s (%d bytes)' % (settings.target.describe(), path, dump['size']),
@@ -110,7 +95,6 @@ class DumpBackend(Backend):
     def _dump_to(self, path, facts, started):
         settings = self.settings
         inspector = DumpInspector()
-        sidecars = []
         with AtomicFile(path, settings.mode) as output:
             written = CompressedOutput(output, settings)
             try:
@@ -136,8 +120,8 @@ class DumpBackend(Backend):
                 raise CommandError('pg_dump exited 0 but its output lacks the completion marker; '
                                    'the dump is incomplete and was discarded', stderr=stderr)
             written.close()
-            manifest = self.file_manifest(MANIFEST_FORMAT, path, written)
-            manifest.update({
+            part = self.part_manifest(path, written)
+            part.update({
                 'database': settings.target.db,
                 'server_version': inspector.versions.get('server_version') or facts.get('server_version'),
                 'pg_dump_version': inspector.versions.get('pg_dump_version'),
@@ -145,16 +129,11 @@ class DumpBackend(Backend):
                 'tables': inspector.tables,
                 'dump_seconds': round(time.monotonic() - started, 3),
             })
-            try:
-                write_sidecars(path, manifest['sha256'], manifest, settings.mode, sidecars)
-                output.commit(overwrite=False)
-            except BaseException:
-                remove_quietly(sidecars)
-                raise
+            manifest_path = self.commit_restore_point(output, path, part)
         return {
-            'path': path, 'size': manifest['size'], 'sha256': manifest['sha256'],
-            'manifest': path + '.manifest.json', 'tables': manifest['tables'],
-            'uncompressed_size': manifest['uncompressed_size'],
-            'server_version': manifest['server_version'], 'pg_dump_version': manifest['pg_dump_version'],
-            'extensions': manifest['extensions'], 'encrypted': written.encrypted,
+            'path': path, 'restore_point': self.settings.kind.stem_of(path),
+            'size': part['size'], 'sha256': part['sha256'], 'manifest': manifest_path, 'tables': part['tables'],
+            'uncompressed_size': part['uncompressed_size'],
+            'server_version': part['server_version'], 'pg_dump_version': part['pg_dump_version'],
+            'extensions': part['extensions'], 'encrypted': written.encrypted,
         }

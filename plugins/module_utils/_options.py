@@ -27,27 +27,35 @@ CONNECTION_OPTIONS = dict(
 # A backup encrypted (or to encrypt) with gpg: the same two options for writing and reading.
 ENCRYPTION_OPTIONS = dict(
     encrypt_passphrase=dict(type='str', no_log=True),
-    encrypt_passphrase_file=dict(type='path'),
+    # It names a file; the passphrase in it never reaches the module's arguments.
+    encrypt_passphrase_file=dict(type='path', no_log=False),
 )
 
-DUMP_OPTIONS = dict(
-    backup_dir=dict(type='path', required=True),
-    prefix=dict(type='str', default='supabase_backup'),
+# Every writer of backups (doc fragment "output", plus compression_level and metrics_file).
+OUTPUT_OPTIONS = dict(
     retention_days=dict(type='int', default=90),
     retention_keep_min=dict(type='int', default=3),
     mode=dict(type='raw', default='0600'),
     metrics_file=dict(type='path'),
-    # zlib-ng's level 5 is within about 2% of gzip -6's size at about twice level 6's speed.
+    # zlib-ng's level 5 is within about 2% of gzip -6's size at about twice level 6's speed;
+    # for a volume snapshot its speed also shortens the downtime.
     compression_level=dict(type='int', default=5),
     compress_threads=dict(type='int', default=0),
     lock_timeout=dict(type='int', default=600),
     **ENCRYPTION_OPTIONS
 )
 
+DUMP_OPTIONS = dict(
+    backup_dir=dict(type='path', required=True),
+    prefix=dict(type='str', default='supabase_backup'),
+    **OUTPUT_OPTIONS
+)
+
 
 BACKUP_SOURCE_OPTIONS = dict(
     src=dict(type='path'),
     backup_dir=dict(type='path'),
+    restore_point=dict(type='str'),
     prefix=dict(type='str', default='supabase_backup'),
     **ENCRYPTION_OPTIONS
 )
@@ -65,6 +73,7 @@ RESTORE_OPTIONS = dict(
     writers_stop_at=dict(type='str', default='swap', choices=['swap', 'load']),
     restore_jobs=dict(type='int', default=0),
     lock_timeout=dict(type='int', default=600),
+    metrics_file=dict(type='path'),
 )
 
 
@@ -75,9 +84,10 @@ VALIDATE_OPTIONS = dict(
     metrics_file=dict(type='path'),
 )
 
-# A backup is named by src, or it is the newest of backup_dir.
-SOURCE_RULES = dict(required_one_of=[('src', 'backup_dir')],
-                    mutually_exclusive=[('src', 'backup_dir'), ('encrypt_passphrase', 'encrypt_passphrase_file')])
+# A backup is named by src, or it is a restore point of backup_dir: the one named, or the newest.
+SOURCE_RULES = dict(required_one_of=[('src', 'backup_dir')], required_by={'restore_point': 'backup_dir'},
+                    mutually_exclusive=[('src', 'backup_dir'), ('src', 'restore_point'),
+                                        ('encrypt_passphrase', 'encrypt_passphrase_file')])
 
 
 def restore_argument_spec():
@@ -107,24 +117,19 @@ VOLUME_SNAPSHOT_OPTIONS = dict(
     path=dict(type='path'),
     backup_dir=dict(type='path'),
     src=dict(type='path'),
+    restore_point=dict(type='str'),
     confirm=dict(type='bool', default=False),
-    retention_days=dict(type='int', default=90),
-    retention_keep_min=dict(type='int', default=3),
-    mode=dict(type='raw', default='0600'),
     docker_host=dict(type='str'),
-    # As for dumps: zlib-ng's level 5; here its speed also shortens the downtime.
-    compression_level=dict(type='int', default=5),
-    compress_threads=dict(type='int', default=0),
-    lock_timeout=dict(type='int', default=600),
     stop_timeout=dict(type='int', default=120),
     ready_timeout=dict(type='int', default=300),
-    metrics_file=dict(type='path'),
-    **ENCRYPTION_OPTIONS
+    **OUTPUT_OPTIONS
 )
 
-# present writes into backup_dir; restored takes src, or the newest snapshot of backup_dir.
+# present writes into backup_dir; restored takes src, or a restore point of backup_dir (named, or the newest).
 VOLUME_SNAPSHOT_RULES = dict(
-    mutually_exclusive=[('volume', 'path'), ('src', 'backup_dir'), ('encrypt_passphrase', 'encrypt_passphrase_file')],
+    mutually_exclusive=[('volume', 'path'), ('src', 'backup_dir'), ('src', 'restore_point'),
+                        ('encrypt_passphrase', 'encrypt_passphrase_file')],
+    required_by={'restore_point': 'backup_dir'},
     required_if=[('state', 'present', ('backup_dir',)), ('state', 'restored', ('src', 'backup_dir'), True)],
 )
 

@@ -25,20 +25,12 @@ import time
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import DirectoryLock
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_reader import (
-    BackupFile,
-    select_backup,
-)
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import PgTarget
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import (
-    DatabaseRestorer,
-    check_memory_setting,
-)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import LoadSettings
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
     ConfigError,
     SupabaseBackupError,
 )
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._gpg import Passphrase
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_journal import (
     RestoreJournal,
     journal_path,
@@ -55,20 +47,16 @@ def _since(began):
     return round(time.monotonic() - began, 3) if began is not None else None
 
 
-class RestoreSettings:
+class RestoreSettings(LoadSettings):
     """Validated options of one restore."""
 
     def __init__(self, params):
-        self.src = select_backup(params)
-        self.passphrase = Passphrase.from_params(params)
+        super().__init__(params)
         self.confirm = params['confirm']
         self.keep_previous = params['keep_previous']
-        self.maintenance_work_mem = params['maintenance_work_mem']
-        self.maintenance_db = params['maintenance_db']
         self.writers_stop_at = params['writers_stop_at']
         self.jobs = params['restore_jobs']
         self.lock_timeout = params['lock_timeout']
-        self.target = PgTarget(**params)
         if self.writers_stop_at == 'swap' and not self.keep_previous:
             raise ConfigError('keep_previous: false cannot go with writers_stop_at: swap: what the writers wrote '
                               'while the backup loaded lives only in the previous database; keep it, or stop '
@@ -77,7 +65,6 @@ class RestoreSettings:
             raise ConfigError('restore_jobs must be 0 (one per CPU of the database) or more')
         if self.lock_timeout < 0:
             raise ConfigError('lock_timeout must be 0 or more seconds')
-        check_memory_setting(self.maintenance_work_mem)
         if self.target.db in ('template0', 'template1', self.maintenance_db):
             raise ConfigError('db %s cannot be restored: it is a template or the maintenance_db' % self.target.db)
         if params['stop_timeout'] < 0:
@@ -90,17 +77,19 @@ class RestoreBackend(Backend):
     """Runs one restore; ``run()`` returns the result dict or raises a SupabaseBackupError."""
 
     settings_class = RestoreSettings
+    metrics_kind = LOGICAL.metrics_kind
+    metrics_operation = 'restore'
 
     def run(self):
         started = time.monotonic()
         settings = self.settings
         target = settings.target
-        backup = BackupFile(settings.src, settings.passphrase)
+        backup, restore_point = settings.open_backup()
         if not settings.confirm and not self.check_mode:
             raise ConfigError('confirm must be true: restoring %s replaces the current contents of %s'
                               % (backup.path, target.describe()))
         target.ensure_reachable()
-        restorer = DatabaseRestorer(target, settings.maintenance_db, settings.maintenance_work_mem, settings.jobs)
+        restorer = settings.restorer(settings.jobs)
         if not restorer.database_exists(target.db):
             raise ConfigError('%s does not exist; nothing to restore over' % target.describe())
         directory = os.path.dirname(backup.path)
@@ -109,7 +98,9 @@ class RestoreBackend(Backend):
         scratch = derived_name(target.db, '_restore_' + stamp)
         previous = derived_name(target.db, '_pre_restore_' + stamp)
         if self.check_mode:
-            return self._plan(backup, read_journal(journal_file), scratch, previous, started)
+            plan = self._plan(backup, read_journal(journal_file), scratch, previous, started)
+            plan['restore_point'] = restore_point
+            return plan
         with DirectoryLock(directory, settings.lock_timeout):
             interrupted = self._finish_interrupted(restorer, journal_file)
             # Stopping the writers first needs the backup checked first; otherwise the load checks it.
@@ -134,7 +125,8 @@ class RestoreBackend(Backend):
                                       % (', '.join(sorted(start_errors)), '; '.join(start_errors.values())),
                                       stopped=outcome['stopped'], started=started_again, downtime=downtime)
         result.update({
-            'changed': True, 'src': backup.path, 'stopped': outcome['stopped'], 'started': started_again,
+            'changed': True, 'src': backup.path, 'restore_point': restore_point,
+            'stopped': outcome['stopped'], 'started': started_again,
             'downtime': downtime, 'writers_stop_at': settings.writers_stop_at,
             'interrupted_restore': interrupted, 'duration': round(time.monotonic() - started, 3),
             'msg': 'Restored %s into %s%s' % (

@@ -20,13 +20,8 @@ import os
 import re
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
-    DUMP_SUFFIXES,
-    ENCRYPTED_SUFFIX,
-    list_backups,
-    suffix_variants,
-    validate_prefix,
-)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import ENCRYPTED_SUFFIX
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import kind_named
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
     ConfigError,
     StatusError,
@@ -40,14 +35,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._rest
     interrupted_restore_problems,
     interrupted_restores,
 )
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._volume_archive import (
-    VOLUME_PREFIX,
-    VOLUME_SEPARATOR,
-    VOLUME_SUFFIX,
-)
-
-KINDS = ('logical', 'volume')
-REPORT_SUFFIX = '.validation.json'
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_points import REPORT_SUFFIX
 
 SECONDS = {'w': 604800, 'd': 86400, 'h': 3600, 'm': 60, 's': 1}
 _DURATION = re.compile(r'^(?:\d+[wdhms])+$')
@@ -149,14 +137,9 @@ class StatusSettings:
     def __init__(self, params):
         self.backup_dir = params['backup_dir']
         self.kind = params.get('kind') or 'logical'
-        if self.kind not in KINDS:
-            raise ConfigError('kind must be one of %s, got %r' % (', '.join(KINDS), self.kind))
-        if self.kind == 'volume':
-            self.prefix, self.separator, self.suffixes = VOLUME_PREFIX, VOLUME_SEPARATOR, suffix_variants(VOLUME_SUFFIX)
-        else:
-            self.prefix, self.separator, self.suffixes = validate_prefix(params['prefix']), '_', DUMP_SUFFIXES
+        self.backup_kind = kind_named(self.kind, params.get('prefix'))
         # Encrypted backups count as their plain form does.
-        self.pattern = '%s%sYYYYMMDD_HHMMSS%s[%s]' % (self.prefix, self.separator, self.suffixes[0], ENCRYPTED_SUFFIX)
+        self.pattern = self.backup_kind.describe_names()
         self.max_age = parse_duration('max_age', params.get('max_age'))
         self.min_free = parse_size('min_free', params.get('min_free'))
         self.require_validation = bool(params.get('require_validation'))
@@ -188,8 +171,8 @@ class StatusBackend(Backend):
         return status
 
     def backups(self):
-        settings = self.settings
-        return list_backups(settings.backup_dir, settings.prefix, settings.suffixes, settings.separator)
+        """The restore points of the kind, oldest first."""
+        return self.settings.backup_kind.restore_points(self.settings.backup_dir)
 
     def status(self):
         settings = self.settings
@@ -197,7 +180,8 @@ class StatusBackend(Backend):
         newest = None
         if backups:
             item = backups[-1]
-            newest = {'path': item['path'], 'name': item['name'], 'timestamp': item['timestamp'],
+            newest = {'path': item['path'], 'name': item['name'], 'restore_point': item['stem'],
+                      'timestamp': item['timestamp'],
                       'mtime': item['mtime'], 'age_seconds': max(0, int(self.clock() - item['mtime'])),
                       'size': item['size'], 'encrypted': item['name'].endswith(ENCRYPTED_SUFFIX)}
         try:

@@ -21,17 +21,10 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._back
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
     write_file_atomically,
 )
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_reader import (
-    BackupFile,
-    select_backup,
-)
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import PgTarget
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import (
-    DatabaseRestorer,
-    check_memory_setting,
-)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import LoadSettings
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import SupabaseBackupError
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._gpg import Passphrase
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_points import REPORT_SUFFIX, SUMMARY_SUFFIX
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._sql import derived_name
 
 REPORT_MODE = 0o600
@@ -40,20 +33,14 @@ CONTRACT_TABLES = ('knowledge_base', 'learned_constraints', 'feedback_audit_log'
 CONTRACT_VECTOR_QUERY = ('SELECT count(*) FROM public.match_knowledge('
                          'array_cat(ARRAY[0.1, 0.2], array_fill(0.0, ARRAY[1534]))::vector, 0.75, 3)')
 CONTRACT_INDEX_QUERY = "SELECT indexname FROM pg_catalog.pg_indexes WHERE schemaname = 'public' ORDER BY 1"
-METRICS_KIND = 'validation'
 
 
-class ValidateSettings:
+class ValidateSettings(LoadSettings):
+    """Validated options of one validation."""
 
     def __init__(self, params):
-        self.src = select_backup(params)
-        self.passphrase = Passphrase.from_params(params)
+        super().__init__(params)
         self.report_dir = params.get('report_dir') or os.path.dirname(os.path.abspath(self.src))
-        self.maintenance_work_mem = params['maintenance_work_mem']
-        self.maintenance_db = params['maintenance_db']
-        self.metrics_file = params.get('metrics_file')
-        check_memory_setting(self.maintenance_work_mem)
-        self.target = PgTarget(**params)
 
 
 def contract_queries(target, db):
@@ -94,22 +81,23 @@ class ValidateBackend(Backend):
     """Restores a backup into a staging database and validates it; fails when it does not restore."""
 
     settings_class = ValidateSettings
-    metrics_kind = METRICS_KIND
+    metrics_kind = LOGICAL.metrics_kind
+    metrics_operation = 'validate'
 
     def run(self):
         started = time.monotonic()
-        settings = self.settings
-        target = settings.target
         # No report without a readable backup; the monitoring sees the failed run all the same.
-        backup = BackupFile(settings.src, settings.passphrase)
+        backup, restore_point = self.settings.open_backup()
+        settings, target = self.settings, self.settings.target
         stamp = self.stamp()
         staging = derived_name(target.db, '_validate_' + stamp)
-        report_path = os.path.join(settings.report_dir, os.path.basename(backup.path) + '.validation.json')
+        report_path = os.path.join(settings.report_dir, os.path.basename(backup.path) + REPORT_SUFFIX)
         if self.check_mode:
             target.ensure_reachable()
-            return {'changed': True, 'src': backup.path, 'staging_database': staging, 'report': report_path,
+            return {'changed': True, 'src': backup.path, 'restore_point': restore_point, 'staging_database': staging,
+                    'report': report_path,
                     'msg': 'Would validate %s in staging database %s' % (backup.path, staging)}
-        report = {'backup': backup.path, 'staging_database': staging, 'passed': False,
+        report = {'backup': backup.path, 'restore_point': restore_point, 'staging_database': staging, 'passed': False,
                   'validated_at': self.utc_now()}
         try:
             self._validate(backup, staging, report)
@@ -127,7 +115,7 @@ class ValidateBackend(Backend):
     def _validate(self, backup, staging, report):
         target = self.settings.target
         target.ensure_reachable()
-        restorer = DatabaseRestorer(target, self.settings.maintenance_db, self.settings.maintenance_work_mem)
+        restorer = self.settings.restorer()
         restorer.create_like(staging, target.db)
         try:
             # The backup's own checks ride on the load's read of it.
@@ -144,7 +132,7 @@ class ValidateBackend(Backend):
         report['duration'] = round(time.monotonic() - started, 3)
         try:
             write_file_atomically(report_path, json.dumps(report, indent=2, sort_keys=True) + '\n', REPORT_MODE)
-            write_file_atomically(report_path[:-len('.json')] + '.txt', summary_text(report), REPORT_MODE)
+            write_file_atomically(report_path[:-len(REPORT_SUFFIX)] + SUMMARY_SUFFIX, summary_text(report), REPORT_MODE)
         except SupabaseBackupError as exc:
             self.warnings.append('validation report %s not written: %s' % (report_path, exc.msg))
 

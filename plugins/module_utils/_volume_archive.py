@@ -29,9 +29,6 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._back
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import BackupFileError
 
-VOLUME_PREFIX = 'supabase-volume'
-VOLUME_SEPARATOR = '-'
-VOLUME_SUFFIX = '.tar.gz'
 # Where a restore keeps the previous contents, inside the volume, until the new ones run.
 ASIDE_PREFIX = '.cortexreview-restore-'
 TAR_BLOCK = 512
@@ -167,7 +164,7 @@ def pgdata_problem(facts, pgdata=''):
 
 class VolumeArchive(BackupFile):
     """A volume snapshot on disk (``.tar.gz`` or gpg-encrypted ``.tar.gz.gpg``), with its optional
-    ``.sha256`` and ``.manifest.json`` sidecars."""
+    ``.sha256`` sidecar and manifest (see _restore_points)."""
 
     what = 'volume snapshot'
 

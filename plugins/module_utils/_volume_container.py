@@ -24,12 +24,12 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._comm
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._docker import (
     API_ERRORS,
     READ_SIZE,
-    Mount,
     api_call,
     inspect_container,
     open_archive,
     reason,
     run_in_container,
+    volume_mount,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
     BackupFileError,
@@ -61,6 +61,7 @@ class VolumeSettings(OutputSettings):
         self.volume = None if self.path else params['volume']
         self.backup_dir = os.path.abspath(params['backup_dir']) if params.get('backup_dir') else None
         self.src = params.get('src')
+        self.restore_point = params.get('restore_point')
         self.confirm = params['confirm']
         self.stop_timeout = params['stop_timeout']
         self.ready_timeout = params['ready_timeout']
@@ -68,8 +69,8 @@ class VolumeSettings(OutputSettings):
             raise ConfigError('container must name the database container that mounts the volume')
         if not self.path and not self.volume:
             raise ConfigError('give the volume, or the path of the host directory mounted as the data directory')
-        if self.state == 'present' and self.src:
-            raise ConfigError('src is only for state=restored')
+        if self.state == 'present' and (self.src or self.restore_point):
+            raise ConfigError('%s is only for state=restored' % ('src' if self.src else 'restore_point'))
         if self.stop_timeout < 0:
             raise ConfigError('stop_timeout must be 0 or more seconds')
         if self.ready_timeout < 1:
@@ -93,8 +94,7 @@ class DbContainer:
         self.running = bool(info['State'].get('Running'))
         mount = self._find_mount(info, settings)
         self.destination = mount['Destination']
-        self.mount = (Mount(self.destination, settings.volume, type='volume') if settings.volume
-                      else Mount(self.destination, settings.path, type='bind'))
+        self.mount = volume_mount(self.destination, settings.volume, settings.path)
         self.pgdata = self._pgdata_in_volume(info)
         self._started = None
         # The image's own superuser and database (the official image's POSTGRES_USER/POSTGRES_DB), so
@@ -137,7 +137,7 @@ class DbContainer:
         """PG_VERSION of the data directory now on the volume, or None when there is none."""
         path = self.path_in_container(posixpath.join(self.pgdata, 'PG_VERSION'))
         response = api_call('read %s in container %s' % (path, self.name), open_archive, self.api, self.id, path,
-                        missing_ok=True)
+                            missing_ok=True)
         if response is None:
             return None
         try:
@@ -214,9 +214,9 @@ class VolumeHelper:
     def create(self):
         host_config = self.api.create_host_config(mounts=[self.db.mount], network_mode='none')
         created = api_call('create the helper container %s from the image of %s' % (self.name, self.db.name),
-                       self.api.create_container, self.db.image, entrypoint=['tail', '-f', '/dev/null'],
-                       command=[], user='0:0', name=self.name, network_disabled=True,
-                       labels={HELPER_LABEL: self.db.name}, host_config=host_config)
+                           self.api.create_container, self.db.image, entrypoint=['tail', '-f', '/dev/null'],
+                           command=[], user='0:0', name=self.name, network_disabled=True,
+                           labels={HELPER_LABEL: self.db.name}, host_config=host_config)
         self.id = created['Id']
         api_call('start the helper container %s' % self.name, self.api.start, self.id)
 

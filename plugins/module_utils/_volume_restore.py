@@ -22,41 +22,29 @@ import os
 import posixpath
 import time
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import newest_backup, suffix_variants
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import VOLUME
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
     BackupFileError,
     ConfigError,
     SupabaseBackupError,
 )
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._volume_archive import (
-    ASIDE_PREFIX,
-    VOLUME_PREFIX,
-    VOLUME_SEPARATOR,
-    VOLUME_SUFFIX,
-    VolumeArchive,
-)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._volume_archive import ASIDE_PREFIX
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._volume_container import VolumeBackend, VolumeHelper
 
 
 class VolumeRestoreBackend(VolumeBackend):
     """Restores one snapshot (state=restored); ``run()`` returns the result dict or raises a SupabaseBackupError."""
 
+    metrics_kind = VOLUME.metrics_kind
+    metrics_operation = 'restore'
+
     def run(self):
         return self._restore(time.monotonic())
 
-    def _select_src(self):
-        settings = self.settings
-        if settings.src:
-            return settings.src
-        path = newest_backup(settings.backup_dir, VOLUME_PREFIX, suffix_variants(VOLUME_SUFFIX), VOLUME_SEPARATOR)
-        if not path:
-            raise BackupFileError('no snapshot named %s%sYYYYMMDD_HHMMSS%s[.gpg] in %s'
-                                  % (VOLUME_PREFIX, VOLUME_SEPARATOR, VOLUME_SUFFIX, settings.backup_dir))
-        return path
-
     def _restore(self, started):
         settings = self.settings
-        archive = VolumeArchive(self._select_src(), settings.passphrase)
+        archive = VOLUME.open(VOLUME.select(settings.backup_dir, settings.src, settings.restore_point),
+                              settings.passphrase)
         if not settings.confirm and not self.check_mode:
             raise ConfigError('confirm must be true: restoring %s replaces everything in %s of container %s'
                               % (archive.path, settings.describe_source(), settings.container))
@@ -71,8 +59,9 @@ class VolumeRestoreBackend(VolumeBackend):
             self.warnings.append('volume snapshot %s holds %s, contents set aside by an interrupted restore; '
                                  'they are restored too' % (archive.path, ', '.join(facts['leftovers'])))
         stopped = [db.name] if db.running else []
-        base = {'src': archive.path, 'sha256': facts['sha256'], 'size': archive.size, 'pg_version': facts['pg_version'],
-                'members': facts['members'], 'checksum_verified': facts['checksum_verified']}
+        base = {'src': archive.path, 'restore_point': VOLUME.stem_of(archive.path), 'sha256': facts['sha256'],
+                'size': archive.size, 'pg_version': facts['pg_version'], 'members': facts['members'],
+                'checksum_verified': facts['checksum_verified']}
         if self.check_mode:
             base.update({
                 'changed': True, 'stopped': stopped, 'started': [db.name], 'downtime': None, 'ready': None,

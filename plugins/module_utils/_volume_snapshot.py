@@ -17,15 +17,9 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
-    AtomicFile,
-    DirectoryLock,
-    ensure_directory,
-    remove_backups,
-    remove_quietly,
-    write_sidecars,
-)
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_output import CompressedOutput
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import AtomicFile, DirectoryLock
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import VOLUME
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_output import BackupWriter, CompressedOutput
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._docker import API_ERRORS, READ_SIZE, api_call, open_archive, reason
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
     BackupFileError,
@@ -33,34 +27,18 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
     DockerError,
     SupabaseBackupError,
 )
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._volume_archive import (
-    VOLUME_PREFIX,
-    VOLUME_SEPARATOR,
-    VOLUME_SUFFIX,
-    inspect_tar,
-    pgdata_problem,
-)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._volume_archive import inspect_tar, pgdata_problem
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._volume_container import VolumeBackend
 
-MANIFEST_FORMAT = 'cortexreview.supabase_backup/volume-manifest/v1'
-METRICS_KIND = 'volume'
 
-
-class VolumeSnapshotBackend(VolumeBackend):
+class VolumeSnapshotBackend(VolumeBackend, BackupWriter):
     """Takes one snapshot (state=present); ``run()`` returns the result dict or raises a SupabaseBackupError."""
 
-    metrics_kind = METRICS_KIND
+    kind = VOLUME
+    metrics_kind = VOLUME.metrics_kind
 
-    def run(self):
-        return self._snapshot(time.monotonic())
-
-    def naming(self):
-        return self.settings.backup_dir, VOLUME_PREFIX, VOLUME_SEPARATOR, self.settings.suffix(VOLUME_SUFFIX)
-
-    def _snapshot(self, started):
+    def write(self, started, dir_changed):
         settings = self.settings
-        dir_changed, warnings = ensure_directory(settings.backup_dir, self.check_mode)
-        self.warnings.extend(warnings)
         db = self.container()
         pg_version = db.pg_version()
         if pg_version is None:
@@ -69,7 +47,7 @@ class VolumeSnapshotBackend(VolumeBackend):
         stopped = [db.name] if db.running else []
         if self.check_mode:
             path = self.backup_path()
-            removed = remove_backups(self.expired(include_new=path), check_mode=True) if not dir_changed else []
+            removed = self.remove_expired(include_new=path) if not dir_changed else []
             return {
                 'changed': True, 'path': path, 'removed': removed, 'size': None, 'sha256': None,
                 'downtime': None, 'stopped': stopped, 'started': list(stopped), 'pg_version': pg_version,
@@ -81,7 +59,7 @@ class VolumeSnapshotBackend(VolumeBackend):
         with DirectoryLock(settings.backup_dir, settings.lock_timeout):
             path = self.free_backup_path()
             result = self._write_snapshot(db, path, pg_version)
-            result['removed'] = remove_backups(self.expired(), check_mode=False)
+            result['removed'] = self.remove_expired()
         result.update({'changed': True, 'duration': round(time.monotonic() - started, 3)})
         result['msg'] = 'Snapshot of %s written to %s (%d bytes, %s downtime)' % (
             db.source, path, result['size'],
@@ -92,7 +70,6 @@ class VolumeSnapshotBackend(VolumeBackend):
         settings = self.settings
         stopped = []
         stop_began = None
-        sidecars = []
         with AtomicFile(path, settings.mode) as output:
             compressor = CompressedOutput(output, settings)
             try:
@@ -116,8 +93,8 @@ class VolumeSnapshotBackend(VolumeBackend):
                     db.start()
                 except SupabaseBackupError as exc:
                     start_error = exc
-            manifest = self.file_manifest(MANIFEST_FORMAT, path, compressor)
-            manifest.update({
+            part = self.part_manifest(path, compressor)
+            part.update({
                 'container': db.name,
                 'source': {'volume': settings.volume} if settings.volume else {'path': settings.path},
                 'mount_point': db.destination,
@@ -126,10 +103,8 @@ class VolumeSnapshotBackend(VolumeBackend):
                 'members': facts['members'],
             })
             try:
-                write_sidecars(path, manifest['sha256'], manifest, settings.mode, sidecars)
-                output.commit(overwrite=False)
+                manifest_path = self.commit_restore_point(output, path, part)
             except BaseException as exc:
-                remove_quietly(sidecars)
                 if stopped and isinstance(exc, SupabaseBackupError):
                     if start_error is not None:
                         exc.msg = '%s; and container %s could not be started again: %s' % (
@@ -156,8 +131,8 @@ class VolumeSnapshotBackend(VolumeBackend):
             self.warnings.append('%s holds %s, the previous contents set aside by an interrupted restore; they are '
                                  'in this snapshot too' % (db.source, ', '.join(facts['leftovers'])))
         return {
-            'path': path, 'size': manifest['size'], 'sha256': manifest['sha256'],
-            'uncompressed_size': manifest['uncompressed_size'], 'manifest': path + '.manifest.json',
+            'path': path, 'restore_point': VOLUME.stem_of(path), 'size': part['size'], 'sha256': part['sha256'],
+            'uncompressed_size': part['uncompressed_size'], 'manifest': manifest_path,
             'members': facts['members'], 'pg_version': facts['pg_version'] or pg_version,
             'downtime': downtime, 'stopped': stopped, 'started': list(stopped), 'ready': ready,
             'encrypted': compressor.encrypted,

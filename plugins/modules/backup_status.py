@@ -156,11 +156,15 @@ newest:
     size:
       description: Size of the file in bytes.
       type: int
+    restore_point:
+      description: The newest restore point's stem; its checksum, manifest and reports share it.
+      type: str
+      sample: supabase_backup_20260101_020000
     encrypted:
       description: Whether the backup is encrypted (C(.gpg)).
       type: bool
 count:
-  description: Number of backups.
+  description: Number of backups (restore points).
   returned: when backup_dir exists
   type: int
 total_size:

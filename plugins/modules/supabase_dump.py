@@ -17,11 +17,13 @@ description:
     C(gunzip -c FILE | psql) restores, exactly like the files of the contract's shell procedure.
   - The file appears only after C(pg_dump) exited 0, wrote its completion marker and the data is flushed
     to disk; on any failure the partial file is removed, older backups stay untouched and retention does not run.
-  - Beside the backup it writes C(<file>.sha256) (C(sha256sum -c) format) and C(<file>.manifest.json) with the
+  - One run writes one restore point, named by its stem C(<prefix>_YYYYMMDD_HHMMSS), made of the backup, its
+    C(<file>.sha256) (C(sha256sum -c) format) and the restore point's manifest C(<stem>.manifest.json) with the
     checksum, size, PostgreSQL and C(pg_dump) versions, extensions and the exact row count of every table,
     counted from the dump stream itself.
-  - After a successful backup, retention deletes backups of this O(prefix) older than O(retention_days)
-    (counted as C(find -mtime) does) with their sidecar files, always keeping the newest O(retention_keep_min).
+  - After a successful backup, retention deletes restore points of this O(prefix) older than O(retention_days)
+    (counted as C(find -mtime) does), whole (backup, checksum, manifests, validation reports), always keeping the
+    newest O(retention_keep_min); only files named exactly so, never symlinks.
   - Runs on one backup directory are serialised by a lock on the directory; no lock file is left behind.
 author:
   - CortexReview engineering (@cortexreview)
@@ -29,6 +31,7 @@ extends_documentation_fragment:
   - cortexreview.supabase_backup.attributes
   - cortexreview.supabase_backup.connection
   - cortexreview.supabase_backup.encryption
+  - cortexreview.supabase_backup.output
 attributes:
   check_mode:
     support: full
@@ -50,28 +53,13 @@ options:
       - Letters, digits, C(.), C(_) and C(-) only.
     type: str
     default: supabase_backup
-  retention_days:
-    description:
-      - Delete backups of this prefix whose age in whole days exceeds this, like C(find -mtime +N).
-      - V(0) disables retention.
-    type: int
-    default: 90
-  retention_keep_min:
-    description:
-      - Never delete the newest this many backups of this prefix, the new one included, whatever their age.
-    type: int
-    default: 3
-  mode:
-    description:
-      - File mode of the backup and its sidecar files, octal as a string (V('0600')) or an integer.
-    type: raw
-    default: '0600'
   metrics_file:
     description:
-      - Prometheus textfile-collector file to update after every run, successful or not, with
-        C(supabase_backup_duration_seconds), C(supabase_backup_size_bytes),
-        C(supabase_backup_last_success_timestamp_seconds) and C(supabase_backup_success) (label C(kind="logical")).
-      - Written atomically, mode C(0644). Samples of other kinds in the same file are kept.
+      - Prometheus textfile-collector file to update after every run, successful or not (a configuration
+        rejected by this module included), with C(supabase_backup_duration_seconds), C(supabase_backup_size_bytes),
+        C(supabase_backup_last_success_timestamp_seconds), C(supabase_backup_success) and
+        C(supabase_backup_free_bytes) (labels C(kind="logical"), C(operation="backup")).
+      - Written atomically, mode C(0644). Samples of other kinds and operations in the same file are kept.
     type: path
   compression_level:
     description:
@@ -80,16 +68,6 @@ options:
         the speed with zlib-ng (measured on vector and text data by C(benchmarks/backup_benchmark.py)).
     type: int
     default: 5
-  compress_threads:
-    description:
-      - Number of compression threads. V(0) uses one per available core.
-    type: int
-    default: 0
-  lock_timeout:
-    description:
-      - Seconds to wait for another run on the same O(backup_dir) to finish before failing.
-    type: int
-    default: 600
 notes:
   - Memory use is bounded (a few MiB per compression thread) whatever the size of the database.
   - The password never appears on a command line; use Ansible Vault or an AWX credential for O(login_password).
@@ -126,6 +104,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+restore_point:
+  description: The restore point this run wrote, the stem its backup, checksum and manifest share.
+  returned: success, not in check mode
+  type: str
+  sample: supabase_backup_20260101_020000
 encrypted:
   description: Whether the backup written is encrypted with gpg (O(encrypt_passphrase) or O(encrypt_passphrase_file)).
   returned: success, not in check mode
@@ -149,7 +132,7 @@ uncompressed_size:
   returned: success, not in check mode
   type: int
 duration:
-  description: Seconds the run took.
+  description: Seconds the backup took, from the first check to the end of retention.
   returned: always
   type: float
 removed:
@@ -158,7 +141,7 @@ removed:
   type: list
   elements: str
 manifest:
-  description: Path of the manifest written beside the backup.
+  description: Path of the restore point's manifest written beside the backup, C(<stem>.manifest.json).
   returned: success, not in check mode
   type: str
 tables:

@@ -84,6 +84,11 @@ options:
       - Seconds each writer gets to stop before it is killed.
     type: int
     default: 30
+  metrics_file:
+    description:
+      - Prometheus textfile-collector file to update after every restore, successful or not
+        (labels C(kind="logical"), C(operation="restore")); the backups' samples in it are kept.
+    type: path
   keep_previous:
     description:
       - Keep the live database as C(<db>_pre_restore_<timestamp>) until the next successful restore replaces it,
@@ -128,6 +133,12 @@ EXAMPLES = r'''
     src: /var/backups/supabase/supabase_backup_20260101_020000.sql.gz
     confirm: true
 
+- name: Restore the restore point of a given night
+  cortexreview.supabase_backup.supabase_restore:
+    backup_dir: /var/backups/supabase
+    restore_point: supabase_backup_20260101_020000
+    confirm: true
+
 - name: Plan a restore (check mode needs no confirmation)
   cortexreview.supabase_backup.supabase_restore:
     src: /var/backups/supabase/supabase_backup_20260101_020000.sql.gz
@@ -142,6 +153,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+restore_point:
+  description: The restore point restored (its stem); null for a backup not named like one.
+  returned: always
+  type: str
+  sample: supabase_backup_20260101_020000
 src:
   description: The backup restored.
   returned: always
@@ -211,7 +227,7 @@ checksum_only:
   returned: check mode
   type: bool
 duration:
-  description: Seconds the run took.
+  description: Seconds the restore took, the verifications and the writers' restart included.
   returned: always
   type: float
 '''

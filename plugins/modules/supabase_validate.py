@@ -44,7 +44,8 @@ options:
     type: path
   metrics_file:
     description:
-      - Prometheus textfile-collector file to update with the validation result (label C(kind="validation")).
+      - Prometheus textfile-collector file to update with the result of every validation, successful or not
+        (labels C(kind="logical"), C(operation="validate")). Samples of other kinds and operations are kept.
     type: path
 seealso:
   - module: cortexreview.supabase_backup.supabase_restore
@@ -54,6 +55,11 @@ EXAMPLES = r'''
 - name: Validate the newest backup
   cortexreview.supabase_backup.supabase_validate:
     backup_dir: /var/backups/supabase
+
+- name: Validate the restore point of a given night
+  cortexreview.supabase_backup.supabase_validate:
+    backup_dir: /var/backups/supabase
+    restore_point: supabase_backup_20260101_020000
 
 - name: Validate a given backup, report elsewhere
   cortexreview.supabase_backup.supabase_validate:
@@ -67,6 +73,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+restore_point:
+  description: The restore point validated (its stem); null for a backup not named like one.
+  returned: always
+  type: str
+  sample: supabase_backup_20260101_020000
 src:
   description: The backup validated.
   returned: always
@@ -101,7 +112,7 @@ staging_database:
   returned: always
   type: str
 duration:
-  description: Seconds the run took.
+  description: Seconds the validation took, the staging database's removal included.
   returned: success
   type: float
 '''

@@ -17,9 +17,11 @@ description:
     The archive has the layout of the contract's C(tar czf FILE -C /data .), so each side restores the other's files.
   - No image is pulled. The archive is read with the Docker API (C(docker cp) semantics, so owners, modes and
     symlinks survive) and compressed on all cores; the file appears only once complete and flushed to disk, with a
-    C(.sha256) sidecar and a C(.manifest.json). The container is started again whether the snapshot succeeded or
+    C(.sha256) sidecar and the restore point's manifest C(supabase-volume-YYYYMMDD_HHMMSS.manifest.json).
+    The container is started again whether the snapshot succeeded or
     not, and the downtime (from the stop until PostgreSQL accepts connections again) is returned.
-  - After a successful snapshot, retention deletes snapshots older than O(retention_days) with their sidecar files,
+  - After a successful snapshot, retention deletes restore points (snapshots with their checksum and manifests)
+    older than O(retention_days), whole,
     always keeping the newest O(retention_keep_min); only files named exactly like snapshots, never symlinks.
   - "O(state=restored) replaces the contents of the volume in place, so the compose stack keeps its volume:
     1. the archive is read in full first (gzip to its end, checksum sidecar, tar structure to its end-of-archive
@@ -37,6 +39,7 @@ author:
 extends_documentation_fragment:
   - cortexreview.supabase_backup.attributes
   - cortexreview.supabase_backup.encryption
+  - cortexreview.supabase_backup.output
 attributes:
   check_mode:
     support: full
@@ -76,32 +79,27 @@ options:
   backup_dir:
     description:
       - Directory of the snapshots. Required for O(state=present); created with mode C(0700) when missing.
-      - With O(state=restored) and no O(src), the newest snapshot in it (by the timestamp in its name) is restored.
+      - With O(state=restored) and no O(src), the snapshot of O(restore_point), or else the newest one in it (by the
+        timestamp in its name), is restored.
     type: path
   src:
     description:
-      - The snapshot to restore, C(.tar.gz). Only for O(state=restored).
+      - The snapshot to restore, C(.tar.gz) or C(.tar.gz.gpg). Only for O(state=restored).
     type: path
+  restore_point:
+    description:
+      - The restore point of O(backup_dir) to restore, by its stem C(supabase-volume-YYYYMMDD_HHMMSS), for example
+        V(supabase-volume-20260101_020000), the files one snapshot wrote, described by one C(<stem>.manifest.json).
+        Snapshots older than that manifest, and those of the contract's shell procedure, are one-part restore points
+        of the same name.
+      - Only for O(state=restored); needs O(backup_dir) and is mutually exclusive with O(src). A name that is not a
+        snapshot's restore point, or one that is not in O(backup_dir), fails before anything stops.
+    type: str
   confirm:
     description:
       - Must be V(true) for a real O(state=restored); the restore replaces everything in the volume.
     type: bool
     default: false
-  retention_days:
-    description:
-      - Delete snapshots whose age in whole days exceeds this, like C(find -mtime +N). V(0) disables retention.
-    type: int
-    default: 90
-  retention_keep_min:
-    description:
-      - Never delete the newest this many snapshots, the new one included, whatever their age.
-    type: int
-    default: 3
-  mode:
-    description:
-      - File mode of the snapshot and its sidecar files, octal as a string (V('0600')) or an integer.
-    type: raw
-    default: '0600'
   docker_host:
     description:
       - Docker engine to talk to, for example V(unix:///var/run/docker.sock). Default is E(DOCKER_HOST) or the local socket.
@@ -113,16 +111,6 @@ options:
         compressed, so a faster level is a shorter downtime; zlib-ng's V(5) is within about 2% of gzip C(-6)'s size.
     type: int
     default: 5
-  compress_threads:
-    description:
-      - Number of compression threads. V(0) uses one per available core.
-    type: int
-    default: 0
-  lock_timeout:
-    description:
-      - Seconds to wait for another run on the same O(backup_dir) (a snapshot or a dump) to finish before failing.
-    type: int
-    default: 600
   stop_timeout:
     description:
       - Seconds PostgreSQL gets to shut down cleanly before Docker kills it. A killed server is snapshotted anyway
@@ -136,8 +124,9 @@ options:
     default: 300
   metrics_file:
     description:
-      - Prometheus textfile-collector file updated after every snapshot, successful or not (label C(kind="volume")).
-        Samples of other kinds in the same file are kept.
+      - Prometheus textfile-collector file updated after every snapshot and every restore, successful or not
+        (labels C(kind="volume") and C(operation="backup") or C(operation="restore")).
+        Samples of other kinds and operations in the same file are kept.
     type: path
 notes:
   - The DB container's image must contain C(pg_isready), C(find), C(mv), C(rm), C(mkdir), C(rmdir), C(stat),
@@ -179,6 +168,13 @@ EXAMPLES = r'''
     src: /var/backups/supabase/supabase-volume-20260101_020000.tar.gz
   check_mode: true
 
+- name: Restore the snapshot of a given night
+  cortexreview.supabase_backup.volume_snapshot:
+    state: restored
+    backup_dir: /var/backups/supabase
+    restore_point: supabase-volume-20260101_020000
+    confirm: true
+
 - name: Restore the newest snapshot of the backup directory
   cortexreview.supabase_backup.volume_snapshot:
     state: restored
@@ -187,6 +183,12 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+restore_point:
+  description: The restore point written (state=present) or restored (state=restored), by its stem; null when
+    restoring a snapshot not named like one.
+  returned: success, not in check mode for state=present; always for state=restored
+  type: str
+  sample: supabase-volume-20260101_020000
 encrypted:
   description: Whether the snapshot written is encrypted with gpg (O(encrypt_passphrase) or O(encrypt_passphrase_file)).
   returned: success, not in check mode for state=present
@@ -213,7 +215,7 @@ uncompressed_size:
   returned: success, state=present, not in check mode
   type: int
 manifest:
-  description: Path of the manifest written beside the snapshot.
+  description: Path of the restore point's manifest written beside the snapshot, C(<stem>.manifest.json).
   returned: success, state=present, not in check mode
   type: str
 members:
@@ -259,7 +261,7 @@ checksum_verified:
   returned: state=restored
   type: bool
 duration:
-  description: Seconds the run took.
+  description: Seconds the snapshot or restore took, the wait for PostgreSQL included.
   returned: always
   type: float
 '''

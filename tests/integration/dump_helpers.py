@@ -192,6 +192,23 @@ def set_age(path: os.PathLike, age_seconds: float, now: Optional[float] = None) 
     os.utime(path, (mtime, mtime), follow_symlinks=False)
 
 
+def restore_point_names(path: str) -> List[str]:
+    """The files one run writes for the backup ``path``: it, its checksum and its restore point's manifest."""
+    name = os.path.basename(path)
+    stem = re.match(r"^(.*\d{8}_\d{6})\.", name).group(1)
+    return [name, name + ".sha256", stem + ".manifest.json"]
+
+
+def read_restore_point(path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """(the restore point's v2 manifest, its entry for the part ``path``)."""
+    manifest_path = os.path.join(os.path.dirname(path), restore_point_names(path)[2])
+    with open(manifest_path, encoding="utf-8") as fh:
+        manifest = json.load(fh)
+    parts = [part for part in manifest["parts"] if part["name"] == os.path.basename(path)]
+    assert len(parts) == 1, manifest
+    return manifest, parts[0]
+
+
 def plant_backup(directory: os.PathLike, age_seconds: float, *, name: Optional[str] = None,
                  sidecars: bool = True, now: Optional[float] = None, size: int = 4096) -> List[str]:
     """A fake (but valid gzip) backup aged ``age_seconds``; returns its paths (backup first)."""
@@ -345,11 +362,12 @@ def embedded_pg_bin() -> Optional[str]:
     return None
 
 
-def parse_metrics(path: os.PathLike, kind: str = "logical") -> Dict[str, float]:
-    """{metric name: value} of the ``kind`` samples of a Prometheus textfile."""
+def parse_metrics(path: os.PathLike, kind: str = "logical", operation: str = "backup") -> Dict[str, float]:
+    """{metric name: value} of the ``kind``/``operation`` samples of a Prometheus textfile."""
     values = {}
     for line in Path(path).read_text(encoding="utf-8").splitlines():
-        match = re.match(r'^(\w+)\{kind="%s"\}\s+(\S+)$' % re.escape(kind), line)
+        match = re.match(r'^(\w+)\{kind="%s",operation="%s"\}\s+(\S+)$' % (re.escape(kind), re.escape(operation)),
+                         line)
         if match:
             values[match.group(1)] = float(match.group(2))
     return values

@@ -60,7 +60,7 @@ def parse_metrics_kind(path, kind):
     values = {}
     with open(path, encoding="utf-8") as fh:
         for line in fh:
-            if line.startswith("supabase_backup_") and '{kind="%s"}' % kind in line:
+            if line.startswith("supabase_backup_") and '{kind="%s",operation="backup"}' % kind in line:
                 name, value = line.split('{', 1)[0], line.rsplit(" ", 1)[1]
                 values[name] = float(value)
     return values

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 import os
 import re
 import secrets
@@ -33,6 +32,8 @@ from dump_helpers import (
     assert_clean_failure,
     copy_row_counts,
     parse_metrics,
+    read_restore_point,
+    restore_point_names,
     run_runner,
     sha256_file,
     write_config,
@@ -149,10 +150,10 @@ def test_encrypted_dump_is_what_gpg_decrypt_opens(encrypted_dump, passphrase_fil
     assert DUMP_NAME.match(os.path.basename(path)), path
     assert_private_and_encrypted(path)
     # Only the encrypted file and its sidecars: no plaintext or temporary file was left.
-    assert sorted(os.listdir(encrypted_dump["dir"])) == sorted(
-        os.path.basename(path) + suffix for suffix in ("", ".sha256", ".manifest.json"))
+    assert sorted(os.listdir(encrypted_dump["dir"])) == sorted(restore_point_names(path))
     assert (Path(path + ".sha256").read_text().split()[0]) == sha256_file(path) == result["sha256"]
-    manifest = json.loads(Path(path + ".manifest.json").read_text())
+    _restore_point, manifest = read_restore_point(path)
+    assert manifest["encrypted"] is True and manifest["name"].endswith(".sql.gz.gpg")
     assert manifest["encryption"] == {"format": "openpgp-symmetric", "cipher": "AES256", "program": "gpg"}
     sql = gzip.decompress(gpg_decrypt(path, passphrase_file))
     assert b"PostgreSQL database dump complete" in sql
@@ -184,7 +185,7 @@ def test_wrong_passphrase_is_refused_before_anything_stops(encrypted_dump, run_m
     assert set(statuses(*WRITERS).values()) == {"running"}
     assert databases(name + "_") == []
     assert fingerprint(name) == before
-    assert parse_metrics(metrics, "validation")["supabase_backup_success"] == 0
+    assert parse_metrics(metrics, "logical", "validate")["supabase_backup_success"] == 0
     assert parse_metrics(metrics)["supabase_backup_success"] == 1  # the backup's own samples are kept
 
 
@@ -205,7 +206,7 @@ def test_encrypted_dump_restores_and_validates(encrypted_dump, run_module, passp
                                               "metrics_file": str(encrypted_dump["metrics"])})
     assert_ok(result)
     assert result["passed"] is True
-    validation = parse_metrics(encrypted_dump["metrics"], "validation")
+    validation = parse_metrics(encrypted_dump["metrics"], "logical", "validate")
     assert validation["supabase_backup_success"] == 1
     assert validation["supabase_backup_size_bytes"] == os.path.getsize(encrypted_dump["result"]["path"])
 
@@ -263,8 +264,7 @@ def test_encrypted_volume_snapshot_round_trip(box, run_module, watch, tmp_path, 
     assert failed["supabase_backup_last_success_timestamp_seconds"] == volume["supabase_backup_last_success_timestamp_seconds"]
     assert SNAPSHOT_NAME.match(os.path.basename(path)), path
     assert_private_and_encrypted(path)
-    assert sorted(os.listdir(backup_dir)) == sorted(
-        os.path.basename(path) + suffix for suffix in ("", ".sha256", ".manifest.json"))
+    assert sorted(os.listdir(backup_dir)) == sorted(restore_point_names(path))
     with tarfile.open(fileobj=io.BytesIO(gpg_decrypt(path, passphrase_file)), mode="r:gz") as archive:
         names = archive.getnames()
     assert "./PG_VERSION" in names and "./global/pg_control" in names

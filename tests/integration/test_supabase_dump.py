@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import gzip
-import json
 import os
 import shutil
 import stat
@@ -37,6 +36,8 @@ from dump_helpers import (
     normalise_dump,
     plant_backup,
     process_table,
+    read_restore_point,
+    restore_point_names,
     run_tasks,
     scratch_db_name,
     set_age,
@@ -93,10 +94,10 @@ def happy(stack, run_module):
             sql = gzip.decompress(fh.read())
         with open(contract, "rb") as fh:
             contract_sql = gzip.decompress(fh.read())
-        with open(result["manifest"], encoding="utf-8") as fh:
-            manifest = json.load(fh)
+        restore_point, manifest = read_restore_point(result["path"])
         yield SimpleNamespace(result=result, backup_dir=backup_dir, started=started, finished=finished,
-                              counts=counts, sql=sql, contract_sql=contract_sql, manifest=manifest)
+                              counts=counts, sql=sql, contract_sql=contract_sql, manifest=manifest,
+                              restore_point=restore_point)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -108,17 +109,22 @@ def test_backup_file_name_modes_and_result(happy):
     assert os.path.dirname(path) == happy.backup_dir
     assert NAME_RE.match(os.path.basename(path))
     assert happy.started - 1 <= _stamp_of(path) <= happy.finished + 1
-    assert sorted(os.listdir(happy.backup_dir)) == sorted(
-        os.path.basename(path) + suffix for suffix in ("", ".sha256", ".manifest.json"))
+    assert sorted(os.listdir(happy.backup_dir)) == sorted(restore_point_names(path))
     assert stat.S_IMODE(os.stat(happy.backup_dir).st_mode) == 0o700
-    for suffix in ("", ".sha256", ".manifest.json"):
-        assert stat.S_IMODE(os.stat(path + suffix).st_mode) == 0o600, suffix
+    for name in restore_point_names(path):
+        assert stat.S_IMODE(os.stat(os.path.join(happy.backup_dir, name)).st_mode) == 0o600, name
     assert result["changed"] is True
     assert result["size"] == os.path.getsize(path)
     assert result["sha256"] == sha256_file(path)
     assert isinstance(result["duration"], (int, float)) and 0 < result["duration"] < 120
     assert result["removed"] == []
-    assert result["manifest"] == path + ".manifest.json"
+    stem = os.path.basename(path)[:-len(".sql.gz")]
+    assert result["restore_point"] == stem
+    assert result["manifest"] == os.path.join(happy.backup_dir, stem + ".manifest.json")
+    assert happy.restore_point["format"] == "cortexreview.supabase_backup/restore-point/v2"
+    assert happy.restore_point["stem"] == stem and happy.restore_point["kind"] == "logical"
+    assert [part["role"] for part in happy.restore_point["parts"]] == ["database"]
+    assert happy.manifest["encrypted"] is False and happy.manifest["encryption"] is None
 
 
 def test_backup_file_verifies_with_gzip_and_sha256sum(happy):
@@ -293,7 +299,7 @@ def test_retention_rules(healthy_stack, collections_path, workdir):
     assert sorted(r_res["removed"]) == expected
     assert not any(os.path.lexists(p) for p in expected)
     r_after = snapshot(r_dir)
-    new_files = {os.path.basename(r_res["path"]) + s for s in ("", ".sha256", ".manifest.json")}
+    new_files = set(restore_point_names(r_res["path"]))
     assert set(r_after) == (set(r_before) - {os.path.basename(p) for p in expected}) | new_files
     for name in set(r_after) - new_files:
         assert r_after[name] == r_before[name], name  # untouched
@@ -347,5 +353,4 @@ def test_concurrent_runs_are_serialised_by_the_lock(healthy_stack, run_module, w
         verify_backup_file(path)
         with gzip.open(path) as fh:
             copy_row_counts(fh.read())  # a complete dump: no COPY block left open
-    assert sorted(os.listdir(backup_dir)) == sorted(
-        os.path.basename(p) + s for p in paths for s in ("", ".sha256", ".manifest.json"))
+    assert sorted(os.listdir(backup_dir)) == sorted(name for p in paths for name in restore_point_names(p))

@@ -28,6 +28,7 @@ from types import SimpleNamespace
 import pytest
 
 import testbed
+from dump_helpers import read_restore_point
 from restore_helpers import (
     Pause,
     Task,
@@ -275,7 +276,8 @@ def test_contract_shell_pipeline_backup_restores_like_ours(roundtrip):
 
 # ------------------------------------------- refused inputs, failures, check mode --
 
-GOOD_NAME = "supabase_backup_20260101_000000.sql.gz"
+GOOD_STEM = "supabase_backup_20260101_000000"
+GOOD_NAME = GOOD_STEM + ".sql.gz"
 
 
 def _variant(base, key, name=GOOD_NAME):
@@ -313,8 +315,12 @@ def refusal_cases(base, db):
 def build_variants(base, dump_path):
     good = _variant(base, "good")
     os.makedirs(os.path.dirname(good), mode=0o700)
-    for suffix in ("", ".sha256", ".manifest.json"):
+    for suffix in ("", ".sha256"):
         shutil.copy2(dump_path + suffix, good + suffix)
+    # The restore point's manifest goes along, under the copy's stem and name.
+    restore_point, part = read_restore_point(dump_path)
+    restore_point = dict(restore_point, stem=GOOD_STEM, parts=[dict(part, name=GOOD_NAME)])
+    write_file(os.path.join(os.path.dirname(good), GOOD_STEM + ".manifest.json"), json.dumps(restore_point).encode())
     with open(good, "rb") as fh:
         data = fh.read()
     sql = gzip.decompress(data)
@@ -325,10 +331,10 @@ def build_variants(base, dump_path):
     checksum = write_file(_variant(base, "checksum"), data)
     write_file(checksum + ".sha256", ("0" * 64 + "  " + GOOD_NAME + "\n").encode())
     manifest_path = write_file(_variant(base, "manifest"), data)
-    with open(good + ".manifest.json", encoding="utf-8") as fh:
-        manifest = json.load(fh)
-    manifest["tables"]["public.knowledge_base"] -= 1
-    write_file(manifest_path + ".manifest.json", json.dumps(manifest).encode())
+    wrong = dict(part, name=GOOD_NAME, tables=dict(part["tables"]))
+    wrong["tables"]["public.knowledge_base"] -= 1
+    write_file(os.path.join(os.path.dirname(manifest_path), GOOD_STEM + ".manifest.json"),
+               json.dumps(dict(restore_point, parts=[wrong])).encode())
     no_backups = os.path.join(base, "variants", "no_backups")
     write_file(os.path.join(no_backups, "other_prefix_20260101_000000.sql.gz"), data)
     write_file(os.path.join(no_backups, "supabase_backup_latest.sql.gz"), data)

@@ -73,7 +73,8 @@ def validation(stack, collections_path):
             inject_failing_statement(dump["path"], broken)
             # newest_dir: an older broken backup, the newest good one, and a newer file of another prefix
             inject_failing_statement(dump["path"], os.path.join(newest_dir, OLD_BROKEN))
-            for suffix in ("", ".sha256", ".manifest.json"):
+            # Renamed, the part leaves its restore point's manifest behind (it names the part); the checksum goes along.
+            for suffix in ("", ".sha256"):
                 shutil.copy2(dump["path"] + suffix, os.path.join(newest_dir, NEWEST_GOOD + suffix))
             with open(broken, "rb") as fh:
                 write_file(os.path.join(newest_dir, "other_20990101_000000.sql.gz"), fh.read())

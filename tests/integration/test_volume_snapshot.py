@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import os
 import re
 import subprocess
@@ -26,6 +25,7 @@ import pytest
 
 import testbed
 import volume_helpers as vh
+from dump_helpers import parse_metrics, read_restore_point
 
 REPO = testbed.REPO_ROOT
 NAME_RE = re.compile(r"^supabase-volume-\d{8}_\d{6}\.tar\.gz$")
@@ -105,9 +105,12 @@ def test_snapshot_writes_a_verified_archive_and_restarts_the_container(box, firs
     assert result["sha256"] == _sha256(path)
     with open(path + ".sha256", encoding="utf-8") as handle:
         assert handle.read() == f"{result['sha256']}  {os.path.basename(path)}\n"
-    manifest = json.loads(open(path + ".manifest.json", encoding="utf-8").read())
+    restore_point, manifest = read_restore_point(path)
+    assert result["restore_point"] == restore_point["stem"] == os.path.basename(path)[:-len(".tar.gz")]
+    assert result["manifest"] == os.path.join(os.path.dirname(path), restore_point["stem"] + ".manifest.json")
+    assert restore_point["kind"] == "volume" and not os.path.exists(path + ".manifest.json")
     assert manifest["sha256"] == result["sha256"] and manifest["pg_version"] == "18"
-    assert manifest["source"] == {"volume": box.volume}
+    assert manifest["role"] == "data_directory" and manifest["source"] == {"volume": box.volume}
     # gzip to the end, and the contract's `tar czf FILE -C /data .` layout.
     subprocess.run(["gzip", "-t", path], check=True)
     names = subprocess.run(["tar", "-tzf", path], check=True, capture_output=True, text=True).stdout.split()
@@ -155,7 +158,24 @@ def test_check_mode_changes_nothing(box, backup_dir, first_snapshot, collections
                            dict(box.module_args, state="restored", src=first_snapshot["path"]), check=True),
             vh.module_step("newest", "volume_snapshot",
                            dict(box.module_args, state="restored", backup_dir=str(backup_dir)), check=True),
+            vh.module_step("by_stem", "volume_snapshot",
+                           dict(box.module_args, state="restored", backup_dir=str(backup_dir),
+                                restore_point=first_snapshot["result"]["restore_point"]), check=True),
+            vh.module_step("logical_stem", "volume_snapshot",
+                           dict(box.module_args, state="restored", backup_dir=str(backup_dir),
+                                restore_point="supabase_backup_20260101_020000"), check=True),
+            vh.module_step("missing_stem", "volume_snapshot",
+                           dict(box.module_args, state="restored", backup_dir=str(backup_dir),
+                                restore_point="supabase-volume-19990101_000000"), check=True),
+            vh.module_step("present_stem", "volume_snapshot",
+                           dict(box.module_args, backup_dir=str(backup_dir),
+                                restore_point=first_snapshot["result"]["restore_point"]), check=True),
         ])
+        assert results["by_stem"]["src"] == first_snapshot["path"] and results["by_stem"]["changed"] is True
+        vh.assert_clean_failure(results["logical_stem"], "restore_point 'supabase_backup_20260101_020000' is not a "
+                                "volume restore point name: give supabase-volume-YYYYMMDD_HHMMSS")
+        vh.assert_clean_failure(results["missing_stem"], "no restore point supabase-volume-19990101_000000 in")
+        vh.assert_clean_failure(results["present_stem"], "restore_point is only for state=restored")
         for key in ("snap", "restore", "newest"):
             vh.assert_ok(results[key])
             assert results[key]["changed"] is True
@@ -171,7 +191,7 @@ def test_check_mode_changes_nothing(box, backup_dir, first_snapshot, collections
         expired.unlink()
 
 
-def test_restore_brings_back_identical_data_and_files(box, first_snapshot, run_module):
+def test_restore_brings_back_identical_data_and_files(box, first_snapshot, run_module, tmp_path):
     # Damage the data and the files.
     box.psql("DROP TABLE learned_constraints CASCADE; DELETE FROM knowledge_base WHERE id % 3 = 0; "
              "UPDATE \"Weird Table\" SET note = 'changed'; CREATE TABLE after_snapshot (x int)")
@@ -181,9 +201,17 @@ def test_restore_brings_back_identical_data_and_files(box, first_snapshot, run_m
     assert box.fingerprint() != first_snapshot["fingerprint"]
     started_at = box.started_at()
 
-    result = run_module("volume_snapshot", dict(box.module_args, state="restored", src=first_snapshot["path"],
-                                                confirm=True))
+    # By its restore point's stem, as an operator picks one from a listing; recorded as a volume restore.
+    stem = first_snapshot["result"]["restore_point"]
+    metrics = tmp_path / "metrics.prom"
+    result = run_module("volume_snapshot", dict(box.module_args, state="restored", restore_point=stem,
+                                                backup_dir=os.path.dirname(first_snapshot["path"]),
+                                                metrics_file=str(metrics), confirm=True))
     vh.assert_ok(result)
+    assert result["src"] == first_snapshot["path"] and result["restore_point"] == stem
+    restore = parse_metrics(metrics, "volume", "restore")
+    assert restore["supabase_backup_success"] == 1 and restore["supabase_backup_size_bytes"] == result["size"]
+    assert parse_metrics(metrics, "volume") == {}  # a restore leaves the snapshots' own samples alone
     assert result["changed"] is True and result["ready"] is True
     assert result["stopped"] == [box.name] and result["started"] == [box.name]
     assert result["previous_contents"] == "deleted" and result["checksum_verified"] is True
@@ -338,8 +366,7 @@ def test_bind_path_round_trip_then_out_of_space_restore_rolls_back(bind_box, tmp
     for key in ("snap", "damage", "restore"):
         vh.assert_ok(results[key])
     assert results["snap"]["stopped"] == [bind_box.name]
-    assert json.loads(open(results["snap"]["path"] + ".manifest.json", encoding="utf-8").read())["source"] == {
-        "path": bind_box.path}
+    assert read_restore_point(results["snap"]["path"])[1]["source"] == {"path": bind_box.path}
     assert bind_box.fingerprint() == original
     assert bind_box.probes() == probes
 

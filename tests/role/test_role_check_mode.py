@@ -146,7 +146,7 @@ def test_cron_file_refreshes_the_free_space_gauge(sandbox):
     assert proc.returncode == 0 and proc.stdout == proc.stderr == '', proc
     assert os.path.getsize(log_file) == log_size
     with open(metrics, encoding='utf-8') as handle:
-        assert re.search(r'^supabase_backup_free_bytes\{kind="logical"\} [1-9]\d*$', handle.read(), re.M)
+        assert re.search(r'^supabase_backup_free_bytes\{kind="logical",operation="backup"\} [1-9]\d*$', handle.read(), re.M)
     assert mode_and_owner(metrics)[0] == 0o644
 
 

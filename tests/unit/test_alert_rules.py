@@ -22,7 +22,8 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metr
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RULES = os.path.join(REPO_ROOT, 'roles', 'supabase_backup', 'files', 'supabase_backup.rules.yml')
-ALERTS = ('SupabaseBackupFailed', 'SupabaseBackupMissing', 'SupabaseBackupMetricsAbsent', 'SupabaseBackupDiskSpaceLow')
+ALERTS = ('SupabaseBackupFailed', 'SupabaseRestoreFailed', 'SupabaseBackupMissing', 'SupabaseBackupMetricsAbsent',
+          'SupabaseBackupDiskSpaceLow')
 DAY = 86400
 # promtool's clock starts at 0: every case is judged at NOW, 10 days into it, so that
 # time() in the rules is NOW and "9 days ago" a real timestamp. The metrics file is scraped
@@ -60,6 +61,7 @@ def run_promtool(*args):
 def textfile_series(path):
     """{series selector as Prometheus stores it after the scrape: value} of a textfile."""
     series = {}
+    project = read_samples(path)
     with open(path, encoding='utf-8') as handle:
         for line in handle:
             line = line.strip()
@@ -68,16 +70,17 @@ def textfile_series(path):
             match = _SAMPLE.match(line)
             assert match, 'unparsable textfile line %r in %s' % (line, path)
             labels = dict(_LABEL.findall(match.group('labels') or ''))
+            # The project's own reader must agree with this one on every sample (files of the
+            # previous version: as migrated).
+            kind, operation = labels.get('kind', ''), labels.get('operation')
+            if operation is None:
+                kind, operation = ('logical', 'validate') if kind == 'validation' else (kind, 'backup')
+            assert project.pop((match.group('name'), kind, operation)) == float(match.group('value')), line
             labels.update(SCRAPE_LABELS)
             selector = '%s{%s}' % (match.group('name'),
                                    ','.join('%s="%s"' % item for item in sorted(labels.items())))
             series[selector] = float(match.group('value'))
-    # The project's own reader must agree with this one on every sample.
-    project = read_samples(path)
-    assert len(project) == len(series)
-    for selector, value in series.items():
-        kind = re.search(r'kind="([^"]*)"', selector).group(1)
-        assert project[(selector.split('{')[0], kind)] == value
+    assert project == {}
     return series
 
 
@@ -133,17 +136,58 @@ def metrics_file(tmp_path, name='supabase_backup.prom'):
     return str(tmp_path / 'textfile' / name)
 
 
+# What the version before the operation label wrote (its write_metrics' format, verbatim;
+# tests/unit/plugins/module_utils/test_options_metrics.py pins it too): a logical backup, a
+# volume snapshot and a validation (then kind="validation"), each with its last success time.
+PREVIOUS_VERSION_FILE = '''\
+# HELP supabase_backup_duration_seconds Duration of the last Supabase backup run, successful or not.
+# TYPE supabase_backup_duration_seconds gauge
+supabase_backup_duration_seconds{{kind="logical"}} 61.5
+supabase_backup_duration_seconds{{kind="validation"}} 2.0
+supabase_backup_duration_seconds{{kind="volume"}} 30.0
+# HELP supabase_backup_size_bytes Size of the latest successful Supabase backup file.
+# TYPE supabase_backup_size_bytes gauge
+supabase_backup_size_bytes{{kind="logical"}} 123456.0
+supabase_backup_size_bytes{{kind="validation"}} 123456.0
+supabase_backup_size_bytes{{kind="volume"}} 999.0
+# HELP supabase_backup_last_success_timestamp_seconds Unix time of the latest successful Supabase backup.
+# TYPE supabase_backup_last_success_timestamp_seconds gauge
+supabase_backup_last_success_timestamp_seconds{{kind="logical"}} {logical}.0
+supabase_backup_last_success_timestamp_seconds{{kind="validation"}} {validation}.0
+supabase_backup_last_success_timestamp_seconds{{kind="volume"}} {volume}.0
+# HELP supabase_backup_success 1 if the last Supabase backup run succeeded, 0 if it failed.
+# TYPE supabase_backup_success gauge
+supabase_backup_success{{kind="logical"}} 1.0
+supabase_backup_success{{kind="validation"}} {validation_success}
+supabase_backup_success{{kind="volume"}} 1.0
+# HELP supabase_backup_free_bytes Free space, for unprivileged users, on the filesystem of the backup directory.
+# TYPE supabase_backup_free_bytes gauge
+supabase_backup_free_bytes{{kind="logical"}} 100000000000.0
+supabase_backup_free_bytes{{kind="validation"}} 100000000000
+supabase_backup_free_bytes{{kind="volume"}} 100000000000.0
+'''
+
+
 # ----------------------------------------------------------- expected alerts --
 
-def failed(kind, last_success_age=None):
+def failed(kind, operation='backup', last_success_age=None):
     if last_success_age is None:
-        tail = 'it has never succeeded'
+        tail = 'none has ever succeeded'
     else:
         tail = 'the last successful one finished %s ago' % last_success_age
-    return ({'kind': kind, 'severity': 'warning', **SCRAPE_LABELS},
-            {'summary': 'Supabase %s backup failed on %s' % (kind, INSTANCE),
-             'description': 'The last %s backup run on %s failed; %s. See the backup log on the host.'
-                            % (kind, INSTANCE, tail)})
+    return ({'kind': kind, 'operation': operation, 'severity': 'warning', **SCRAPE_LABELS},
+            {'summary': 'Supabase %s backups: the last %s run failed on %s' % (kind, operation, INSTANCE),
+             'description': 'The last %s run of the %s backups on %s failed; %s. See the backup log on the host.'
+                            % (operation, kind, INSTANCE, tail)})
+
+
+def restore_failed(kind, age):
+    return ({'kind': kind, 'operation': 'restore', 'severity': 'warning', **SCRAPE_LABELS},
+            {'summary': 'Supabase %s restore failed on %s' % (kind, INSTANCE),
+             'description': 'The last restore of a %s backup on %s failed %s ago. A failed restore leaves the '
+                            'database as it was, unless its output says the roll-back failed: see it. This alert '
+                            'ends with the next successful %s restore, or a week after the failure.'
+                            % (kind, INSTANCE, age, kind)})
 
 
 def missing(age=None):
@@ -151,24 +195,31 @@ def missing(age=None):
         head = 'The logical backup on %s has never succeeded' % INSTANCE
     else:
         head = 'The last successful logical backup on %s finished %s ago' % (INSTANCE, age)
-    return ({'kind': 'logical', 'severity': 'critical', **SCRAPE_LABELS},
+    return ({'kind': 'logical', 'operation': 'backup', 'severity': 'critical', **SCRAPE_LABELS},
             {'summary': 'No successful Supabase logical backup on %s for more than 8 days' % INSTANCE,
              'description': head + '; the contract is one a week (alert after 8 days).'})
 
 
 def absent():
-    return ({'kind': 'logical', 'severity': 'warning', **SCRAPE_LABELS},
+    return ({'kind': 'logical', 'operation': 'backup', 'severity': 'warning', **SCRAPE_LABELS},
             {'summary': 'Supabase logical backup metrics vanished on %s' % INSTANCE,
-             'description': 'supabase_backup_last_success_timestamp_seconds{kind="logical"} was scraped from '
-                            '%s in the last 8 days but is gone: check the metrics file and node_exporter\'s '
-                            'textfile collector. Missing backups cannot be alerted on meanwhile.' % INSTANCE})
+             'description': 'supabase_backup_last_success_timestamp_seconds{kind="logical",operation="backup"} was '
+                            'scraped from %s in the last 8 days but is gone: check the metrics file and '
+                            'node_exporter\'s textfile collector. Missing backups cannot be alerted on meanwhile.'
+                            % INSTANCE})
 
 
 def disk_low(kind, free_si, free_iec):
-    return ({'kind': kind, 'severity': 'warning', **SCRAPE_LABELS},
+    return ({'kind': kind, 'operation': 'backup', 'severity': 'warning', **SCRAPE_LABELS},
             {'summary': 'Low free space for Supabase %s backups on %s' % (kind, INSTANCE),
              'description': 'The filesystem of the %s backup directory on %s has %sB (%sB) free, '
                             'under 20 GB (1 GB = 10^9 bytes).' % (kind, INSTANCE, free_si, free_iec)})
+
+
+def good_backups(path, age=DAY, free=100 * GB):
+    """A metrics file after good logical and volume backups ``age`` seconds before NOW."""
+    for kind in ('logical', 'volume'):
+        write_metrics(path, kind, True, 60.0, size=GB, finished_at=NOW - age, free=free)
 
 
 # --------------------------------------------------------------------- tests --
@@ -179,26 +230,28 @@ def test_promtool_check_rules():
     assert 'SUCCESS: %d rules found' % len(ALERTS) in output, output
 
 
-def test_rule_file_names_only_metrics_the_engine_writes(tmp_path):
+def test_rule_file_names_only_metrics_and_labels_the_engine_writes(tmp_path):
     path = metrics_file(tmp_path)
     write_metrics(path, 'logical', True, 1.0, size=1, finished_at=1, free=1)
-    written = set(name.split('{')[0] for name in textfile_series(path))
+    series = textfile_series(path)
+    written = set(name.split('{')[0] for name in series)
     with open(RULES, encoding='utf-8') as handle:
         rules = yaml.safe_load(handle)
     exprs = ' '.join(rule['expr'] for group in rules['groups'] for rule in group['rules'])
     used = set(re.findall(r'\bsupabase_backup_[a-z_]+', exprs))
     assert used and used <= written
+    assert set(re.findall(r'\b([a-z_]+)!?=~?"', exprs)) == {'kind', 'operation'}
+    assert all('kind="logical"' in name and 'operation="backup"' in name for name in series)
     assert sorted(rule['alert'] for group in rules['groups'] for rule in group['rules']) == sorted(ALERTS)
 
 
-@pytest.mark.parametrize('kind', ['logical', 'volume', 'validation'])
-def test_failed_run_fires_failed_with_its_kind(tmp_path, kind):
+@pytest.mark.parametrize('kind,operation', [('logical', 'backup'), ('volume', 'backup'), ('logical', 'validate')])
+def test_failed_run_fires_failed_with_its_kind_and_operation(tmp_path, kind, operation):
     path = metrics_file(tmp_path)
-    write_metrics(path, 'logical', True, 60.0, size=5 * GB, finished_at=NOW - 2 * DAY, free=100 * GB)
-    if kind != 'logical':
-        write_metrics(path, kind, True, 30.0, size=GB, finished_at=NOW - 2 * DAY, free=100 * GB)
-    write_metrics(path, kind, False, 3.0, free=100 * GB)
-    run_rule_test(tmp_path, [(HISTORY, path)], {'SupabaseBackupFailed': [failed(kind, '2d 0h 0m 0s')]})
+    good_backups(path, age=2 * DAY)
+    write_metrics(path, 'logical', True, 30.0, size=GB, finished_at=NOW - 2 * DAY, free=100 * GB, operation='validate')
+    write_metrics(path, kind, False, 3.0, finished_at=NOW - 3600, free=100 * GB, operation=operation)
+    run_rule_test(tmp_path, [(HISTORY, path)], {'SupabaseBackupFailed': [failed(kind, operation, '2d 0h 0m 0s')]})
 
 
 def good_run_then(tmp_path, later_run):
@@ -216,16 +269,28 @@ def test_failure_fires_within_minutes_and_success_clears_it(tmp_path):
     ok, bad = good_run_then(tmp_path, lambda path: write_metrics(path, 'logical', False, 3.0, free=100 * GB))
     # A failed run 11 minutes ago: firing (for: 5m); 2 minutes ago: still pending.
     run_rule_test(tmp_path, [(HISTORY - 11, ok), (11, bad)],
-                  {'SupabaseBackupFailed': [failed('logical', '1d 0h 0m 0s')]})
+                  {'SupabaseBackupFailed': [failed('logical', 'backup', '1d 0h 0m 0s')]})
     run_rule_test(tmp_path, [(HISTORY - 2, ok), (2, bad)], {})
     # ... and the next successful run resolves it.
     run_rule_test(tmp_path, [(HISTORY - 32, ok), (30, bad), (2, ok)], {})
 
 
-def test_all_kinds_successful_and_recent_is_silent(tmp_path):
+def test_restore_or_validation_success_does_not_clear_a_failed_backup(tmp_path):
+    def later(path):
+        write_metrics(path, 'logical', False, 3.0, finished_at=NOW - 7200, free=100 * GB)
+        for operation in ('restore', 'validate'):
+            write_metrics(path, 'logical', True, 20.0, size=GB, finished_at=NOW - 3600, operation=operation)
+
+    ok, bad = good_run_then(tmp_path, later)
+    run_rule_test(tmp_path, [(HISTORY - 30, ok), (30, bad)],
+                  {'SupabaseBackupFailed': [failed('logical', 'backup', '1d 0h 0m 0s')]})
+
+
+def test_all_kinds_and_operations_successful_and_recent_is_silent(tmp_path):
     path = metrics_file(tmp_path)
-    for kind in ('logical', 'volume', 'validation'):
-        write_metrics(path, kind, True, 10.0, size=GB, finished_at=NOW - DAY, free=100 * GB)
+    good_backups(path)
+    for kind, operation in (('logical', 'validate'), ('logical', 'restore'), ('volume', 'restore')):
+        write_metrics(path, kind, True, 10.0, size=GB, finished_at=NOW - DAY, free=100 * GB, operation=operation)
     write_free_bytes(path, 'logical', 90 * GB)
     run_rule_test(tmp_path, [(HISTORY, path)], {})
 
@@ -241,27 +306,77 @@ def test_missing_after_eight_days(tmp_path, days, fires):
 def test_never_succeeded_fires_missing_and_failed(tmp_path):
     path = metrics_file(tmp_path)
     write_metrics(path, 'logical', False, 0.5, free=100 * GB)
-    assert read_samples(path)[('supabase_backup_last_success_timestamp_seconds', 'logical')] == 0
+    assert read_samples(path)[('supabase_backup_last_success_timestamp_seconds', 'logical', 'backup')] == 0
     run_rule_test(tmp_path, [(HISTORY, path)], {
         'SupabaseBackupMissing': [missing()],
         'SupabaseBackupFailed': [failed('logical')],
     })
 
 
+def test_recent_validation_restore_or_volume_success_does_not_satisfy_missing(tmp_path):
+    path = metrics_file(tmp_path)
+    write_metrics(path, 'logical', True, 60.0, size=GB, finished_at=NOW - 9 * DAY, free=100 * GB)
+    write_metrics(path, 'volume', True, 60.0, size=GB, finished_at=NOW - 3600, free=100 * GB)
+    for operation in ('validate', 'restore'):
+        write_metrics(path, 'logical', True, 5.0, size=GB, finished_at=NOW - 3600, operation=operation)
+    run_rule_test(tmp_path, [(HISTORY, path)], {'SupabaseBackupMissing': [missing('9d 0h 0m 0s')]})
+    # Only a validation ever succeeded: the backup never did.
+    never = metrics_file(tmp_path, 'never.prom')
+    write_metrics(never, 'logical', True, 5.0, size=GB, finished_at=NOW - 3600, operation='validate')
+    run_rule_test(tmp_path, [(HISTORY, never)], {})  # no backup sample at all: nothing configured yet
+    write_metrics(never, 'logical', False, 1.0, finished_at=NOW - 7200)
+    run_rule_test(tmp_path, [(HISTORY, never)], {'SupabaseBackupMissing': [missing()],
+                                                 'SupabaseBackupFailed': [failed('logical')]})
+
+
 def test_old_or_never_volume_and_validation_do_not_fire_missing(tmp_path):
     path = metrics_file(tmp_path)
     write_metrics(path, 'logical', True, 60.0, size=GB, finished_at=NOW - DAY, free=100 * GB)
     write_metrics(path, 'volume', True, 60.0, size=GB, finished_at=NOW - 9 * DAY - 3600, free=100 * GB)
-    write_metrics(path, 'validation', True, 5.0, finished_at=NOW - 9 * DAY)
-    write_metrics(path, 'validation', False, 5.0)
+    write_metrics(path, 'logical', True, 5.0, finished_at=NOW - 9 * DAY, operation='validate')
+    write_metrics(path, 'logical', False, 5.0, operation='validate')
     never = metrics_file(tmp_path, 'never.prom')
     write_metrics(never, 'volume', False, 1.0)
-    write_metrics(never, 'validation', False, 1.0)
+    write_metrics(never, 'logical', False, 1.0, operation='validate')
     write_metrics(never, 'logical', True, 60.0, size=GB, finished_at=NOW - DAY)
-    run_rule_test(tmp_path, [(HISTORY, path)], {'SupabaseBackupFailed': [failed('validation', '9d 0h 0m 0s')]})
+    run_rule_test(tmp_path, [(HISTORY, path)],
+                  {'SupabaseBackupFailed': [failed('logical', 'validate', '9d 0h 0m 0s')]})
     run_rule_test(tmp_path, [(HISTORY, never)], {
-        'SupabaseBackupFailed': [failed('volume'), failed('validation')],
+        'SupabaseBackupFailed': [failed('volume'), failed('logical', 'validate')],
     })
+
+
+@pytest.mark.parametrize('kind', ['logical', 'volume'])
+def test_failed_restore_fires_restore_failed_not_backup_failed(tmp_path, kind):
+    path = metrics_file(tmp_path)
+    good_backups(path)
+    write_metrics(path, kind, True, 30.0, size=GB, finished_at=NOW - 3 * DAY, operation='restore')
+    write_metrics(path, kind, False, 3.0, finished_at=NOW - 3600, operation='restore')
+    run_rule_test(tmp_path, [(HISTORY, path)], {'SupabaseRestoreFailed': [restore_failed(kind, '1h 0m 0s')]})
+
+
+def test_restore_failed_waits_for_its_for_and_ends_with_a_success_or_after_a_week(tmp_path):
+    def failed_restore(finished_at):
+        return lambda path: write_metrics(path, 'logical', False, 3.0, finished_at=finished_at, operation='restore')
+
+    ok, bad = good_run_then(tmp_path, failed_restore(NOW - 11 * 60))
+    run_rule_test(tmp_path, [(HISTORY - 11, ok), (11, bad)],
+                  {'SupabaseRestoreFailed': [restore_failed('logical', '11m 0s')]})
+    run_rule_test(tmp_path, [(HISTORY - 2, ok), (2, bad)], {})  # pending (for: 5m)
+    # The next successful restore of the same kind ends it; a volume restore does not.
+    fixed = metrics_file(tmp_path / 'fixed')
+    os.makedirs(os.path.dirname(fixed))
+    shutil.copy(bad, fixed)
+    write_metrics(fixed, 'volume', True, 3.0, size=GB, finished_at=NOW - 5 * 60, operation='restore')
+    run_rule_test(tmp_path, [(HISTORY - 30, bad), (30, fixed)],
+                  {'SupabaseRestoreFailed': [restore_failed('logical', '11m 0s')]})
+    write_metrics(fixed, 'logical', True, 3.0, size=GB, finished_at=NOW - 5 * 60, operation='restore')
+    run_rule_test(tmp_path, [(HISTORY - 30, bad), (30, fixed)], {})
+    # A week after the failure it ends by itself (no scheduled restore would ever clear it).
+    _ok, old = good_run_then(tmp_path / 'old', failed_restore(NOW - 7 * DAY - 3600))
+    run_rule_test(tmp_path, [(HISTORY, old)], {})
+    _ok, recent = good_run_then(tmp_path / 'recent', failed_restore(NOW - 6 * DAY))
+    run_rule_test(tmp_path, [(HISTORY, recent)], {'SupabaseRestoreFailed': [restore_failed('logical', '6d 0h 0m 0s')]})
 
 
 @pytest.mark.parametrize('free,fires,si,iec', [
@@ -277,6 +392,19 @@ def test_disk_space_low_under_20_gb(tmp_path, free, fires, si, iec):
     write_free_bytes(path, 'logical', free)
     run_rule_test(tmp_path, [(HISTORY, path)],
                   {'SupabaseBackupDiskSpaceLow': [disk_low('logical', si, iec)]} if fires else {})
+
+
+def test_disk_space_low_is_one_alert_per_backup_directory(tmp_path):
+    path = metrics_file(tmp_path)
+    good_backups(path)
+    # Every operation of the logical kind measured its (one) backup directory low ...
+    for operation in ('validate', 'restore'):
+        write_metrics(path, 'logical', True, 5.0, size=GB, finished_at=NOW - 3600, free=10 * GB, operation=operation)
+    run_rule_test(tmp_path, [(HISTORY, path)], {})  # ... but the backups' gauge, refreshed since, says plenty
+    write_free_bytes(path, 'logical', 10 * GB)
+    write_free_bytes(path, 'volume', 5 * GB)
+    run_rule_test(tmp_path, [(HISTORY, path)], {'SupabaseBackupDiskSpaceLow': [
+        disk_low('logical', '10G', '9.313Gi'), disk_low('volume', '5G', '4.657Gi')]})
 
 
 def test_disk_space_low_waits_for_its_for_duration(tmp_path):
@@ -295,7 +423,44 @@ def test_vanished_logical_metrics_fire_absent(tmp_path):
     # Scraped for hours, then the file is deleted: absent after `for: 1h`, not before.
     run_rule_test(tmp_path, [(HISTORY - 30, path), (30, None)], {})
     run_rule_test(tmp_path, [(HISTORY - 90, path), (90, None)], {'SupabaseBackupMetricsAbsent': [absent()]})
-    # Only volume metrics left (logical ones gone): still absent for logical.
-    volume_only = metrics_file(tmp_path, 'volume.prom')
-    write_metrics(volume_only, 'volume', True, 1.0, size=GB, finished_at=NOW - DAY)
-    run_rule_test(tmp_path, [(HISTORY - 90, path), (90, volume_only)], {'SupabaseBackupMetricsAbsent': [absent()]})
+    # Only volume, restore and validation metrics left (the logical backup's gone): still absent.
+    others = metrics_file(tmp_path, 'others.prom')
+    write_metrics(others, 'volume', True, 1.0, size=GB, finished_at=NOW - DAY)
+    for operation in ('validate', 'restore'):
+        write_metrics(others, 'logical', True, 1.0, size=GB, finished_at=NOW - DAY, operation=operation)
+    run_rule_test(tmp_path, [(HISTORY - 90, path), (90, others)], {'SupabaseBackupMetricsAbsent': [absent()]})
+
+
+def previous_and_migrated(tmp_path, logical_age=2 * DAY, validation_success=1):
+    """A metrics file of the previous version, and a copy the new version's first write migrated
+    (the status refresh, minutes after the upgrade)."""
+    previous = metrics_file(tmp_path, 'previous.prom')
+    os.makedirs(os.path.dirname(previous), exist_ok=True)
+    with open(previous, 'w', encoding='utf-8') as handle:
+        handle.write(PREVIOUS_VERSION_FILE.format(logical=NOW - logical_age, volume=NOW - 3 * DAY,
+                                                  validation=NOW - DAY, validation_success=validation_success))
+    migrated = metrics_file(tmp_path / 'migrated')
+    os.makedirs(os.path.dirname(migrated))
+    shutil.copy(previous, migrated)
+    write_free_bytes(migrated, 'logical', 100 * GB)
+    assert read_samples(migrated)[('supabase_backup_last_success_timestamp_seconds', 'logical', 'backup')] == \
+        NOW - logical_age
+    return previous, migrated
+
+
+def test_upgrade_from_the_previous_version_fires_nothing(tmp_path):
+    previous, migrated = previous_and_migrated(tmp_path)
+    # Before, during and hours after the switch of series: no alert (the old series vanishing
+    # is no SupabaseBackupMetricsAbsent, the migrated last success no SupabaseBackupMissing).
+    run_rule_test(tmp_path, [(HISTORY, previous)], {})
+    run_rule_test(tmp_path, [(HISTORY - 100, previous), (100, migrated)], {})
+    run_rule_test(tmp_path, [(HISTORY - 10, previous), (10, migrated)], {})
+
+
+def test_upgrade_keeps_what_the_previous_file_said(tmp_path):
+    # A backup 9 days old is still missing, a failed validation still failed, after the migration.
+    previous, migrated = previous_and_migrated(tmp_path, logical_age=9 * DAY, validation_success=0)
+    run_rule_test(tmp_path, [(HISTORY - 100, previous), (100, migrated)], {
+        'SupabaseBackupMissing': [missing('9d 0h 0m 0s')],
+        'SupabaseBackupFailed': [failed('logical', 'validate', '1d 0h 0m 0s')],
+    })

@@ -83,10 +83,10 @@ def backups(host, directory):
 
 
 def metric_samples(host, path):
-    """{(name, kind): value} of the metrics file."""
+    """{(name, kind): value} of the backups' samples (operation="backup") of the metrics file."""
     samples = {}
     for line in host.file(path).content_string.splitlines():
-        match = re.match(r'^(\w+)\{kind="(\w+)"\} (\S+)$', line)
+        match = re.match(r'^(\w+)\{kind="(\w+)",operation="backup"\} (\S+)$', line)
         if match:
             samples[(match.group(1), match.group(2))] = float(match.group(3))
     return samples
@@ -279,8 +279,8 @@ def test_cron_command_makes_a_real_backup(host, paths, cron_job):
 def test_status_refresh_updates_the_free_space_gauge(host, paths, cron_jobs):
     # A stale gauge, as if the disk had filled since the backup; the status line puts the truth back.
     metrics = paths['metrics_file']
-    stale = host.run("sed -i 's/^supabase_backup_free_bytes{kind=\"logical\"} .*/supabase_backup_free_bytes"
-                     "{kind=\"logical\"} 1/' %s", metrics)
+    stale = host.run("sed -i 's/^supabase_backup_free_bytes{kind=\"logical\",operation=\"backup\"} .*/"
+                     "supabase_backup_free_bytes{kind=\"logical\",operation=\"backup\"} 1/' %s", metrics)
     assert stale.rc == 0, stale.stderr
     before = metric_samples(host, metrics)
     assert before[('supabase_backup_free_bytes', 'logical')] == 1

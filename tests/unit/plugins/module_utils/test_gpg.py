@@ -7,21 +7,14 @@ import tempfile
 
 import pytest
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import AtomicFile
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_output import (
+    BackupWriter,
     CompressedOutput,
     OutputSettings,
 )
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
-    DUMP_SUFFIX,
-    AtomicFile,
-    list_backups,
-    suffix_variants,
-)
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_reader import (
-    BackupFile,
-    select_backup,
-)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_reader import BackupFile
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
     BackupFileError,
     ConfigError,
@@ -140,7 +133,7 @@ def _settings(tmp_path, **extra):
 
 def test_compressed_output_never_writes_plaintext(tmp_path):
     settings = _settings(tmp_path, encrypt_passphrase=SECRET.decode())
-    path = str(tmp_path / ('b' + settings.suffix(DUMP_SUFFIX)))
+    path = str(tmp_path / LOGICAL.part_name('20260101_000000', encrypted=settings.passphrase is not None))
     assert path.endswith('.sql.gz.gpg')
     plain = b'-- PostgreSQL database dump\n' + b'COPY t FROM stdin;\n' * 50000
     with AtomicFile(path, 0o600) as output:
@@ -161,20 +154,20 @@ def test_plain_and_encrypted_backups_count_alike(tmp_path):
     for stamp, suffix in (('20260101_000000', '.sql.gz'), ('20260102_000000', '.sql.gz.gpg'),
                           ('20260103_000000', '.sql.gz'), ('20260104_000000', '.sql.gz.gpg.partial')):
         (tmp_path / ('supabase_backup_%s%s' % (stamp, suffix))).write_bytes(b'x')
-    assert suffix_variants('.sql.gz') == suffix_variants('.sql.gz.gpg') == ('.sql.gz', '.sql.gz.gpg')
-    names = [item['name'] for item in list_backups(str(tmp_path), 'supabase_backup', suffix_variants('.sql.gz'))]
+    assert LOGICAL.suffixes == ('.sql.gz', '.sql.gz.gpg')
+    names = [point['name'] for point in LOGICAL.restore_points(str(tmp_path))]
     assert names == ['supabase_backup_20260101_000000.sql.gz', 'supabase_backup_20260102_000000.sql.gz.gpg',
                      'supabase_backup_20260103_000000.sql.gz']
     (tmp_path / 'supabase_backup_20260105_000000.sql.gz.gpg').write_bytes(b'x')
-    assert select_backup({'backup_dir': str(tmp_path), 'prefix': 'supabase_backup'}).endswith(
-        '20260105_000000.sql.gz.gpg')
+    assert LOGICAL.select(str(tmp_path)).endswith('20260105_000000.sql.gz.gpg')
 
-    class Writer(Backend):
-        def naming(self):
-            return str(tmp_path), 'supabase_backup', '_', self.settings.suffix(DUMP_SUFFIX)
+    class Writer(BackupWriter):
+        kind = LOGICAL
 
     settings = _settings(tmp_path, retention_days=1, retention_keep_min=1, encrypt_passphrase='x')
-    writer = Writer(settings, clock=lambda: 1900000000.0)
-    expired = [os.path.basename(item['path']) for item in writer.expired()]
+    settings.backup_dir = str(tmp_path)
+    writer = Writer(settings, check_mode=True, clock=lambda: 1900000000.0)
+    assert writer.backup_path().endswith('.sql.gz.gpg')
+    expired = [os.path.basename(path) for path in writer.remove_expired()]
     # Everything but the newest (encrypted) one, plain and encrypted alike; never the partial file.
     assert expired == names

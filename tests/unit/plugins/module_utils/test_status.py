@@ -96,6 +96,7 @@ def test_newest_of_mixed_plain_and_encrypted_sidecars_ignored(tmp_path):
     result = status(tmp_path)
     assert result['changed'] is False and result['problems'] == []
     assert result['newest'] == {'path': newest, 'name': os.path.basename(newest), 'timestamp': '20260103_020000',
+                                'restore_point': 'supabase_backup_20260103_020000',
                                 'mtime': NOW - 5 * HOUR, 'age_seconds': 5 * HOUR, 'size': 300, 'encrypted': True}
     assert result['count'] == 3 and result['total_size'] == 600
     assert result['free_bytes'] > 0 and result['total_bytes'] >= result['free_bytes']
@@ -234,13 +235,13 @@ def test_metrics_gauge_refreshed_not_in_check_mode(tmp_path):
     assert not os.path.exists(metrics)
     result = status(backups, kind='volume', metrics_file=metrics)
     assert result['changed'] is False
-    assert read_samples(metrics) == {('supabase_backup_free_bytes', 'volume'): result['free_bytes']}
+    assert read_samples(metrics) == {('supabase_backup_free_bytes', 'volume', 'backup'): result['free_bytes']}
 
 
 def test_metrics_gauge_refreshed_even_when_failing_and_unwritable_gauge_fails(tmp_path):
     metrics = str(tmp_path / 'supabase_backup.prom')
     error = failure(tmp_path, max_age='1h', metrics_file=metrics)
-    assert read_samples(metrics)[('supabase_backup_free_bytes', 'logical')] == error.details['free_bytes']
+    assert read_samples(metrics)[('supabase_backup_free_bytes', 'logical', 'backup')] == error.details['free_bytes']
     blocker = tmp_path / 'not-a-dir'
     blocker.write_text('')
     error = failure(tmp_path, metrics_file=str(blocker / 'supabase_backup.prom'))

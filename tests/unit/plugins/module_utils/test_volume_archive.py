@@ -6,8 +6,8 @@ import tarfile
 
 import pytest
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils import _backup_files as files
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils import _volume_archive as va
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import VOLUME
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import BackupFileError
 
 
@@ -151,7 +151,7 @@ def test_snapshot_names_for_retention(tmp_path):
     for name in ('supabase-volume-20260101_020000.tar.gz', 'supabase-volume_20260101_020000.tar.gz',
                  'supabase-volume-20260101_020000.tar.gz.sha256', 'supabase_backup_20260101_020000.sql.gz'):
         (tmp_path / name).write_bytes(b'x')
-    listed = files.list_backups(str(tmp_path), va.VOLUME_PREFIX, (va.VOLUME_SUFFIX,), va.VOLUME_SEPARATOR)
+    listed = VOLUME.restore_points(str(tmp_path))
     assert [item['name'] for item in listed] == ['supabase-volume-20260101_020000.tar.gz']
-    assert files.newest_backup(str(tmp_path), va.VOLUME_PREFIX, (va.VOLUME_SUFFIX,), va.VOLUME_SEPARATOR) == str(
-        tmp_path / 'supabase-volume-20260101_020000.tar.gz')
+    assert VOLUME.newest(str(tmp_path))['path'] == str(tmp_path / 'supabase-volume-20260101_020000.tar.gz')
+    assert VOLUME.open(listed[0]['path']).what == 'volume snapshot'
