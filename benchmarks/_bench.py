@@ -8,7 +8,9 @@ import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DB_CONTAINER = 'cortexreview-supabase-db'
+# Another DB container (and writers) than the test stack's, for a run beside the test suite.
+DB_CONTAINER = os.environ.get('BENCH_DB_CONTAINER', 'cortexreview-supabase-db')
+WRITERS = tuple(os.environ.get('BENCH_WRITERS', 'cortexreview-api cortexreview-worker').split())
 NODE_PYTHON = '/usr/bin/python3'  # the node's system Python, as on a Debian DB host
 
 
@@ -75,6 +77,7 @@ def run_backup_playbook(workdir, env, backup_dir, passphrase=None):
                    'supabase_backup_passphrase_file': os.path.join(workdir, 'etc', 'passphrase'),
                    'supabase_backup_metrics_file': '',
                    'supabase_backup_hosts': 'localhost', 'supabase_backup_dir': backup_dir,
+                   'supabase_backup_container': DB_CONTAINER,
                    'supabase_backup_install_dir': os.path.join(workdir, 'runtime'),
                    'supabase_backup_command': os.path.join(workdir, 'bin', 'cortexreview-supabase-backup'),
                    'supabase_backup_config_file': os.path.join(workdir, 'etc', 'backup.json'),

@@ -2,6 +2,9 @@
 
     python3 benchmarks/restore_benchmark.py [--rows 20000] [--rounds 2] [--writers-stop-at swap] [--jobs 0]
 
+BENCH_DB_CONTAINER and BENCH_WRITERS (space-separated) name another DB container and its writers
+than the test stack's, so that it can run beside the test suite.
+
 Loads vector rows (1536 dimensions, an IVFFlat index) into schema `bench` of the test stack's
 `postgres` database, makes one backup of it with backup.yml, then restores that backup into
 `postgres`, side by side and alternating:
@@ -33,10 +36,9 @@ import tempfile
 import threading
 import time
 
-from _bench import DB_CONTAINER, REPO, PeakMemory, collections_path, psql, run_backup_playbook
+from _bench import DB_CONTAINER, REPO, WRITERS, PeakMemory, collections_path, psql, run_backup_playbook
 
-API_CONTAINER = 'cortexreview-api'
-WRITERS = (API_CONTAINER, 'cortexreview-worker')
+API_CONTAINER = WRITERS[0]
 CONTRACT_MAINTENANCE_WORK_MEM = '1GB'
 MODULE_TARGET = 1.0
 ROLE_TARGET = 1.1
@@ -137,7 +139,8 @@ def run_role(workdir, env, python, src, writers_stop_at, jobs):
     with open(vars_file, 'w') as handle:
         json.dump({'supabase_restore_hosts': 'localhost', 'supabase_restore_src': src,
                    'supabase_restore_confirm': True, 'supabase_restore_writers_stop_at': writers_stop_at,
-                   'supabase_restore_restore_jobs': jobs,
+                   'supabase_restore_restore_jobs': jobs, 'supabase_restore_container': DB_CONTAINER,
+                   'supabase_restore_stop_containers': list(WRITERS),
                    'supabase_restore_venv_dir': os.path.dirname(os.path.dirname(python))}, handle)
     with Downtime() as downtime:
         started = time.monotonic()
@@ -168,13 +171,15 @@ def main():
     parser.add_argument('--writers-stop-at', default='swap', choices=['swap', 'load'])
     parser.add_argument('--jobs', type=int, default=0, help='restore_jobs (0: one per CPU)')
     args = parser.parse_args()
-    subprocess.run(['bash', os.path.join(REPO, 'tests', 'testbed', 'stack.sh'), 'up'], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if 'BENCH_DB_CONTAINER' not in os.environ:
+        subprocess.run(['bash', os.path.join(REPO, 'tests', 'testbed', 'stack.sh'), 'up'], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     workdir = tempfile.mkdtemp(prefix='cortexreview-restore-bench-')
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(workdir), ANSIBLE_NOCOLOR='1')
     backup_dir = os.path.join(workdir, 'backups')
     python = os.path.join(workdir, 'runtime', 'venv', 'bin', 'python3')
-    module_args = {'confirm': True, 'writers_stop_at': args.writers_stop_at, 'restore_jobs': args.jobs}
+    module_args = {'confirm': True, 'writers_stop_at': args.writers_stop_at, 'restore_jobs': args.jobs,
+                   'container': DB_CONTAINER, 'stop_containers': list(WRITERS)}
     try:
         # Warm-up on the seed database: provisions the runtime, gives the small-size memory figure.
         _elapsed, small_backup, _rss = run_backup_playbook(workdir, env, backup_dir)
