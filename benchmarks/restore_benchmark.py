@@ -67,25 +67,25 @@ class Downtime(threading.Thread):
         super().__init__(daemon=True)
         self.interval = interval
         self.seconds = 0.0
-        self._stop = threading.Event()
+        self._done = threading.Event()
 
     def run(self):
         last = time.monotonic()
-        while not self._stop.is_set():
+        while not self._done.is_set():
             state = subprocess.run(['docker', 'inspect', '-f', '{{.State.Running}}', API_CONTAINER],
                                    capture_output=True, text=True, check=False).stdout.strip()
             now = time.monotonic()
             if state != 'true':
                 self.seconds += now - last
             last = now
-            self._stop.wait(self.interval)
+            self._done.wait(self.interval)
 
     def __enter__(self):
         self.start()
         return self
 
     def __exit__(self, *exc_info):
-        self._stop.set()
+        self._done.set()
         self.join()
 
 
