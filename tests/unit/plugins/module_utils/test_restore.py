@@ -1,0 +1,283 @@
+"""RestoreBackend and DatabaseRestorer at the Docker/psql boundary (see tests/unit/fakes.py).
+
+Whatever fails, the live database keeps its name and its data, the scratch database is
+dropped and every writer stopped is started again; a backup that fails its own verification
+stops nothing at all.
+"""
+
+import copy
+import gzip
+
+import pytest
+
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils import _database_restorer, _restore
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
+    BackupFileError,
+    CommandError,
+    ConfigError,
+    DockerError,
+    SupabaseBackupError,
+    VerificationError,
+)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import restore_argument_spec
+from ansible_collections.cortexreview.supabase_backup.tests.unit.fakes import (
+    FakeDatabase,
+    FakeDockerAPI,
+    FakeServer,
+    api_error,
+    dump_text,
+    install,
+    module_params,
+    write_backup,
+)
+
+NOW = 1_800_000_000
+WRITERS = ['api', 'worker']
+BACKUP_TABLES = {'public.t': 3, 'public.u': 2}
+BACKUP_INDEXES = ['public.t_idx']
+LIVE = FakeDatabase(tables={'public.t': 1}, indexes=['public.t_idx'], extensions={'vector': '0.8.0'})
+
+
+class World:
+    """The fake server and Docker engine one restore runs against."""
+
+    def __init__(self, monkeypatch, tmp_path):
+        self.server = FakeServer({'postgres': copy.deepcopy(LIVE), 'template1': FakeDatabase()})
+        self.docker = FakeDockerAPI()
+        for name in WRITERS:
+            self.docker.add(name)
+        install(monkeypatch, self.server, self.docker)
+        monkeypatch.setattr(_database_restorer.time, 'sleep', lambda seconds: None)
+        self.src = write_backup(tmp_path / 'supabase_backup_20260101_000000.sql.gz',
+                                dump_text(BACKUP_TABLES, BACKUP_INDEXES, {'vector': '0.8.0'}))
+        self.before = copy.deepcopy(self.server.databases)
+
+    def backend(self, check_mode=False, **options):
+        params = module_params(restore_argument_spec(), **dict(
+            {'src': self.src, 'confirm': True, 'container': 'fake-db', 'stop_containers': WRITERS}, **options))
+        return _restore.RestoreBackend.from_params(params, check_mode=check_mode, clock=lambda: NOW)
+
+    def run(self, **options):
+        backend = self.backend(**options)
+        return backend, backend.run()
+
+    def fails(self, error_type, **options):
+        backend = self.backend(**options)
+        with pytest.raises(error_type) as caught:
+            backend.run()
+        return backend, caught.value
+
+    @property
+    def stamp(self):
+        return self.backend(check_mode=True).stamp()
+
+    def assert_live_untouched(self):
+        assert self.server.databases == self.before, 'a database was created, renamed, changed or left behind'
+
+    def assert_writers_started_again(self, error=None):
+        assert self.docker.actions('start') == self.docker.actions('stop')
+        assert all(info['State']['Running'] for info in self.docker.containers_by_name.values())
+        if error is not None:
+            assert error.details['started'] == error.details['stopped'] == self.docker.actions('stop')
+
+
+@pytest.fixture
+def world(monkeypatch, tmp_path):
+    return World(monkeypatch, tmp_path)
+
+
+# ------------------------------------------------------------------ success --
+
+def test_restore_swaps_in_the_verified_copy_and_keeps_the_previous(world):
+    backend, result = world.run()
+    stamp = backend.stamp()
+    databases = world.server.databases
+    assert sorted(databases) == ['postgres', 'postgres_pre_restore_' + stamp, 'template1']
+    assert databases['postgres'].tables == BACKUP_TABLES
+    assert databases['postgres_pre_restore_' + stamp] == LIVE
+    assert result['previous_database'] == 'postgres_pre_restore_' + stamp
+    assert result['tables'] == BACKUP_TABLES and result['indexes'] == BACKUP_INDEXES
+    assert result['stopped'] == result['started'] == WRITERS
+    world.assert_writers_started_again()
+    assert world.server.unmodelled == []
+
+
+def test_both_renames_are_one_transaction(world):
+    backend, _result = world.run()
+    stamp = backend.stamp()
+    renames = [statements for statements in world.server.transactions
+               if any('RENAME TO' in statement for statement in statements)]
+    assert len(renames) == 1, renames
+    assert 'ALTER DATABASE "postgres" RENAME TO "postgres_pre_restore_%s"' % stamp in renames[0]
+    assert 'ALTER DATABASE "postgres_restore_%s" RENAME TO "postgres"' % stamp in renames[0]
+
+
+def test_writers_are_stopped_before_the_scratch_database_is_made(world):
+    statements_at_stop = []
+    world.docker.on_stop = lambda name: statements_at_stop.append(len(world.server.executed('^CREATE DATABASE')))
+    world.run()
+    assert statements_at_stop == [0, 0]
+
+
+def test_the_dump_is_loaded_in_one_transaction_with_errors_stopping_it(world):
+    world.run(maintenance_work_mem='256MB')
+    # the fake server itself asserts --single-transaction and ON_ERROR_STOP=1 on every load
+    assert world.server.executed('PGOPTIONS=-c maintenance_work_mem=256MB')
+
+
+def test_keep_previous_false_drops_every_previous_copy(world):
+    world.server.databases['postgres_pre_restore_20200101_000000'] = FakeDatabase()
+    world.server.databases['postgres_pre_restore_notes'] = FakeDatabase()  # not ours: kept
+    _backend, result = world.run(keep_previous=False)
+    assert result['previous_database'] is None
+    assert sorted(world.server.databases) == ['postgres', 'postgres_pre_restore_notes', 'template1']
+
+
+def test_only_the_newest_previous_copy_is_kept(world):
+    world.server.databases['postgres_pre_restore_20200101_000000'] = FakeDatabase()
+    backend, _result = world.run()
+    assert sorted(world.server.databases) == ['postgres', 'postgres_pre_restore_' + backend.stamp(), 'template1']
+
+
+def test_check_mode_stops_nothing_and_creates_nothing(world):
+    result = world.backend(check_mode=True, confirm=False).run()
+    assert result['msg'].startswith('Would restore') and result['stopped'] == WRITERS
+    assert world.docker.actions('stop') == []
+    assert world.server.executed('CREATE DATABASE|RENAME|DROP') == []
+    world.assert_live_untouched()
+
+
+# ------------------------------------------- a bad backup stops nothing at all --
+
+@pytest.mark.parametrize('damage,message', [
+    (lambda data: data[:len(data) // 2], 'truncated'),
+    (lambda data: gzip.compress(dump_text(BACKUP_TABLES, complete=False).encode()), 'completion marker'),
+    (lambda data: gzip.compress(b'hello, not a dump\n'), 'pg_dump'),
+    (gzip.decompress, 'not gzip'),
+])
+def test_a_backup_failing_its_verification_stops_nothing(world, damage, message):
+    with open(world.src, 'rb') as handle:
+        data = handle.read()
+    write_backup_bytes(world.src, damage(data))
+    _backend, error = world.fails(BackupFileError)
+    assert message in error.msg
+    assert world.docker.actions('stop') == []
+    assert world.server.executed('CREATE DATABASE|RENAME|DROP|terminate') == []
+    world.assert_live_untouched()
+
+
+def write_backup_bytes(path, data):
+    with open(path, 'wb') as handle:
+        handle.write(data)
+
+
+def test_a_checksum_mismatch_stops_nothing(world):
+    write_backup_bytes(world.src + '.sha256', ('0' * 64 + '  x\n').encode())
+    _backend, error = world.fails(BackupFileError)
+    assert 'checksum' in error.msg
+    assert world.docker.actions('stop') == []
+    world.assert_live_untouched()
+
+
+def test_without_confirm_nothing_happens(world):
+    _backend, error = world.fails(ConfigError, confirm=False)
+    assert 'confirm must be true' in error.msg
+    assert world.docker.calls == [] and world.server.log == []
+
+
+def test_a_missing_live_database_is_refused(world):
+    _backend, error = world.fails(ConfigError, db='absent')
+    assert 'does not exist' in error.msg
+    assert world.docker.actions('stop') == []
+
+
+# --------------------------------- failures after the writers were stopped --
+
+def test_a_failing_load_drops_the_scratch_database_and_starts_the_writers(world):
+    world.server.load_error = (3, 'psql:<stdin>:42: ERROR:  division by zero')
+    _backend, error = world.fails(CommandError)
+    assert 'division by zero' in error.msg and 'live database was not touched' in error.msg
+    world.assert_live_untouched()
+    world.assert_writers_started_again(error)
+
+
+def test_a_restored_database_with_other_row_counts_is_never_swapped_in(world):
+    world.server.load_tamper = lambda database: database.tables.update({'public.u': 1})
+    _backend, error = world.fails(VerificationError)
+    assert 'does not match the backup' in error.msg and 'public.u: 1 rows, backup has 2' in error.msg
+    assert 'live database was not touched' in error.msg
+    assert world.server.executed('RENAME') == []
+    world.assert_live_untouched()
+    world.assert_writers_started_again(error)
+
+
+def test_a_restored_database_missing_an_index_is_never_swapped_in(world):
+    world.server.load_tamper = lambda database: database.indexes.clear()
+    _backend, error = world.fails(VerificationError)
+    assert 'public.t_idx' in error.msg
+    world.assert_live_untouched()
+    world.assert_writers_started_again(error)
+
+
+def test_a_failure_between_the_two_renames_keeps_the_live_database(world):
+    """The second rename fails after the first ran: the transaction takes the first back."""
+    world.server.fail_on(r'RENAME TO "postgres"$', 'injected failure between the two renames')
+    _backend, error = world.fails(CommandError)
+    assert 'injected failure' in error.msg and 'live database was not touched' in error.msg
+    assert world.server.executed(r'RENAME TO "postgres_pre_restore_')  # the first rename did run
+    world.assert_live_untouched()
+    world.assert_writers_started_again(error)
+
+
+def test_the_swap_is_retried_while_sessions_sneak_in(world):
+    world.server.fail_on(r'RENAME TO "postgres"$', 'database "postgres" is being accessed by other users', times=2)
+    _backend, result = world.run()
+    assert world.server.databases['postgres'].tables == BACKUP_TABLES
+    assert result['previous_database'] in world.server.databases
+
+
+def test_the_swap_gives_up_after_its_attempts(world):
+    world.server.fail_on(r'RENAME TO "postgres"$', 'database "postgres" is being accessed by other users')
+    _backend, error = world.fails(CommandError)
+    assert 'being accessed by other users' in error.msg
+    assert len(world.server.executed(r'RENAME TO "postgres";')) == _database_restorer.SWAP_ATTEMPTS
+    world.assert_live_untouched()
+
+
+def test_a_scratch_database_that_cannot_be_dropped_is_a_warning_beside_the_real_error(world):
+    world.server.load_error = (3, 'psql:<stdin>:42: ERROR:  division by zero')
+    world.server.fail_on(r'^DROP DATABASE IF EXISTS "postgres_restore_', 'cannot drop: disk on fire')
+    backend, error = world.fails(CommandError)
+    assert 'division by zero' in error.msg
+    assert any('could not drop the scratch database' in warning for warning in backend.warnings)
+    assert world.server.databases['postgres'] == LIVE
+    world.assert_writers_started_again(error)
+
+
+def test_a_writer_that_cannot_be_stopped_restarts_those_already_stopped(world):
+    world.docker.stop_errors['worker'] = api_error('cannot kill container worker')
+    _backend, error = world.fails(DockerError)
+    assert 'cannot stop writer container worker' in error.msg
+    assert error.details['stopped'] == ['api'] and error.details['started'] == ['api']
+    assert world.docker.actions('start') == ['api']
+    assert world.server.executed('CREATE DATABASE') == []
+    world.assert_live_untouched()
+
+
+def test_a_writer_that_cannot_be_started_again_fails_the_restore_after_the_swap(world):
+    world.docker.start_errors['worker'] = api_error('port is already allocated')
+    backend, error = world.fails(SupabaseBackupError)
+    assert 'the restore succeeded but worker could not be started again' in error.msg
+    assert error.details['started'] == ['api']
+    assert world.server.databases['postgres'].tables == BACKUP_TABLES
+    assert any('could not start worker again' in warning for warning in backend.warnings)
+
+
+def test_an_unexpected_exception_still_starts_the_writers(world, monkeypatch):
+    def bug(*_args):
+        raise KeyError('surprise')
+
+    monkeypatch.setattr(_database_restorer.DatabaseRestorer, 'copy_database_settings', bug)
+    world.fails(KeyError)
+    world.assert_live_untouched()
+    world.assert_writers_started_again()
