@@ -24,12 +24,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DB_CONTAINER = 'cortexreview-supabase-db'
-NODE_PYTHON = '/usr/bin/python3'  # the node's system Python, as on a Debian DB host
+from _bench import DB_CONTAINER, REPO, collections_path, psql, run_backup_playbook
+
 TIME_TARGET = 0.5
 SIZE_TARGET = 1.10
 MEMORY_GROWTH_LIMIT = 1.5
@@ -45,72 +43,6 @@ SELECT 'review note ' || g || ': ' || repeat('prefer explicit error handling ove
        (SELECT array_agg((random() * 2 - 1)::real) FROM generate_series(1, 1536) WHERE g > 0)::vector
   FROM generate_series(1, {rows}) g;
 '''
-
-
-def psql(sql):
-    subprocess.run(['docker', 'exec', '-i', DB_CONTAINER, 'psql', '-U', 'postgres', '-X', '-q',
-                    '-v', 'ON_ERROR_STOP=1', '-d', 'postgres'], input=sql.encode(), check=True)
-
-
-def collections_path(workdir):
-    link = os.path.join(workdir, 'collections', 'ansible_collections', 'cortexreview', 'supabase_backup')
-    os.makedirs(os.path.dirname(link))
-    os.symlink(REPO, link)
-    return os.path.join(workdir, 'collections')
-
-
-def peak_rss_of(pattern, stop, peaks):
-    """Sample the peak RSS (VmHWM) of processes whose command line contains ``pattern``."""
-    while not stop.is_set():
-        for pid in filter(str.isdigit, os.listdir('/proc')):
-            try:
-                with open('/proc/%s/cmdline' % pid, 'rb') as handle:
-                    if pattern not in handle.read():
-                        continue
-                with open('/proc/%s/status' % pid) as handle:
-                    for line in handle:
-                        if line.startswith('VmHWM:'):
-                            peaks[pid] = max(peaks.get(pid, 0), int(line.split()[1]))
-            except OSError:
-                continue
-        time.sleep(0.05)
-
-
-def run_ours(workdir, env, backup_dir, passphrase=None):
-    vars_file = os.path.join(workdir, 'vars.json')
-    with open(os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 'w') as handle:
-        # The operator's defaults, but every path in the work directory: the run must not
-        # touch a real installation on this machine.
-        json.dump({'supabase_backup_encrypt_passphrase': passphrase,
-                   'supabase_backup_passphrase_file': os.path.join(workdir, 'etc', 'passphrase'),
-                   'supabase_backup_metrics_file': '',
-                   'supabase_backup_hosts': 'localhost', 'supabase_backup_dir': backup_dir,
-                   'supabase_backup_install_dir': os.path.join(workdir, 'runtime'),
-                   'supabase_backup_command': os.path.join(workdir, 'bin', 'cortexreview-supabase-backup'),
-                   'supabase_backup_config_file': os.path.join(workdir, 'etc', 'backup.json'),
-                   'supabase_backup_cron_file': os.path.join(workdir, 'cron.d', 'cortexreview-backup'),
-                   'supabase_backup_log_file': os.path.join(workdir, 'log', 'supabase_backup.log'),
-                   'supabase_backup_logrotate_file': os.path.join(workdir, 'logrotate.d', 'backup')}, handle)
-    for directory in ('bin', 'cron.d', 'log', 'logrotate.d'):
-        os.makedirs(os.path.join(workdir, directory), exist_ok=True)
-    inventory = os.path.join(workdir, 'inventory')
-    with open(inventory, 'w') as handle:
-        handle.write('localhost ansible_connection=local ansible_python_interpreter=%s\n' % NODE_PYTHON)
-    stop = threading.Event()
-    peaks = {}
-    sampler = threading.Thread(target=peak_rss_of, args=(b'AnsiballZ_supabase_dump', stop, peaks))
-    sampler.start()
-    started = time.monotonic()
-    result = subprocess.run(['ansible-playbook', '-i', inventory, os.path.join(REPO, 'playbooks', 'backup.yml'),
-                             '-e', '@' + vars_file], env=env, capture_output=True, text=True, check=False)
-    elapsed = time.monotonic() - started
-    stop.set()
-    sampler.join()
-    if result.returncode != 0:
-        sys.exit('backup.yml failed:\n%s\n%s' % (result.stdout[-3000:], result.stderr[-3000:]))
-    suffix = '.sql.gz.gpg' if passphrase else '.sql.gz'
-    newest = sorted(name for name in os.listdir(backup_dir) if name.endswith(suffix))[-1]
-    return elapsed, os.path.join(backup_dir, newest), max(peaks.values()) if peaks else 0
 
 
 def run_baseline(path, passphrase_file=None):
@@ -151,7 +83,7 @@ def main():
             handle.write(passphrase + '\n')
     try:
         # Warm-up on the small seed database: provisions the runtime, gives the small-size memory figure.
-        _elapsed, _path, small_rss = run_ours(workdir, env, backup_dir, passphrase)
+        _elapsed, _path, small_rss = run_backup_playbook(workdir, env, backup_dir, passphrase)
         print('loading %d vector rows into schema bench ...' % args.rows, flush=True)
         psql(LOAD_SQL.replace('{rows}', str(args.rows)))
         psql('VACUUM ANALYZE bench.knowledge_base;')
@@ -163,7 +95,7 @@ def main():
                 if which == 'baseline':
                     baseline_times.append(run_baseline(baseline_path, passphrase_file))
                 else:
-                    elapsed, our_path, rss = run_ours(workdir, env, backup_dir, passphrase)
+                    elapsed, our_path, rss = run_backup_playbook(workdir, env, backup_dir, passphrase)
                     our_times.append(elapsed)
                     our_rss.append(rss)
         for path in (baseline_path, our_path):

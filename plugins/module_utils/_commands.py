@@ -119,6 +119,12 @@ class PgTarget:
         if not login_user:
             raise ConfigError('login_user must not be empty')
 
+    def copy(self):
+        """The same target with a Docker client of its own, for a session in another thread."""
+        return PgTarget(container=self.container, db=self.db, login_user=self.login_user,
+                        login_password=self._password, login_host=self.login_host, login_port=self.login_port,
+                        docker_host=self.docker_host, pg_bin_dir=self.pg_bin_dir)
+
     def describe(self, db=None):
         if self.container:
             return "database '%s' in container '%s'" % (db or self.db, self.container)

@@ -13,20 +13,29 @@ then dropped) use it; its SQL lives here too.
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 import time
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import PgTarget, last_line
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._docker import inspect_container
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump_stream import DumpInspector
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
     CommandError,
     ConfigError,
     VerificationError,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._gpg import Passphrase
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._post_data import DumpSplitter
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._sql import quote_ident, quote_literal
 
-MEMORY_SETTING = re.compile(r'^[0-9]+(kB|MB|GB|TB)?$')
+MEMORY_SETTING = re.compile(r'^([0-9]+)(kB|MB|GB|TB)?$')
+MEMORY_UNITS = {None: 1 << 10, 'kB': 1 << 10, 'MB': 1 << 20, 'GB': 1 << 30, 'TB': 1 << 40}
+# Index builds may take this share of the memory the database may use; the rest keeps serving.
+MAINTENANCE_MEMORY_SHARE = 4
+MAX_AUTO_JOBS = 4
 SWAP_ATTEMPTS = 3
 # GUCs whose stored value is a list to be written unquoted (as pg_dump's variable_is_guc_list_quote).
 LIST_SETTINGS = ('search_path', 'temp_tablespaces', 'session_preload_libraries',
@@ -60,17 +69,62 @@ class LoadSettings:
         backup = self.kind.open(self.src, self.passphrase)
         return backup, self.kind.stem_of(backup.path)
 
-    def restorer(self):
-        return DatabaseRestorer(self.target, self.maintenance_db, self.maintenance_work_mem)
+    def restorer(self, jobs=0):
+        return DatabaseRestorer(self.target, self.maintenance_db, self.maintenance_work_mem, jobs)
+
+
+def memory_bytes(value):
+    """'1GB' -> bytes (PostgreSQL's units; a bare number is kB, as for maintenance_work_mem)."""
+    match = MEMORY_SETTING.match(value)
+    return int(match.group(1)) * MEMORY_UNITS[match.group(2)]
+
+
+def database_resources(target):
+    """(memory in bytes or None, CPUs) the database server may use: the DB container's limits, else
+    its host's; in direct mode this node's when the server is local, else (None, None)."""
+    if target.container:
+        api = target.docker_api
+        host_config = inspect_container(api, target.container).get('HostConfig') or {}
+        info = api.info()
+        memory = host_config.get('Memory') or info.get('MemTotal') or None
+        cpus = info.get('NCPU') or None
+        if host_config.get('NanoCpus'):
+            cpus = max(1, host_config['NanoCpus'] // 10 ** 9)
+        elif host_config.get('CpuQuota', 0) > 0 and host_config.get('CpuPeriod'):
+            cpus = max(1, host_config['CpuQuota'] // host_config['CpuPeriod'])
+        return memory, cpus
+    if target.login_host not in (None, '', 'localhost', '127.0.0.1', '::1') and not str(target.login_host).startswith('/'):
+        return None, None
+    try:
+        with open('/proc/meminfo', encoding='ascii') as handle:
+            memory = next(int(line.split()[1]) * 1024 for line in handle if line.startswith('MemTotal:'))
+    except (OSError, StopIteration, ValueError, IndexError):
+        memory = None
+    return memory, os.cpu_count()
+
+
+def plan_sessions(maintenance_work_mem, jobs, memory, cpus):
+    """(sessions, maintenance_work_mem per session in kB, parallel workers per build) for building
+    post-data: ``jobs`` sessions (0: one per CPU, at most MAX_AUTO_JOBS), each with at most
+    ``maintenance_work_mem`` and all of them with at most 1/MAINTENANCE_MEMORY_SHARE of ``memory``."""
+    sessions = jobs or min(MAX_AUTO_JOBS, cpus or 1)
+    per_session = memory_bytes(maintenance_work_mem)
+    if memory:
+        per_session = min(per_session, memory // MAINTENANCE_MEMORY_SHARE // sessions)
+    # CPUs left over by the sessions go to each build's parallel workers.
+    workers = max(0, (cpus or 1) // sessions - 1)
+    return sessions, max(1024, per_session // 1024), workers
 
 
 class DatabaseRestorer:
-    """Restores a verified backup into a new database of the same server and checks it."""
+    """Loads a backup into a new database of the same server and checks it."""
 
-    def __init__(self, target, maintenance_db, maintenance_work_mem):
+    def __init__(self, target, maintenance_db, maintenance_work_mem, jobs=0):
         self.target = target
         self.maintenance_db = maintenance_db
         self.maintenance_work_mem = maintenance_work_mem
+        self.jobs = jobs
+        self.timings = {}
 
     def admin(self, sql):
         return self.target.query(sql, db=self.maintenance_db)
@@ -101,12 +155,61 @@ class DatabaseRestorer:
         self.admin('DROP DATABASE IF EXISTS %s WITH (FORCE)' % quote_ident(name))
 
     def load(self, name, backup):
-        """Feed the dump to psql with errors stopping it, in one transaction."""
-        returncode, _output, stderr = self.target.feed(
-            'psql',
-            ['--dbname', name, '--no-psqlrc', '--quiet', '--set', 'ON_ERROR_STOP=1', '--single-transaction'],
-            backup.sql_chunks(),
-            env={'PGOPTIONS': '-c maintenance_work_mem=%s' % self.maintenance_work_mem})
+        """Load ``backup`` into database ``name`` in one read of the file, and return its findings.
+
+        Schema and data go through one session; the indexes and constraints are then built by
+        parallel sessions and the rest of the post-data section follows in one session. The
+        backup's checks (checksum, gzip end, completion marker, row counts) ride on the same
+        read and run before any post-data statement, so a damaged backup fails here. The load is
+        not one transaction: on any failure the caller drops the database.
+        """
+        began = time.monotonic()
+        memory, cpus = database_resources(self.target)
+        sessions, memory_kb, workers = plan_sessions(self.maintenance_work_mem, self.jobs, memory, cpus)
+        options = {'PGOPTIONS': '-c maintenance_work_mem=%dkB -c max_parallel_maintenance_workers=%d '
+                                '-c synchronous_commit=off' % (memory_kb, workers)}
+        inspector = DumpInspector()
+        splitter = DumpSplitter(inspector)
+        chunks, check = backup.sql_stream()
+        findings = {}
+        self._psql(self.target, name, backup, splitter.first_session_chunks(
+            chunks, on_start=lambda: backup.check_start(inspector),
+            on_end=lambda: findings.update(check(inspector))), options)
+        self.timings['load'] = round(time.monotonic() - began, 3)
+        plan = splitter.plan
+        if plan is not None:
+            began = time.monotonic()
+            preamble = splitter.preamble()
+            self._in_parallel(name, backup, plan.sessions(sessions, preamble), options)
+            self._psql(self.target, name, backup, [(preamble + plan.sequential).encode('utf-8')], options)
+            self.timings['post_data'] = round(time.monotonic() - began, 3)
+        findings['load'] = {'sessions': sessions if plan is not None else 1, 'maintenance_work_mem': '%dkB' % memory_kb,
+                            'max_parallel_maintenance_workers': workers,
+                            'parallel_entries': len(plan.parallel) if plan is not None else 0}
+        return findings
+
+    def _in_parallel(self, name, backup, scripts, options):
+        """Run each script in a session of its own; the first failure is raised once all ended."""
+        errors = []
+
+        def run(script):
+            try:
+                self._psql(self.target.copy(), name, backup, [script.encode('utf-8')], options)
+            except Exception as exc:  # pylint: disable=broad-except
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(script,), daemon=True) for script in scripts]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+
+    @staticmethod
+    def _psql(target, name, backup, chunks, options):
+        returncode, _output, stderr = target.feed(
+            'psql', ['--dbname', name, '--no-psqlrc', '--quiet', '--set', 'ON_ERROR_STOP=1'], chunks, env=options)
         if returncode != 0:
             raise CommandError('restoring %s into database %s failed: %s'
                                % (backup.path, name, last_line(stderr) or 'psql exit %s' % returncode),

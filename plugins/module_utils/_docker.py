@@ -216,7 +216,12 @@ class DockerExecStream:
                 pass
 
     def abort(self):
-        # Closing the attach stream gives the program EPIPE on its next write.
+        # Shutting the attach stream down ends the program's input (and its next write fails with
+        # EPIPE), and wakes a thread blocked reading it: closing alone does neither.
+        try:
+            self._raw.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._close()
 
 

@@ -26,6 +26,17 @@ TAIL_KEEP = 256
 
 IDENTIFIER = r'(?:"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$]*)'
 _INDEX_PATTERN = re.compile(r'^CREATE (?:UNIQUE )?INDEX (%s) ON (?:ONLY )?(%s)\.' % (IDENTIFIER, IDENTIFIER))
+# "-- Name: knowledge_base_pkey; Type: CONSTRAINT; Schema: public; Owner: postgres[; Tablespace: ts]"
+ENTRY_HEADER = re.compile(r'^-- Name: (?P<name>.*); Type: (?P<type>[A-Z ]+); Schema: (?P<schema>[^;]*); '
+                          r'Owner: (?P<owner>[^;]*)(?:; Tablespace: (?P<tablespace>[^;]*))?$')
+# Entry types that only pg_dump's post-data section holds: once one is seen, all data has been loaded.
+POST_DATA_TYPES = frozenset((
+    'CONSTRAINT', 'FK CONSTRAINT', 'INDEX', 'INDEX ATTACH', 'TRIGGER', 'EVENT TRIGGER', 'RULE', 'POLICY',
+    'ROW SECURITY', 'MATERIALIZED VIEW DATA', 'PUBLICATION', 'PUBLICATION TABLE', 'PUBLICATION TABLES IN SCHEMA',
+    'SUBSCRIPTION', 'SUBSCRIPTION TABLE'))
+# Session settings of the dump's header, replayed by every extra session that builds post-data.
+PREAMBLE_PREFIXES = ('SET ', 'SELECT pg_catalog.set_config(')
+PREAMBLE_MAX_LINES = 64
 _VERSION_PATTERNS = {
     'server_version': re.compile(r'^-- Dumped from database version (.+)$'),
     'pg_dump_version': re.compile(r'^-- Dumped by pg_dump version (.+)$'),
@@ -68,6 +79,12 @@ class DumpInspector:
         self._line_truncated = False
         self._partial = b''         # the current COPY data line so far, if it could still be "\."
         self._tail = b''
+        self._fed = 0               # bytes fed before the current chunk
+        self._line_offset = 0       # stream offset where the current line outside COPY data began
+        self._entries_seen = False
+        self.post_data_offset = None  # stream offset of the first post-data entry's header line
+        self.restrict_key = None    # psql's restrict key (pg_dump 17.6+)
+        self.preamble = []          # the header's SET lines
 
     # COPY data
 
@@ -104,6 +121,8 @@ class DumpInspector:
     def _sql_text(self, data, pos):
         end = len(data)
         while pos < end:
+            if not self._line_start and not self._line_truncated:
+                self._line_offset = self._fed + pos
             newline = data.find(b'\n', pos)
             stop = end if newline < 0 else newline
             room = LINE_KEEP - len(self._line_start)
@@ -135,6 +154,11 @@ class DumpInspector:
             if match:
                 self.indexes.append('%s.%s' % (match.group(2), match.group(1)))
             return
+        if line.startswith('-- Name: '):
+            self._entry_header(line)
+            return
+        if not self._entries_seen:
+            self._header_line(line)
         if line.startswith('-- PostgreSQL database dump'):
             self.header_seen = True
         if line.startswith('-- Dumped '):
@@ -143,6 +167,20 @@ class DumpInspector:
                 if match:
                     self.versions[key] = match.group(1).strip()
 
+    def _entry_header(self, line):
+        self._entries_seen = True
+        if self.post_data_offset is None:
+            match = ENTRY_HEADER.match(line)
+            if match and match.group('type') in POST_DATA_TYPES:
+                self.post_data_offset = self._line_offset
+
+    def _header_line(self, line):
+        """Lines before the first entry: the restrict key and the session settings."""
+        if line.startswith('\\restrict '):
+            self.restrict_key = line.split(None, 1)[1].strip() or None
+        elif line.startswith(PREAMBLE_PREFIXES) and len(self.preamble) < PREAMBLE_MAX_LINES:
+            self.preamble.append(line)
+
     def feed(self, data):
         pos = 0
         while pos < len(data):
@@ -150,7 +188,17 @@ class DumpInspector:
                 pos = self._copy_data(data, pos)
             else:
                 pos = self._sql_text(data, pos)
+        self._fed += len(data)
         self._tail = (self._tail + data[-TAIL_KEEP:])[-TAIL_KEEP:]
+
+    @property
+    def settled_offset(self):
+        """Stream offset up to which every line's meaning is known: the start of an unfinished
+        line outside COPY data (it may still turn out to be an entry header), else all fed bytes.
+        A line longer than LINE_KEEP is no header, so what is held back stays bounded."""
+        if self._table is None and self._line_start and not self._line_truncated:
+            return self._line_offset
+        return self._fed
 
     @property
     def complete(self):

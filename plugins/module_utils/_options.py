@@ -69,6 +69,10 @@ RESTORE_OPTIONS = dict(
     keep_previous=dict(type='bool', default=True),
     maintenance_work_mem=dict(type='str', default='1GB'),
     maintenance_db=dict(type='str', default='template1'),
+    # swap: the writers keep writing while the backup loads and is verified, and stop for the swap only.
+    writers_stop_at=dict(type='str', default='swap', choices=['swap', 'load']),
+    restore_jobs=dict(type='int', default=0),
+    lock_timeout=dict(type='int', default=600),
     metrics_file=dict(type='path'),
 )
 

@@ -31,6 +31,10 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metr
     free_bytes,
     write_free_bytes,
 )
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_journal import (
+    interrupted_restore_problems,
+    interrupted_restores,
+)
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_points import REPORT_SUFFIX
 
 SECONDS = {'w': 604800, 'd': 86400, 'h': 3600, 'm': 60, 's': 1}
@@ -188,7 +192,8 @@ class StatusBackend(Backend):
         return {'changed': False, 'backup_dir': settings.backup_dir, 'kind': settings.kind, 'newest': newest,
                 'count': len(backups), 'total_size': sum(item['size'] for item in backups),
                 'free_bytes': free_bytes(settings.backup_dir), 'total_bytes': total,
-                'validation': validation_status(backups)}
+                'validation': validation_status(backups),
+                'interrupted_restores': interrupted_restores(settings.backup_dir)}
 
     def problems(self, status):
         settings = self.settings
@@ -206,6 +211,7 @@ class StatusBackend(Backend):
                 problem = self.validation_problem(newest, status['validation'])
                 if problem:
                     problems.append(problem)
+        problems.extend(interrupted_restore_problems(status['interrupted_restores']))
         if settings.min_free is not None:
             if status['free_bytes'] is None:
                 problems.append('free space on %s is unknown (statvfs failed)' % settings.backup_dir)

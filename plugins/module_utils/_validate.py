@@ -115,12 +115,12 @@ class ValidateBackend(Backend):
     def _validate(self, backup, staging, report):
         target = self.settings.target
         target.ensure_reachable()
-        expected = backup.verify()
-        report['sha256'] = expected['sha256']
         restorer = self.settings.restorer()
         restorer.create_like(staging, target.db)
         try:
-            restorer.load(staging, backup)
+            # The backup's own checks ride on the load's read of it.
+            expected = restorer.load(staging, backup)
+            report['sha256'] = expected['sha256']
             findings = restorer.verify(staging, expected)
             report.update({'row_counts': findings['row_counts'], 'indexes': findings['indexes'],
                            'extensions': findings['extensions'], 'vector_search': findings['vector_search'],

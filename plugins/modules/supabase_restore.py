@@ -15,19 +15,26 @@ description:
   - Restores a C(.sql.gz) backup made by M(cortexreview.supabase_backup.supabase_dump) or by the contract's shell
     procedure (C(pg_dump | gzip)), following the contract's steps (stop the writers, replace the database,
     start the writers, verify) in an order that never loses the live database.
-  - "1. The backup is read in full before anything changes: it must exist, decompress to the end, match its
-    C(.sha256) sidecar and manifest when they exist, and be a complete C(pg_dump) plain dump."
-  - "2. The writer containers (O(stop_containers), and services of O(stop_compose_project)) are stopped and the
-    remaining sessions on the database are ended."
-  - "3. The dump is restored into a new scratch database in one transaction with C(ON_ERROR_STOP), so any SQL
-    error fails the restore; O(maintenance_work_mem) lets vector index builds succeed."
-  - "4. The scratch database is verified: the row count of every table equals the backup's, every index of the
+  - "1. With O(writers_stop_at=load) (the contract's order), the backup is read in full before anything changes: it
+    must exist, decompress to the end, match its C(.sha256) sidecar and manifest when they exist, and be a complete
+    C(pg_dump) plain dump; then the writer containers (O(stop_containers), and services of O(stop_compose_project))
+    are stopped and the remaining sessions on the database are ended. With O(writers_stop_at=swap) (the default)
+    the writers keep running and these checks ride on the load's own read of the file."
+  - "2. The dump is loaded into a new scratch database with C(ON_ERROR_STOP), so any SQL error fails the restore:
+    schema and data in one session, then the indexes and constraints in parallel sessions (O(restore_jobs)), then
+    the rest of the post-data section. A backup that fails its checks fails here, before any post-data statement
+    and with nothing stopped in the default mode."
+  - "3. The scratch database is verified: the row count of every table equals the backup's, every index of the
     backup exists and is valid, the manifest's extensions exist, and a vector search through C(match_knowledge)
     returns the exact nearest neighbours (probes equal to lists, compared with an exact scan)."
-  - "5. Only then the live database is renamed to C(<db>_pre_restore_<timestamp>) and the scratch database takes
-    its name, both renames in one transaction run from O(maintenance_db). Database-level settings, grants,
-    connection limit and comment are carried over from the live database."
-  - "6. The writers are started again in every case, success or failure."
+  - "4. With O(writers_stop_at=swap), the writers are stopped now; then the live database is renamed to
+    C(<db>_pre_restore_<timestamp>) and the scratch database takes its name, both renames in one transaction run
+    from O(maintenance_db), which also ends the sessions left on both. Database-level settings, grants, connection
+    limit and comment are carried over from the live database."
+  - "5. The writers are started again in every case, success or failure; RV(downtime) is how long they were down."
+  - A durable record beside the backup (C(.cortexreview-restore-<container>-<db>.json), mode 0600) says what the
+    run stopped and created; a restore whose process died is finished by the next run, which drops its scratch
+    database and starts the writers it stopped, and M(cortexreview.supabase_backup.backup_status) fails meanwhile.
   - A failure at any step leaves the live database exactly as it was, and drops the scratch database.
 author:
   - CortexReview engineering (@cortexreview)
@@ -39,7 +46,10 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Verifies the backup fully and reports the plan; stops nothing and changes nothing. O(confirm) is not needed.
+    details: >-
+      Checks the backup and reports the plan; stops nothing and changes nothing. O(confirm) is not needed.
+      A backup with a checksum sidecar and a manifest is checked by its checksum (and, when encrypted, the
+      passphrase by decrypting its start); one without them is read and checked in full.
   diff_mode:
     support: none
   idempotent:
@@ -85,6 +95,28 @@ options:
         so at most one such copy exists. V(false) drops it once the restore succeeded.
     type: bool
     default: true
+  writers_stop_at:
+    description:
+      - When the writers are stopped. V(swap) keeps them running while the backup loads into the scratch database
+        and is verified, and stops them only for the swap, so they are down for seconds; what they write during
+        the load stays in the previous database, which is therefore always kept (O(keep_previous=false) is refused).
+      - V(load) stops them before the load, as the contract's procedure does (stop, drop, create, restore, start),
+        and verifies the backup in full before that; they are down for the whole restore.
+    type: str
+    choices: [swap, load]
+    default: swap
+  restore_jobs:
+    description:
+      - Sessions that build the indexes and constraints in parallel after the data is loaded. V(0) is one per CPU
+        the database container may use, at most 4. Their O(maintenance_work_mem) is lowered so that together they use
+        at most a quarter of the memory the database container may use (its memory limit, else the host's memory).
+    type: int
+    default: 0
+  lock_timeout:
+    description:
+      - Seconds to wait for a backup or restore that holds the backup's directory.
+    type: int
+    default: 600
 seealso:
   - module: cortexreview.supabase_backup.supabase_dump
 '''
@@ -166,9 +198,34 @@ started:
   type: list
   elements: str
 sessions_ended:
-  description: Number of sessions on the database ended before the restore.
+  description: Number of sessions on the database ended before the load (O(writers_stop_at=load)).
   returned: success, not in check mode
   type: int
+downtime:
+  description: Seconds from the first writer's stop to all of them running again; null when none was stopped.
+  returned: not in check mode
+  type: float
+writers_stop_at:
+  description: When the writers were (or would be) stopped.
+  returned: always
+  type: str
+timings:
+  description: Seconds of each phase (C(load), C(post_data), C(verify), C(swap)).
+  returned: success, not in check mode
+  type: dict
+load:
+  description: How the post-data section was built (C(sessions), C(maintenance_work_mem),
+    C(max_parallel_maintenance_workers), C(parallel_entries)).
+  returned: success, not in check mode
+  type: dict
+interrupted_restore:
+  description: An earlier restore that did not end and that this run finished (or, in check mode, would finish).
+  returned: always
+  type: dict
+checksum_only:
+  description: In check mode, whether the backup was checked by its checksum sidecar rather than read in full.
+  returned: check mode
+  type: bool
 duration:
   description: Seconds the restore took, the verifications and the writers' restart included.
   returned: always

@@ -196,7 +196,7 @@ def test_encrypted_dump_restores_and_validates(encrypted_dump, run_module, passp
     assert fingerprint(name) != before
     # The newest backup of the directory, decrypted with the passphrase file.
     result = run_module("supabase_restore", {"backup_dir": str(encrypted_dump["dir"]), "db": name, "confirm": True,
-                                             "stop_containers": [], "keep_previous": False,
+                                             "stop_containers": [], "keep_previous": False, "writers_stop_at": "load",
                                              "encrypt_passphrase_file": passphrase_file})
     assert_ok(result)
     assert result["src"] == encrypted_dump["result"]["path"]

@@ -131,7 +131,8 @@ def roundtrip(stack, collections_path):
                  template=True),
             Pause("second_done"),
             Task("shell", "supabase_restore",
-                 {**restore, "backup_dir": os.path.join(base, "shell"), "keep_previous": False}),
+                 {**restore, "backup_dir": os.path.join(base, "shell"), "keep_previous": False,
+                  "writers_stop_at": "load"}),
         ]
 
         def damage(step):

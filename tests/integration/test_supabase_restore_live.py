@@ -6,7 +6,8 @@
 
 Runs last (file name order) and keeps to two restores in one ansible-playbook run:
 
-1. a backup of ``postgres`` restored with the default ``stop_containers`` (api, worker);
+1. a backup of ``postgres`` restored with the default ``stop_containers`` (api, worker), the
+   writers stopped before the load (``writers_stop_at: load``, the contract's order);
 2. a copy of that backup whose SQL fails part-way, restored with the writers selected by
    compose project and services -- it must fail and leave ``postgres`` exactly as it was.
 
@@ -103,10 +104,12 @@ def live(stack, collections_path):
         steps = [
             Task("dump", "supabase_dump", {"backup_dir": os.path.join(base, "backups")}),
             Pause("dumped"),
-            Task("restore", "supabase_restore", {"src": "{{ r_dump.path }}", "confirm": True}, template=True),
+            # The contract's order: writers stopped for the whole restore (swap mode: test_supabase_restore_swap.py).
+            Task("restore", "supabase_restore", {"src": "{{ r_dump.path }}", "confirm": True,
+                                                 "writers_stop_at": "load"}, template=True),
             Pause("restored"),
             Task("failing", "supabase_restore", {
-                "src": failing, "confirm": True, "stop_containers": [],
+                "src": failing, "confirm": True, "stop_containers": [], "writers_stop_at": "load",
                 "stop_compose_project": testbed.PROJECT, "stop_compose_services": ["api", "worker"]}),
         ]
         ok = SimpleNamespace()

@@ -138,6 +138,11 @@ class FakeDockerAPI:
     def actions(self, kind):
         return [name for action, name in self.calls if action == kind]
 
+    def info(self):
+        """The engine's host: 8 GiB and 2 CPUs (the restore sizes its index builds from them)."""
+        self.calls.append(('info', None))
+        return {'MemTotal': 8 << 30, 'NCPU': 2}
+
 
 def api_error(message):
     return APIError(message)
@@ -214,7 +219,8 @@ class FakeServer:
             sql = args[args.index('--command') + 1]
             self.log.append(('psql', db, sql))
             return FakeStream(lambda _input: self.execute(db, sql))
-        assert with_input and '--single-transaction' in args and 'ON_ERROR_STOP=1' in args, args
+        # A load is not one transaction (its database is dropped on any failure), but errors stop it.
+        assert with_input and 'ON_ERROR_STOP=1' in args, args
         self.log.append(('psql', db, '<input>'))
         return FakeStream(lambda data: self.load(db, data, env or {}), with_input=True)
 
@@ -312,7 +318,7 @@ class FakeServer:
         self.unmodelled.append(sql)
         raise SqlError('ERROR:  the fake server does not model: %s' % sql[:200])
 
-    # psql fed a dump: --single-transaction, ON_ERROR_STOP
+    # psql fed a dump: ON_ERROR_STOP
 
     def load(self, db, data, env):
         if self.load_error:

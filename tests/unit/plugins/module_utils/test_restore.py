@@ -2,11 +2,13 @@
 
 Whatever fails, the live database keeps its name and its data, the scratch database is
 dropped and every writer stopped is started again; a backup that fails its own verification
-stops nothing at all.
+stops nothing at all. Every test runs in both modes (``writers_stop_at``): ``swap`` (the
+writers stop for the swap only) and ``load`` (the contract's order).
 """
 
 import copy
 import gzip
+import os
 
 import pytest
 
@@ -20,6 +22,11 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
     VerificationError,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import restore_argument_spec
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_journal import (
+    RestoreJournal,
+    journal_path,
+    read_journal,
+)
 from ansible_collections.cortexreview.supabase_backup.tests.unit.fakes import (
     FakeDatabase,
     FakeDockerAPI,
@@ -41,7 +48,8 @@ LIVE = FakeDatabase(tables={'public.t': 1}, indexes=['public.t_idx'], extensions
 class World:
     """The fake server and Docker engine one restore runs against."""
 
-    def __init__(self, monkeypatch, tmp_path):
+    def __init__(self, monkeypatch, tmp_path, mode):
+        self.mode = mode
         self.server = FakeServer({'postgres': copy.deepcopy(LIVE), 'template1': FakeDatabase()})
         self.docker = FakeDockerAPI()
         for name in WRITERS:
@@ -54,7 +62,8 @@ class World:
 
     def backend(self, check_mode=False, **options):
         params = module_params(restore_argument_spec(), **dict(
-            {'src': self.src, 'confirm': True, 'container': 'fake-db', 'stop_containers': WRITERS}, **options))
+            {'src': self.src, 'confirm': True, 'container': 'fake-db', 'stop_containers': WRITERS,
+             'writers_stop_at': self.mode}, **options))
         return _restore.RestoreBackend.from_params(params, check_mode=check_mode, clock=lambda: NOW)
 
     def run(self, **options):
@@ -81,9 +90,9 @@ class World:
             assert error.details['started'] == error.details['stopped'] == self.docker.actions('stop')
 
 
-@pytest.fixture
-def world(monkeypatch, tmp_path):
-    return World(monkeypatch, tmp_path)
+@pytest.fixture(params=['swap', 'load'])
+def world(request, monkeypatch, tmp_path):
+    return World(monkeypatch, tmp_path, request.param)
 
 
 # ------------------------------------------------------------------ success --
@@ -112,23 +121,33 @@ def test_both_renames_are_one_transaction(world):
     assert 'ALTER DATABASE "postgres_restore_%s" RENAME TO "postgres"' % stamp in renames[0]
 
 
-def test_writers_are_stopped_before_the_scratch_database_is_made(world):
-    statements_at_stop = []
-    world.docker.on_stop = lambda name: statements_at_stop.append(len(world.server.executed('^CREATE DATABASE')))
-    world.run()
-    assert statements_at_stop == [0, 0]
+def test_writers_stop_when_their_mode_says(world):
+    """load: before the scratch database is made; swap: after it was loaded and verified, before the swap."""
+    at_stop = []
+    world.docker.on_stop = lambda name: at_stop.append((len(world.server.executed('^CREATE DATABASE')),
+                                                        len(world.server.executed('count\\(\\*\\) FROM ONLY')),
+                                                        len(world.server.executed('RENAME'))))
+    _backend, result = world.run()
+    assert at_stop == ([(0, 0, 0)] * 2 if world.mode == 'load' else [(1, 1, 0)] * 2)
+    assert result['writers_stop_at'] == world.mode
+    assert 0 <= result['downtime'] < result['duration']
 
 
-def test_the_dump_is_loaded_in_one_transaction_with_errors_stopping_it(world):
+def test_the_dump_is_loaded_with_errors_stopping_it_and_its_memory_sized(world):
     world.run(maintenance_work_mem='256MB')
-    # the fake server itself asserts --single-transaction and ON_ERROR_STOP=1 on every load
-    assert world.server.executed('PGOPTIONS=-c maintenance_work_mem=256MB')
+    # the fake server itself asserts ON_ERROR_STOP=1 on every load; 8 GiB / 4 / 2 sessions leaves 256MB whole
+    assert world.server.executed('PGOPTIONS=-c maintenance_work_mem=262144kB')
+
+
+def test_the_memory_of_the_index_builds_is_a_quarter_of_the_host_s_at_most(world):
+    world.run(maintenance_work_mem='4GB')
+    assert world.server.executed('PGOPTIONS=-c maintenance_work_mem=%dkB ' % ((8 << 30) // 4 // 2 // 1024))
 
 
 def test_keep_previous_false_drops_every_previous_copy(world):
     world.server.databases['postgres_pre_restore_20200101_000000'] = FakeDatabase()
     world.server.databases['postgres_pre_restore_notes'] = FakeDatabase()  # not ours: kept
-    _backend, result = world.run(keep_previous=False)
+    _backend, result = world.run(keep_previous=False, writers_stop_at='load')
     assert result['previous_database'] is None
     assert sorted(world.server.databases) == ['postgres', 'postgres_pre_restore_notes', 'template1']
 
@@ -162,8 +181,14 @@ def test_a_backup_failing_its_verification_stops_nothing(world, damage, message)
     _backend, error = world.fails(BackupFileError)
     assert message in error.msg
     assert world.docker.actions('stop') == []
-    assert world.server.executed('CREATE DATABASE|RENAME|DROP|terminate') == []
+    if world.mode == 'load':
+        # verified in full before anything
+        assert world.server.executed('CREATE DATABASE|RENAME|DROP|terminate') == []
+    else:
+        # checked on the load's own read: its scratch database is dropped again
+        assert world.server.executed('RENAME|terminate') == []
     world.assert_live_untouched()
+    assert [name for name in os.listdir(os.path.dirname(world.src)) if name.startswith('.cortexreview-restore')] == []
 
 
 def write_backup_bytes(path, data):
@@ -260,7 +285,8 @@ def test_a_writer_that_cannot_be_stopped_restarts_those_already_stopped(world):
     assert 'cannot stop writer container worker' in error.msg
     assert error.details['stopped'] == ['api'] and error.details['started'] == ['api']
     assert world.docker.actions('start') == ['api']
-    assert world.server.executed('CREATE DATABASE') == []
+    if world.mode == 'load':
+        assert world.server.executed('CREATE DATABASE') == []
     world.assert_live_untouched()
 
 
@@ -281,3 +307,51 @@ def test_an_unexpected_exception_still_starts_the_writers(world, monkeypatch):
     world.fails(KeyError)
     world.assert_live_untouched()
     world.assert_writers_started_again()
+
+
+# ------------------------------------------------- an interrupted restore --
+
+def test_the_next_restore_finishes_an_interrupted_one(world):
+    """An earlier run died after stopping the writers and creating its scratch database."""
+    scratch = 'postgres_restore_20200101_000000'
+    world.server.databases[scratch] = FakeDatabase(tables={'public.t': 1})
+    for name in WRITERS:
+        world.docker.containers_by_name[name]['State']['Running'] = False
+    target = world.backend().settings.target
+    path = journal_path(os.path.dirname(world.src), target)
+    RestoreJournal.begin(path, target, world.src, 'then').note(scratch_database=scratch, stopped_writers=WRITERS)
+    backend, result = world.run()
+    assert result['interrupted_restore'] == {'src': world.src, 'started_at': 'then', 'dropped': scratch,
+                                             'started': WRITERS}
+    assert any('did not end' in warning for warning in backend.warnings)
+    assert scratch not in world.server.databases
+    assert all(info['State']['Running'] for info in world.docker.containers_by_name.values())
+    assert read_journal(path) is None
+
+
+def test_a_record_naming_the_live_database_never_drops_it(world):
+    target = world.backend().settings.target
+    path = journal_path(os.path.dirname(world.src), target)
+    RestoreJournal.begin(path, target, world.src, 'then').note(scratch_database='postgres')
+    world.run()
+    assert world.server.executed('^DROP DATABASE IF EXISTS "postgres" ') == []
+    assert world.server.databases['postgres'].tables == BACKUP_TABLES
+
+
+def test_a_writer_the_interrupted_restore_stopped_that_cannot_start_stops_this_one(world):
+    world.docker.containers_by_name['api']['State']['Running'] = False
+    world.docker.start_errors['api'] = api_error('no such image')
+    target = world.backend().settings.target
+    path = journal_path(os.path.dirname(world.src), target)
+    RestoreJournal.begin(path, target, world.src, 'then').note(stopped_writers=['api'])
+    _backend, error = world.fails(SupabaseBackupError)
+    assert 'left api stopped and they cannot be started' in error.msg
+    assert read_journal(path) is not None  # kept for the next try
+    world.assert_live_untouched()
+
+
+def test_swap_mode_refuses_to_drop_the_previous_database(monkeypatch, tmp_path):
+    world = World(monkeypatch, tmp_path, 'swap')
+    with pytest.raises(ConfigError, match='keep_previous: false cannot go with writers_stop_at: swap'):
+        world.backend(keep_previous=False)
+    assert world.docker.calls == [] and world.server.log == []

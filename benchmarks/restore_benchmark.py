@@ -1,0 +1,250 @@
+"""Benchmark: supabase_restore and restore.yml against the contract's restore procedure.
+
+    python3 benchmarks/restore_benchmark.py [--rows 20000] [--rounds 2] [--writers-stop-at swap] [--jobs 0]
+
+BENCH_DB_CONTAINER and BENCH_WRITERS (space-separated) name another DB container and its writers
+than the test stack's, so that it can run beside the test suite.
+
+Loads vector rows (1536 dimensions, an IVFFlat index) into schema `bench` of the test stack's
+`postgres` database, makes one backup of it with backup.yml, then restores that backup into
+`postgres`, side by side and alternating:
+
+  contract     docker stop api worker; DROP DATABASE postgres; CREATE DATABASE postgres;
+               gunzip -c FILE | docker exec -i psql; docker start api worker
+  module       a one-task play calling supabase_restore (ansible start-up included)
+  restore.yml  the role: its check-mode plan, the confirmation given with -e, the restore
+
+The contract's psql gets maintenance_work_mem=1GB (the module's default) through PGOPTIONS: with
+the server's 64 MB the IVFFlat build of 20 000 rows fails ("memory required is 65 MB") and the
+contract's procedure, which does not stop on errors, ends with the index missing.
+
+It prints the wall times and their ratios (targets: module <= 1.0, restore.yml <= 1.1), the API's
+downtime (sampled every 50 ms; target <= 0.25 of the contract's restore time), the split of our
+restore (load, post-data, verification, swap) and the restore process's peak memory on the seed
+database and on the large one (bounded: it must not grow with the database). Exits 1 if a target
+is missed. It is not part of .ci/run.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from _bench import DB_CONTAINER, REPO, WRITERS, PeakMemory, collections_path, psql, run_backup_playbook
+
+API_CONTAINER = WRITERS[0]
+CONTRACT_MAINTENANCE_WORK_MEM = '1GB'
+MODULE_TARGET = 1.0
+ROLE_TARGET = 1.1
+DOWNTIME_TARGET = 0.25
+MEMORY_GROWTH_LIMIT = 1.5
+
+LOAD_SQL = '''
+DROP SCHEMA IF EXISTS bench CASCADE;
+CREATE SCHEMA bench;
+CREATE TABLE bench.knowledge_base (
+    id bigserial PRIMARY KEY, content text NOT NULL, metadata jsonb NOT NULL, embedding vector(1536));
+INSERT INTO bench.knowledge_base (content, metadata, embedding)
+SELECT 'review note ' || g || ': ' || repeat('prefer explicit error handling over silent fallbacks; ', 8),
+       jsonb_build_object('repo', 'service-' || (g % 50), 'lang', 'python', 'n', g),
+       (SELECT array_agg((random() * 2 - 1)::real) FROM generate_series(1, 1536) WHERE g > 0)::vector
+  FROM generate_series(1, {rows}) g;
+CREATE INDEX bench_kb_embedding_idx ON bench.knowledge_base USING ivfflat (embedding vector_cosine_ops) WITH (lists = 100);
+CREATE INDEX bench_kb_metadata_idx ON bench.knowledge_base USING gin (metadata jsonb_path_ops);
+'''
+
+
+class Downtime(threading.Thread):
+    """Seconds the API container was not running while the with-block ran (sampled)."""
+
+    def __init__(self, interval=0.05):
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.seconds = 0.0
+        self._done = threading.Event()
+
+    def run(self):
+        last = time.monotonic()
+        while not self._done.is_set():
+            state = subprocess.run(['docker', 'inspect', '-f', '{{.State.Running}}', API_CONTAINER],
+                                   capture_output=True, text=True, check=False).stdout.strip()
+            now = time.monotonic()
+            if state != 'true':
+                self.seconds += now - last
+            last = now
+            self._done.wait(self.interval)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._done.set()
+        self.join()
+
+
+def drop_old_copies():
+    """The previous databases our restores keep, so the disk holds one copy at a time."""
+    rows = subprocess.run(['docker', 'exec', DB_CONTAINER, 'psql', '-U', 'postgres', '-XAtqd', 'template1', '-c',
+                           "SELECT datname FROM pg_database WHERE datname LIKE 'postgres\\_%restore\\_%'"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    for name in rows:
+        psql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name, db='template1')
+
+
+def run_contract(path):
+    """The contract's restore: stop the writers, drop, create, gunzip | psql, start them."""
+    with Downtime() as downtime:
+        started = time.monotonic()
+        subprocess.run(['docker', 'stop'] + list(WRITERS), check=True, stdout=subprocess.DEVNULL)
+        psql('DROP DATABASE postgres WITH (FORCE);', db='template1')
+        psql('CREATE DATABASE postgres;', db='template1')
+        subprocess.run(['bash', '-c', 'set -o pipefail; gunzip -c "%s" | docker exec -i -e PGOPTIONS="-c '
+                        'maintenance_work_mem=%s" %s psql -U postgres -X -q -d postgres >/dev/null'
+                        % (path, CONTRACT_MAINTENANCE_WORK_MEM, DB_CONTAINER)], check=True)
+        subprocess.run(['docker', 'start'] + list(WRITERS), check=True, stdout=subprocess.DEVNULL)
+        elapsed = time.monotonic() - started
+    return elapsed, downtime.seconds
+
+
+def run_module(workdir, env, python, args):
+    """A one-task play calling supabase_restore; (seconds, its result, API downtime, peak RSS in kB)."""
+    out = os.path.join(workdir, 'restore-result.json')
+    playbook = os.path.join(workdir, 'restore-module.yml')
+    with open(playbook, 'w') as handle:
+        handle.write('- hosts: localhost\n  gather_facts: false\n  tasks:\n'
+                     '    - cortexreview.supabase_backup.supabase_restore: %s\n      register: restored\n'
+                     '    - ansible.builtin.copy: {content: "{{ restored | to_json }}", dest: %s, mode: "0600"}\n'
+                     % (json.dumps(args), json.dumps(out)))
+    with Downtime() as downtime, PeakMemory(b'AnsiballZ_supabase_restore') as memory:
+        started = time.monotonic()
+        ran = subprocess.run(['ansible-playbook', '-i', inventory(workdir, python), playbook], env=env,
+                             capture_output=True, text=True, check=False)
+        elapsed = time.monotonic() - started
+    if ran.returncode != 0:
+        sys.exit('the restore failed:\n%s' % ran.stdout[-3000:])
+    with open(out) as handle:
+        return elapsed, json.load(handle), downtime.seconds, memory.peak
+
+
+def run_role(workdir, env, python, src, writers_stop_at, jobs):
+    """playbooks/restore.yml on localhost, confirmation given; (seconds, API downtime)."""
+    vars_file = os.path.join(workdir, 'restore-vars.json')
+    with open(vars_file, 'w') as handle:
+        json.dump({'supabase_restore_hosts': 'localhost', 'supabase_restore_src': src,
+                   'supabase_restore_confirm': True, 'supabase_restore_writers_stop_at': writers_stop_at,
+                   'supabase_restore_restore_jobs': jobs, 'supabase_restore_container': DB_CONTAINER,
+                   'supabase_restore_stop_containers': list(WRITERS),
+                   'supabase_restore_venv_dir': os.path.dirname(os.path.dirname(python))}, handle)
+    with Downtime() as downtime:
+        started = time.monotonic()
+        ran = subprocess.run(['ansible-playbook', '-i', inventory(workdir, python),
+                              os.path.join(REPO, 'playbooks', 'restore.yml'), '-e', '@' + vars_file],
+                             env=env, capture_output=True, text=True, check=False)
+        elapsed = time.monotonic() - started
+    if ran.returncode != 0:
+        sys.exit('restore.yml failed:\n%s' % ran.stdout[-3000:])
+    return elapsed, downtime.seconds
+
+
+def inventory(workdir, python):
+    path = os.path.join(workdir, 'restore-inventory')
+    with open(path, 'w') as handle:
+        handle.write('localhost ansible_connection=local ansible_python_interpreter=%s\n' % python)
+    return path
+
+
+def median(values):
+    return statistics.median(values) if values else float('nan')
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
+    parser.add_argument('--rows', type=int, default=20000, help='bench rows (20000 ~ 330 MB database)')
+    parser.add_argument('--rounds', type=int, default=2, help='timed runs of each, alternating')
+    parser.add_argument('--writers-stop-at', default='swap', choices=['swap', 'load'])
+    parser.add_argument('--jobs', type=int, default=0, help='restore_jobs (0: one per CPU)')
+    args = parser.parse_args()
+    if 'BENCH_DB_CONTAINER' not in os.environ:
+        subprocess.run(['bash', os.path.join(REPO, 'tests', 'testbed', 'stack.sh'), 'up'], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workdir = tempfile.mkdtemp(prefix='cortexreview-restore-bench-')
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(workdir), ANSIBLE_NOCOLOR='1')
+    backup_dir = os.path.join(workdir, 'backups')
+    python = os.path.join(workdir, 'runtime', 'venv', 'bin', 'python3')
+    module_args = {'confirm': True, 'writers_stop_at': args.writers_stop_at, 'restore_jobs': args.jobs,
+                   'container': DB_CONTAINER, 'stop_containers': list(WRITERS)}
+    try:
+        # Warm-up on the seed database: provisions the runtime, gives the small-size memory figure.
+        _elapsed, small_backup, _rss = run_backup_playbook(workdir, env, backup_dir)
+        _elapsed, _result, _downtime, small_rss = run_module(workdir, env, python, dict(module_args, src=small_backup))
+        drop_old_copies()
+        print('loading %d vector rows into schema bench ...' % args.rows, flush=True)
+        psql(LOAD_SQL.replace('{rows}', str(args.rows)), options='-c maintenance_work_mem=1GB')
+        psql('VACUUM ANALYZE bench.knowledge_base;')
+        _elapsed, backup, _rss = run_backup_playbook(workdir, env, backup_dir)
+        times = {'contract': [], 'module': [], 'role': []}
+        downtimes = {'contract': [], 'module': [], 'role': []}
+        splits, peaks, reported = [], [], []
+        for round_number in range(args.rounds):
+            order = ('contract', 'module', 'role')
+            for which in order[round_number % 3:] + order[:round_number % 3]:
+                if which == 'contract':
+                    elapsed, downtime = run_contract(backup)
+                elif which == 'module':
+                    elapsed, result, downtime, rss = run_module(workdir, env, python, dict(module_args, src=backup))
+                    splits.append(result['timings'])
+                    peaks.append(rss)
+                    reported.append(result['downtime'] or 0)
+                    load = result['load']
+                else:
+                    elapsed, downtime = run_role(workdir, env, python, backup, args.writers_stop_at, args.jobs)
+                times[which].append(elapsed)
+                downtimes[which].append(downtime)
+                drop_old_copies()
+        contract, module, role = (median(times[name]) for name in ('contract', 'module', 'role'))
+        module_ratio, role_ratio = module / contract, role / contract
+        downtime_ratio = median(downtimes['module']) / contract
+        memory_ratio = max(peaks) / small_rss if small_rss else float('inf')
+        with open(os.path.join(backup_dir, [name for name in os.listdir(backup_dir)
+                                            if name.endswith('.manifest.json')][-1])) as handle:
+            size = json.load(handle).get('uncompressed_size') or 0
+        print()
+        print('data set:      %d vector rows, backup %.0f MB (%.0f MB of SQL)' % (
+            args.rows, os.path.getsize(backup) / 1e6, size / 1e6))
+        print('contract:      %.1f s, writers down %.1f s   (runs: %s)' % (
+            contract, median(downtimes['contract']), ', '.join('%.1f' % t for t in times['contract'])))
+        print('module:        %.1f s, writers down %.1f s (reported %.1f s)   (runs: %s)' % (
+            module, median(downtimes['module']), median(reported), ', '.join('%.1f' % t for t in times['module'])))
+        print('restore.yml:   %.1f s, writers down %.1f s   (runs: %s)' % (
+            role, median(downtimes['role']), ', '.join('%.1f' % t for t in times['role'])))
+        print('split:         %s' % ', '.join('%s %.1f s' % (phase, median([split.get(phase, 0) for split in splits]))
+                                              for phase in ('load', 'post_data', 'verify', 'swap')))
+        print('post-data:     %d sessions, maintenance_work_mem %s, %d parallel workers, %d entries in parallel' % (
+            load['sessions'], load['maintenance_work_mem'], load['max_parallel_maintenance_workers'],
+            load['parallel_entries']))
+        print('ratios:        module %.2f (target <= %.2f), restore.yml %.2f (target <= %.2f), downtime %.2f '
+              '(target <= %.2f)' % (module_ratio, MODULE_TARGET, role_ratio, ROLE_TARGET, downtime_ratio,
+                                    DOWNTIME_TARGET))
+        print('peak memory:   %.0f MB on the seed database, %.0f MB on the large one (ratio %.2f, limit %.1f)' % (
+            small_rss / 1024, max(peaks) / 1024, memory_ratio, MEMORY_GROWTH_LIMIT))
+        missed = [name for name, ok in (('module', module_ratio <= MODULE_TARGET), ('role', role_ratio <= ROLE_TARGET),
+                                        ('downtime', downtime_ratio <= DOWNTIME_TARGET),
+                                        ('memory', memory_ratio <= MEMORY_GROWTH_LIMIT)) if not ok]
+        print('result:        %s' % ('all targets met' if not missed else 'MISSED: ' + ', '.join(missed)))
+        return 1 if missed else 0
+    finally:
+        drop_old_copies()
+        subprocess.run(['docker', 'start'] + list(WRITERS), check=False, stdout=subprocess.DEVNULL)
+        psql('DROP SCHEMA IF EXISTS bench CASCADE;')
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,180 @@
+import pytest
+
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump_stream import DumpInspector
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._post_data import (
+    DumpSplitter,
+    split_post_data,
+)
+
+HEAD = (
+    b'--\n-- PostgreSQL database dump\n--\n\n'
+    b'\\restrict KEY123\n\n'
+    b'-- Dumped from database version 18.6\n'
+    b'-- Dumped by pg_dump version 18.6\n\n'
+    b'SET statement_timeout = 0;\n'
+    b"SELECT pg_catalog.set_config('search_path', '', false);\n\n"
+    b'--\n-- Name: f(); Type: FUNCTION; Schema: public; Owner: postgres\n--\n\n'
+    b'CREATE FUNCTION public.f() RETURNS text AS $body$\n'
+    b'SET default_tablespace = evil;\n'
+    b'$body$ LANGUAGE sql;\n\n'
+    b"SET default_tablespace = '';\n\n"
+    b'--\n-- Name: kb; Type: TABLE; Schema: public; Owner: postgres\n--\n\n'
+    b'CREATE TABLE public.kb (id bigint, body text);\n\n'
+    b'COPY public.kb (id, body) FROM stdin;\n'
+    b'1\t-- Name: x; Type: INDEX; Schema: public; Owner: postgres\n'
+    b'2\tplain\n'
+    b'\\.\n\n'
+)
+POST = (
+    b'--\n-- Name: kb kb_pkey; Type: CONSTRAINT; Schema: public; Owner: postgres\n--\n\n'
+    b'ALTER TABLE ONLY public.kb\n    ADD CONSTRAINT kb_pkey PRIMARY KEY (id);\n\n\n'
+    b'--\n-- Name: kb_body_idx; Type: INDEX; Schema: public; Owner: postgres; Tablespace: fast space\n--\n\n'
+    b"CREATE INDEX kb_body_idx ON public.kb USING btree (body) WHERE (body <> ';\n-- Name: y; Type: INDEX');\n\n\n"
+    b"SET default_tablespace = '';\n\n"
+    b'--\n-- Name: kb_vec_idx; Type: INDEX; Schema: public; Owner: postgres\n--\n\n'
+    b'CREATE INDEX kb_vec_idx ON public.kb USING ivfflat (body);\n\n\n'
+    b'--\n-- Name: kb kb_fk; Type: FK CONSTRAINT; Schema: public; Owner: postgres\n--\n\n'
+    b'ALTER TABLE ONLY public.kb\n    ADD CONSTRAINT kb_fk FOREIGN KEY (id) REFERENCES public.kb(id);\n\n\n'
+    b'--\n-- PostgreSQL database dump complete\n--\n\n'
+    b'\\unrestrict KEY123\n\n'
+)
+DUMP = HEAD + POST
+
+
+def _split(data, size, **kwargs):
+    inspector = DumpInspector()
+    splitter = DumpSplitter(inspector, **kwargs)
+    chunks = [data[i:i + size] for i in range(0, len(data), size)]
+    first = b''.join(splitter.first_session_chunks(chunks))
+    return inspector, splitter, first
+
+
+@pytest.mark.parametrize('size', [1, 3, 17, 64, 1 << 20])
+def test_first_session_gets_everything_before_post_data_whatever_the_chunks(size):
+    inspector, splitter, first = _split(DUMP, size)
+    # The comment line above the first post-data entry's header is loaded with the data.
+    assert first == HEAD + b'--\n'
+    assert inspector.post_data_offset == len(HEAD) + 3
+    assert inspector.complete and inspector.tables == {'public.kb': 2}
+    assert inspector.restrict_key == 'KEY123'
+    assert inspector.preamble == ['SET statement_timeout = 0;', "SELECT pg_catalog.set_config('search_path', '', false);"]
+    assert splitter.plan is not None
+
+
+def test_indexes_and_constraints_go_parallel_foreign_keys_stay_in_order():
+    _inspector, splitter, _first = _split(DUMP, 1 << 20)
+    parallel = [sql for _cost, sql in splitter.plan.parallel]
+    assert len(parallel) == 3
+    assert any('ADD CONSTRAINT kb_pkey PRIMARY KEY' in sql for sql in parallel)
+    assert not any('FOREIGN KEY' in sql for sql in parallel)
+    assert 'ADD CONSTRAINT kb_fk FOREIGN KEY' in splitter.plan.sequential
+    # A header-like line inside a string literal is not an entry of its own.
+    body = [sql for sql in parallel if 'kb_body_idx' in sql][0]
+    assert "WHERE (body <> ';\n-- Name: y; Type: INDEX');" in body
+    # The entry's tablespace comes from its header; the others are built in the default one.
+    assert body.startswith('SET default_tablespace = "fast space";\n')
+    assert [sql for sql in parallel if 'kb_vec_idx' in sql][0].startswith("SET default_tablespace = '';\n")
+    # A setting between entries stays in the ordered part, and so does the restrict pair's end.
+    assert "SET default_tablespace = '';" in splitter.plan.sequential
+    assert splitter.plan.sequential.rstrip().endswith('\\unrestrict KEY123')
+
+
+def test_heaviest_entry_gets_a_session_of_its_own():
+    _inspector, splitter, _first = _split(DUMP, 1 << 20)
+    sessions = splitter.plan.sessions(2, splitter.preamble())
+    assert len(sessions) == 2
+    assert all(script.startswith('\\restrict KEY123\nSET statement_timeout = 0;\n') for script in sessions)
+    vector_session = [script for script in sessions if 'kb_vec_idx' in script][0]
+    assert 'kb_pkey' not in vector_session and 'kb_body_idx' not in vector_session
+    assert len(splitter.plan.sessions(8, '')) == 3
+
+
+def test_on_end_runs_before_post_data_is_released_and_can_stop_it():
+    inspector = DumpInspector()
+    splitter = DumpSplitter(inspector)
+
+    def refuse():
+        raise RuntimeError('checks failed')
+
+    released = []
+    with pytest.raises(RuntimeError):
+        for chunk in splitter.first_session_chunks([DUMP], on_end=refuse):
+            released.append(chunk)
+    assert b''.join(released) == HEAD + b'--\n'
+    assert splitter.plan is None
+
+
+@pytest.mark.parametrize('post', [
+    POST.replace(b'\\unrestrict KEY123', b'\\connect other'),
+    POST.replace(b'--\n-- PostgreSQL database dump complete',
+                 b'COPY public.kb (id) FROM stdin;\n3\n\\.\n\n--\n-- PostgreSQL database dump complete'),
+    POST.replace(b'kb_vec_idx ON', b'kb_vec_idx \xff ON'),
+    POST.replace(b'--\n-- Name: kb kb_pkey; Type: CONSTRAINT', b'--\n-- Name: kb kb_pkey; Type: FK CONSTRAINT')
+        .replace(b'Tablespace: fast space\n--\n\nCREATE INDEX', b'\n--\n\nCOMMENT ON').replace(b'CREATE INDEX kb_vec', b'CREATE VIEW kb_vec'),
+])
+def test_what_cannot_be_split_with_certainty_runs_whole_in_the_first_session(post):
+    _inspector, splitter, first = _split(HEAD + post, 5)
+    assert first == HEAD + post
+    assert splitter.plan is None
+
+
+def test_more_post_data_than_the_cap_streams_in_order():
+    big = POST.replace(b'--\n-- PostgreSQL database dump complete',
+                       b'--\n-- Name: v; Type: RULE; Schema: public; Owner: postgres\n--\n\n'
+                       + b'SELECT 1;\n' * 2000 + b'--\n-- PostgreSQL database dump complete')
+    inspector, splitter, first = _split(HEAD + big, 100, limit=4096)
+    assert first == HEAD + big
+    assert splitter.plan is None
+    assert inspector.complete
+
+
+def test_dump_without_post_data_is_passed_whole():
+    data = HEAD + b'--\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict KEY123\n'
+    inspector, splitter, first = _split(data, 7)
+    assert first == data
+    assert inspector.post_data_offset is None and splitter.plan is None
+
+
+def test_dollar_quoted_and_escaped_strings_hide_semicolons_and_headers():
+    text = ('--\n-- Name: i; Type: INDEX; Schema: public; Owner: postgres\n--\n\n'
+            "CREATE INDEX i ON public.kb USING btree (id) WHERE (body <> E'\\';\\n-- Name: z; Type: INDEX');\n\n"
+            '--\n-- Name: t; Type: TRIGGER; Schema: public; Owner: postgres\n--\n\n'
+            'CREATE TRIGGER t AFTER INSERT ON public.kb FOR EACH ROW EXECUTE FUNCTION public.g($x$;$x$);\n')
+    plan = split_post_data(text.encode())
+    assert len(plan.parallel) == 1
+    assert "E'\\';\\n-- Name: z; Type: INDEX');" in plan.parallel[0][1]
+    assert 'CREATE TRIGGER t' in plan.sequential and 'CREATE INDEX' not in plan.sequential
+
+
+def test_a_header_inside_a_function_body_only_costs_the_parallelism():
+    head = HEAD.replace(b'SET default_tablespace = evil;\n',
+                        b'SET default_tablespace = evil;\n--\n-- Name: fake; Type: INDEX; Schema: public; Owner: x\n--\n')
+    _inspector, splitter, first = _split(head + POST, 9)
+    assert first == head + POST
+    assert splitter.plan is None
+
+
+@pytest.mark.parametrize('size', [5, 1 << 20])
+def test_nothing_is_released_before_the_start_was_checked(size):
+    inspector = DumpInspector()
+    splitter = DumpSplitter(inspector)
+    text = b'hello; DROP TABLE x;\n' * 1000
+
+    def refuse():
+        assert not inspector.header_seen
+        raise RuntimeError('not a dump')
+
+    released = []
+    with pytest.raises(RuntimeError):
+        for chunk in splitter.first_session_chunks([text[i:i + size] for i in range(0, len(text), size)],
+                                                   on_start=refuse):
+            released.append(chunk)
+    assert released == []
+
+
+def test_a_short_dump_is_checked_at_its_end_before_anything_is_released():
+    inspector = DumpInspector()
+    calls = []
+    first = b''.join(DumpSplitter(inspector).first_session_chunks([HEAD[:100], HEAD[100:]],
+                                                                  on_start=lambda: calls.append(inspector.header_seen)))
+    assert first == HEAD and calls == [True]

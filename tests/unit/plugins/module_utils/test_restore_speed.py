@@ -1,0 +1,158 @@
+"""Pure parts of the fast restore: session sizing, the restore record, the checksum-only plan."""
+
+import gzip
+import hashlib
+import json
+import os
+import stat
+from types import SimpleNamespace
+
+import pytest
+
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_reader import BackupFile
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import (
+    memory_bytes,
+    plan_sessions,
+)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
+    BackupFileError,
+    ConfigError,
+)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore import RestoreSettings
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_journal import (
+    RestoreJournal,
+    interrupted_restore_problems,
+    interrupted_restores,
+    journal_path,
+    read_journal,
+)
+
+GIB = 1 << 30
+DUMP = (b'--\n-- PostgreSQL database dump\n--\n\n-- Dumped from database version 18.6\n\n'
+        b'COPY public.kb (id) FROM stdin;\n1\n2\n\\.\n\n--\n-- PostgreSQL database dump complete\n--\n\n')
+
+
+def test_memory_bytes_reads_postgres_units():
+    assert memory_bytes('1GB') == GIB
+    assert memory_bytes('512MB') == 512 << 20
+    assert memory_bytes('64') == 64 << 10  # a bare number is kB, as PostgreSQL reads it
+
+
+@pytest.mark.parametrize('jobs, memory, cpus, expected', [
+    (0, 24 * GIB, 2, (2, GIB >> 10, 0)),             # one session per CPU, each with the option's 1GB
+    (0, 4 * GIB, 2, (2, (GIB // 2) >> 10, 0)),        # a quarter of 4 GiB shared by two sessions
+    (0, None, 8, (4, GIB >> 10, 1)),                  # at most 4 sessions; CPUs left go to parallel workers
+    (1, 8 * GIB, 4, (1, GIB >> 10, 3)),
+    (3, 12 * GIB, None, (3, GIB >> 10, 0)),
+])
+def test_sessions_never_take_more_than_a_quarter_of_the_database_memory(jobs, memory, cpus, expected):
+    sessions, memory_kb, workers = plan_sessions('1GB', jobs, memory, cpus)
+    assert (sessions, memory_kb, workers) == expected
+    if memory:
+        assert sessions * memory_kb * 1024 <= memory // 4
+
+
+def _restore_params(**overrides):
+    params = {'src': '/backups/supabase_backup_20260101_000000.sql.gz', 'backup_dir': None,
+              'prefix': 'supabase_backup', 'encrypt_passphrase': None, 'encrypt_passphrase_file': None,
+              'confirm': True, 'keep_previous': True, 'maintenance_work_mem': '1GB', 'maintenance_db': 'template1',
+              'writers_stop_at': 'swap', 'restore_jobs': 0, 'lock_timeout': 600, 'stop_containers': [],
+              'stop_compose_project': None, 'stop_compose_services': [], 'stop_timeout': 30,
+              'container': 'db', 'db': 'postgres', 'login_user': 'postgres'}
+    params.update(overrides)
+    return params
+
+
+def test_swap_mode_refuses_to_drop_the_previous_database():
+    with pytest.raises(ConfigError, match='keep_previous: false cannot go with writers_stop_at: swap'):
+        RestoreSettings(_restore_params(keep_previous=False))
+    assert RestoreSettings(_restore_params(keep_previous=False, writers_stop_at='load')).keep_previous is False
+
+
+@pytest.mark.parametrize('option, value', [('restore_jobs', -1), ('lock_timeout', -1)])
+def test_negative_counts_are_refused(option, value):
+    with pytest.raises(ConfigError, match=option):
+        RestoreSettings(_restore_params(**{option: value}))
+
+
+TARGET = SimpleNamespace(container='supabase db', login_host=None, db='post/gres')
+
+
+def test_restore_record_is_private_and_named_after_the_database(tmp_path):
+    path = journal_path(str(tmp_path), TARGET)
+    assert os.path.basename(path) == '.cortexreview-restore-supabase_db-post_gres.json'
+    journal = RestoreJournal.begin(path, TARGET, '/b/x.sql.gz', '2026-11-27T00:00:00+00:00')
+    journal.note(stopped_writers=['api'], phase='stopping writers')
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert read_journal(path)['stopped_writers'] == ['api']
+    journal.close()
+    assert read_journal(path) is None
+    journal.close()  # twice is fine
+
+
+def test_damaged_or_foreign_records_are_named_not_trusted(tmp_path):
+    path = journal_path(str(tmp_path), TARGET)
+    with open(path, 'w') as handle:
+        handle.write('{"format": "something else"}')
+    with pytest.raises(BackupFileError, match='not one this collection wrote'):
+        read_journal(path)
+    with open(path, 'w') as handle:
+        handle.write('{broken')
+    with pytest.raises(BackupFileError, match='cannot be read'):
+        read_journal(path)
+    restores = interrupted_restores(str(tmp_path))
+    assert [entry['journal'] for entry in restores] == [path]
+    assert 'cannot be read' in interrupted_restore_problems(restores)[0]
+
+
+def test_a_record_without_stopped_writers_is_no_problem(tmp_path):
+    RestoreJournal.begin(journal_path(str(tmp_path), TARGET), TARGET, '/b/x.sql.gz', 'then')
+    restores = interrupted_restores(str(tmp_path))
+    assert len(restores) == 1 and restores[0]['writers_down'] == []
+    assert interrupted_restore_problems(restores) == []
+    assert interrupted_restore_problems([dict(restores[0], writers_down=['api', 'worker'])])[0].startswith(
+        'the restore of /b/x.sql.gz that started at then did not finish and api, worker it stopped are down')
+
+
+def _backup(tmp_path, sidecars=True, tables=None, sha=None):
+    path = tmp_path / 'supabase_backup_20260101_000000.sql.gz'
+    data = gzip.compress(DUMP)
+    path.write_bytes(data)
+    if sidecars:
+        digest = sha or hashlib.sha256(data).hexdigest()
+        (tmp_path / (path.name + '.sha256')).write_text('%s  %s\n' % (digest, path.name))
+        (tmp_path / (path.name + '.manifest.json')).write_text(json.dumps(
+            {'sha256': digest, 'tables': tables if tables is not None else {'public.kb': 2}}))
+    return BackupFile(str(path))
+
+
+def test_plan_checks_a_backup_with_sidecars_by_its_checksum(tmp_path):
+    found = _backup(tmp_path).verify_checksum()
+    assert found['checksum_verified'] and found['indexes'] is None
+    assert found['tables'] == {'public.kb': 2}
+
+
+def test_plan_refuses_a_backup_that_does_not_match_its_checksum(tmp_path):
+    with pytest.raises(BackupFileError, match='does not match its checksum'):
+        _backup(tmp_path, sha='0' * 64).verify_checksum()
+
+
+def test_plan_reads_a_backup_without_sidecars_in_full(tmp_path):
+    found = _backup(tmp_path, sidecars=False).verify_checksum()
+    assert found['indexes'] == [] and found['tables'] == {'public.kb': 2}
+    broken = tmp_path / 'supabase_backup_20260101_000000.sql.gz'
+    broken.write_bytes(broken.read_bytes()[:-12])
+    with pytest.raises(BackupFileError, match='corrupt'):
+        BackupFile(str(broken)).verify_checksum()
+
+
+def test_one_read_checks_what_the_load_saw(tmp_path):
+    from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump_stream import DumpInspector
+
+    backup = _backup(tmp_path, tables={'public.kb': 3})
+    chunks, findings = backup.sql_stream()
+    inspector = DumpInspector()
+    for chunk in chunks:
+        inspector.feed(chunk)
+    with pytest.raises(BackupFileError, match="manifest's row counts"):
+        findings(inspector)
