@@ -253,10 +253,15 @@ def test_cron_command_makes_a_real_backup(host, paths, cron_job):
     checksum = host.run('cd %s && sha256sum -c %s', backup_dir, os.path.basename(path) + '.sha256')
     assert checksum.rc == 0, checksum.stdout + checksum.stderr
 
-    manifest = json.loads(host.file(path + '.manifest.json').content_string)
-    assert host.file(path + '.manifest.json').mode == 0o600
-    assert manifest['file'] == os.path.basename(path)
-    assert manifest['size'] == backup.size
+    # One manifest for the restore point, <stem>.manifest.json, describing each of its parts.
+    manifest_file = host.file(path[:-len('.sql.gz.gpg')] + '.manifest.json')
+    assert manifest_file.mode == 0o600
+    restore_point = json.loads(manifest_file.content_string)
+    assert restore_point['format'] == 'cortexreview.supabase_backup/restore-point/v2'
+    assert restore_point['stem'] == os.path.basename(path)[:-len('.sql.gz.gpg')]
+    [manifest] = restore_point['parts']
+    assert manifest['name'] == os.path.basename(path) and manifest['role'] == 'database'
+    assert manifest['size'] == backup.size and manifest['encrypted'] is True
     assert manifest['encryption']['cipher'] == 'AES256'
     for table in SEEDED_TABLES:
         assert manifest['tables'].get(table, 0) > 0, (table, manifest['tables'])
