@@ -17,8 +17,9 @@ NODE_PYTHON = '/usr/bin/python3'  # the node's system Python, as on a Debian DB 
 def psql(sql, db='postgres', options=None):
     """Run SQL in the test stack's DB container, errors stopping it."""
     env = ['-e', 'PGOPTIONS=%s' % options] if options else []
-    subprocess.run(['docker', 'exec', '-i'] + env + [DB_CONTAINER, 'psql', '-U', 'postgres', '-X', '-q',
-                    '-v', 'ON_ERROR_STOP=1', '-d', db], input=sql.encode(), check=True)
+    argv = ['docker', 'exec', '-i'] + env + [DB_CONTAINER, 'psql', '-U', 'postgres', '-X', '-q',
+                                             '-v', 'ON_ERROR_STOP=1', '-d', db]
+    subprocess.run(argv, input=sql.encode(), check=True)
 
 
 def collections_path(workdir):

@@ -191,7 +191,7 @@ def main():
         _elapsed, backup, _rss = run_backup_playbook(workdir, env, backup_dir)
         times = {'contract': [], 'module': [], 'role': []}
         downtimes = {'contract': [], 'module': [], 'role': []}
-        splits, peaks, reported = [], [], []
+        splits, peaks, reported, load = [], [], [], {}
         for round_number in range(args.rounds):
             order = ('contract', 'module', 'role')
             for which in order[round_number % 3:] + order[:round_number % 3]:

@@ -151,19 +151,22 @@ playbook backup.yml
 backup="$(newest_backup)"
 [ -n "$backup" ] || die "no backup file in $RUN_DIR/backups"
 
+manifest="${backup%.sql.gz}.manifest.json"  # one manifest per restore point, named by its stem
 say "The backup"
-ls -l "$backup" "$backup.sha256" "$backup.manifest.json"
+ls -l "$backup" "$backup.sha256" "$manifest"
 (cd "$(dirname "$backup")" && sha256sum -c "$(basename "$backup").sha256")
 printf 'gunzip -t: '
 if gunzip -t "$backup"; then echo "OK"; else die "gunzip -t failed for $backup"; fi
 
 say "Its manifest: exact row counts counted from the dump stream"
-"$SYSTEM_PYTHON" - "$backup.manifest.json" <<'PY'
+"$SYSTEM_PYTHON" - "$manifest" <<'PY'
 import json
 import sys
 
 with open(sys.argv[1], encoding='utf-8') as handle:
-    manifest = json.load(handle)
+    point = json.load(handle)
+manifest = next(part for part in point['parts'] if part.get('role') == 'database')
+print('restore point %s: %s' % (point['stem'], ', '.join(part['name'] for part in point['parts'])))
 print('PostgreSQL %s, pg_dump %s, extensions: %s' % (
     manifest['server_version'], manifest['pg_dump_version'],
     ', '.join('%s %s' % item for item in sorted(manifest['extensions'].items()))))
@@ -199,14 +202,14 @@ say "The data is back"
 after="$(sql -F ' ' -c "$CONTENTS_SQL")"
 printf '%s\n' "$after" | sed 's/^/  /'
 # Every table of the backup holds again exactly the rows its manifest counted.
-"$SYSTEM_PYTHON" - "$backup.manifest.json" "$PG_BIN_DIR/psql" <<'PY' || die "the restored data differs from the backup"
+"$SYSTEM_PYTHON" - "$manifest" "$PG_BIN_DIR/psql" <<'PY' || die "the restored data differs from the backup"
 import json
 import subprocess
 import sys
 
 manifest_path, psql = sys.argv[1:3]
 with open(manifest_path, encoding='utf-8') as handle:
-    tables = json.load(handle)['tables']
+    tables = next(part for part in json.load(handle)['parts'] if part.get('role') == 'database')['tables']
 # The manifest names tables as pg_dump does: schema-qualified, quoted where needed.
 query = ' UNION ALL '.join(
     "SELECT %s, count(*) FROM %s" % ("'" + name.replace("'", "''") + "'", name) for name in sorted(tables))

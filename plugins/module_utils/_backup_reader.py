@@ -179,8 +179,7 @@ class BackupFile:
 
         def chunks():
             try:
-                for plain in _decompressed(self.checked_plain_chunks(digest)):
-                    yield plain
+                yield from _decompressed(self.checked_plain_chunks(digest))
             except CorruptStreamError as exc:
                 raise BackupFileError('backup file %s is corrupt: %s' % (name, exc.msg)) from None
 

@@ -45,8 +45,8 @@ _UNSAFE = re.compile(r'[^A-Za-z0-9_.-]')
 def journal_path(directory, target):
     """One record per database and server: ``.cortexreview-restore-<container or host>-<db>.json``."""
     where = target.container or target.login_host or 'local'
-    return os.path.join(directory, '%s%s-%s%s' % (JOURNAL_PREFIX, _UNSAFE.sub('_', where),
-                                                   _UNSAFE.sub('_', target.db), JOURNAL_SUFFIX))
+    name = '%s%s-%s%s' % (JOURNAL_PREFIX, _UNSAFE.sub('_', where), _UNSAFE.sub('_', target.db), JOURNAL_SUFFIX)
+    return os.path.join(directory, name)
 
 
 def read_journal(path):

@@ -140,7 +140,7 @@ def points(stack, collections_path):
             Task("validate_a", "supabase_validate", {"backup_dir": backup_dir, "db": db, "metrics_file": metrics,
                                                      "restore_point": stem_a}, template=True),
             Task("restore_a", "supabase_restore", {**restore, "restore_point": stem_a, "keep_previous": False,
-                                                        "writers_stop_at": "load"},
+                                                   "writers_stop_at": "load"},
                  template=True),
             Pause("restored"),
             Task("retention", "supabase_dump", {"backup_dir": retention_dir, "db": db, "retention_days": 7,
