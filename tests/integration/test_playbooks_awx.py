@@ -121,7 +121,7 @@ def _untouched_state(scratch):
 
 
 def test_backup_through_ansible_runner(runner_job, scratch):
-    runner, stdout, _ = runner_job.run(PLAYBOOKS / "backup.yml", _backup_vars(scratch), skip_tags="provision")
+    runner, stdout, _seconds = runner_job.run(PLAYBOOKS / "backup.yml", _backup_vars(scratch), skip_tags="provision")
     assert runner.status == "successful" and runner.rc == 0, stdout[-4000:]
     backups = _backups(scratch)
     assert len(backups) == 1, backups
@@ -204,7 +204,7 @@ def test_a_terminal_is_still_asked(ansible_env, scratch, tmp_path):
 def test_restore_with_confirmation_through_ansible_runner(runner_job, scratch):
     writers = testbed.APP_CONTAINERS
     started_at = _started_at(*writers)
-    runner, stdout, _ = runner_job.run(PLAYBOOKS / "restore.yml",
+    runner, stdout, _seconds = runner_job.run(PLAYBOOKS / "restore.yml",
                                        _restore_vars(scratch, supabase_restore_confirm=True))
     assert runner.status == "successful" and runner.rc == 0, stdout[-4000:]
     counts = testbed.table_counts(scratch["db"])
