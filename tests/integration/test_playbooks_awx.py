@@ -205,7 +205,7 @@ def test_restore_with_confirmation_through_ansible_runner(runner_job, scratch):
     writers = testbed.APP_CONTAINERS
     started_at = _started_at(*writers)
     runner, stdout, _seconds = runner_job.run(PLAYBOOKS / "restore.yml",
-                                       _restore_vars(scratch, supabase_restore_confirm=True))
+                                              _restore_vars(scratch, supabase_restore_confirm=True))
     assert runner.status == "successful" and runner.rc == 0, stdout[-4000:]
     counts = testbed.table_counts(scratch["db"])
     assert "awx_after_backup" not in counts
