@@ -110,3 +110,25 @@ def test_encrypted_backup_with_a_wrong_passphrase_file_fails_cleanly(run_playboo
     assert "Traceback" not in proc.stdout + proc.stderr
     assert PASSPHRASE not in proc.stdout + proc.stderr
     assert _staging_databases(scratch["db"]) == []
+
+
+def test_restore_point_picks_an_older_backup_over_the_newest(run_playbook, scratch):
+    good_dir = os.path.dirname(scratch["good"])
+    stem = os.path.basename(scratch["good"])[:-len(".sql.gz")]
+    newer = os.path.join(good_dir, "supabase_backup_20991231_235959.sql.gz")
+    with open(newer, "wb") as handle:
+        handle.write(b"not a backup at all")  # the newest: validating it would fail
+    try:
+        proc = _run(run_playbook, scratch, "", supabase_validate_backup_dir=good_dir,
+                    supabase_validate_restore_point=stem)
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+        assert "Supabase backup validation: PASSED" in proc.stdout
+        assert not os.path.exists(newer + ".validation.json")
+        with open(scratch["good"] + ".validation.json", encoding="utf-8") as handle:
+            assert json.load(handle)["passed"] is True
+        refused = _run(run_playbook, scratch, "", supabase_validate_backup_dir=good_dir,
+                       supabase_validate_restore_point="supabase_backup_2099")
+        assert refused.returncode != 0
+        assert "is not a logical restore point name" in refused.stdout, refused.stdout[-3000:]
+    finally:
+        os.unlink(newer)
