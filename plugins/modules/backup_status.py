@@ -202,6 +202,15 @@ validation:
     of_newest:
       description: Whether it is the report of the newest backup.
       type: bool
+interrupted_restores:
+  description:
+    - Restores whose process died before they ended (their record, C(.cortexreview-restore-*.json), is in
+      O(backup_dir)), each with C(src), C(started_at), C(stopped_writers), C(writers_down) and C(scratch_database).
+    - Writers such a restore stopped that are still down are a problem; the next restore from that directory
+      drops its scratch database and starts them.
+  returned: when backup_dir exists
+  type: list
+  elements: dict
 problems:
   description: Why the module failed, one entry a problem (joined with C(; ), they are the failure's C(msg)). Empty on success.
   returned: when backup_dir exists
