@@ -22,6 +22,30 @@ def psql(sql, db='postgres', options=None):
     subprocess.run(argv, input=sql.encode(), check=True)
 
 
+LOAD_SQL = '''
+DROP SCHEMA IF EXISTS bench CASCADE;
+CREATE SCHEMA bench;
+CREATE TABLE bench.knowledge_base (
+    id bigserial PRIMARY KEY, content text NOT NULL, metadata jsonb NOT NULL, embedding vector(1536));
+INSERT INTO bench.knowledge_base (content, metadata, embedding)
+SELECT 'review note ' || g || ': ' || repeat('prefer explicit error handling over silent fallbacks; ', 8),
+       jsonb_build_object('repo', 'service-' || (g % 50), 'lang', 'python', 'n', g),
+       (SELECT array_agg((random() * 2 - 1)::real) FROM generate_series(1, 1536) WHERE g > 0)::vector
+  FROM generate_series(1, {rows}) g;
+'''
+# The restore benchmark's rows carry the indexes a restore rebuilds, as knowledge_base does.
+INDEX_SQL = '''
+CREATE INDEX bench_kb_embedding_idx ON bench.knowledge_base USING ivfflat (embedding vector_cosine_ops) WITH (lists = 100);
+CREATE INDEX bench_kb_metadata_idx ON bench.knowledge_base USING gin (metadata jsonb_path_ops);
+'''
+
+
+def load_bench_rows(rows, indexes=False):
+    """A few hundred MB of knowledge_base-like rows (1536-dimension vectors) in schema ``bench``."""
+    psql(LOAD_SQL.replace('{rows}', str(rows)) + (INDEX_SQL if indexes else ''), options='-c maintenance_work_mem=1GB')
+    psql('VACUUM ANALYZE bench.knowledge_base;')
+
+
 def collections_path(workdir):
     link = os.path.join(workdir, 'collections', 'ansible_collections', 'cortexreview', 'supabase_backup')
     os.makedirs(os.path.dirname(link))

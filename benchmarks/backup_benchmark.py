@@ -26,23 +26,12 @@ import sys
 import tempfile
 import time
 
-from _bench import DB_CONTAINER, REPO, collections_path, psql, run_backup_playbook
+from _bench import DB_CONTAINER, REPO, collections_path, load_bench_rows, psql, run_backup_playbook
 
 TIME_TARGET = 0.5
 SIZE_TARGET = 1.10
 MEMORY_GROWTH_LIMIT = 1.5
 
-LOAD_SQL = '''
-DROP SCHEMA IF EXISTS bench CASCADE;
-CREATE SCHEMA bench;
-CREATE TABLE bench.knowledge_base (
-    id bigserial PRIMARY KEY, content text NOT NULL, metadata jsonb NOT NULL, embedding vector(1536));
-INSERT INTO bench.knowledge_base (content, metadata, embedding)
-SELECT 'review note ' || g || ': ' || repeat('prefer explicit error handling over silent fallbacks; ', 8),
-       jsonb_build_object('repo', 'service-' || (g % 50), 'lang', 'python', 'n', g),
-       (SELECT array_agg((random() * 2 - 1)::real) FROM generate_series(1, 1536) WHERE g > 0)::vector
-  FROM generate_series(1, {rows}) g;
-'''
 
 
 def run_baseline(path, passphrase_file=None):
@@ -85,8 +74,7 @@ def main():
         # Warm-up on the small seed database: provisions the runtime, gives the small-size memory figure.
         _elapsed, _path, small_rss = run_backup_playbook(workdir, env, backup_dir, passphrase)
         print('loading %d vector rows into schema bench ...' % args.rows, flush=True)
-        psql(LOAD_SQL.replace('{rows}', str(args.rows)))
-        psql('VACUUM ANALYZE bench.knowledge_base;')
+        load_bench_rows(args.rows)
         baseline_times, our_times, our_rss = [], [], []
         baseline_path = os.path.join(workdir, 'baseline.sql.gz' + ('.gpg' if args.encrypted else ''))
         for round_number in range(args.rounds):
@@ -100,8 +88,10 @@ def main():
                     our_rss.append(rss)
         for path in (baseline_path, our_path):
             check_gzip(path, passphrase_file)
-        with open(our_path + '.manifest.json') as handle:
-            manifest = json.load(handle)
+        # The restore point's manifest (STEM.manifest.json); the dump is its first part.
+        stem = our_path[:-len('.sql.gz.gpg')] if our_path.endswith('.gpg') else our_path[:-len('.sql.gz')]
+        with open(stem + '.manifest.json') as handle:
+            manifest = json.load(handle)['parts'][0]
         dumped_rows = manifest['tables'].get('bench.knowledge_base')
         baseline_time = statistics.median(baseline_times)
         our_time = statistics.median(our_times)

@@ -36,7 +36,7 @@ import tempfile
 import threading
 import time
 
-from _bench import DB_CONTAINER, REPO, WRITERS, PeakMemory, collections_path, psql, run_backup_playbook
+from _bench import DB_CONTAINER, REPO, WRITERS, PeakMemory, collections_path, load_bench_rows, psql, run_backup_playbook
 
 API_CONTAINER = WRITERS[0]
 CONTRACT_MAINTENANCE_WORK_MEM = '1GB'
@@ -45,19 +45,6 @@ ROLE_TARGET = 1.1
 DOWNTIME_TARGET = 0.25
 MEMORY_GROWTH_LIMIT = 1.5
 
-LOAD_SQL = '''
-DROP SCHEMA IF EXISTS bench CASCADE;
-CREATE SCHEMA bench;
-CREATE TABLE bench.knowledge_base (
-    id bigserial PRIMARY KEY, content text NOT NULL, metadata jsonb NOT NULL, embedding vector(1536));
-INSERT INTO bench.knowledge_base (content, metadata, embedding)
-SELECT 'review note ' || g || ': ' || repeat('prefer explicit error handling over silent fallbacks; ', 8),
-       jsonb_build_object('repo', 'service-' || (g % 50), 'lang', 'python', 'n', g),
-       (SELECT array_agg((random() * 2 - 1)::real) FROM generate_series(1, 1536) WHERE g > 0)::vector
-  FROM generate_series(1, {rows}) g;
-CREATE INDEX bench_kb_embedding_idx ON bench.knowledge_base USING ivfflat (embedding vector_cosine_ops) WITH (lists = 100);
-CREATE INDEX bench_kb_metadata_idx ON bench.knowledge_base USING gin (metadata jsonb_path_ops);
-'''
 
 
 class Downtime(threading.Thread):
@@ -186,8 +173,7 @@ def main():
         _elapsed, _result, _downtime, small_rss = run_module(workdir, env, python, dict(module_args, src=small_backup))
         drop_old_copies()
         print('loading %d vector rows into schema bench ...' % args.rows, flush=True)
-        psql(LOAD_SQL.replace('{rows}', str(args.rows)), options='-c maintenance_work_mem=1GB')
-        psql('VACUUM ANALYZE bench.knowledge_base;')
+        load_bench_rows(args.rows, indexes=True)
         _elapsed, backup, _rss = run_backup_playbook(workdir, env, backup_dir)
         times = {'contract': [], 'module': [], 'role': []}
         downtimes = {'contract': [], 'module': [], 'role': []}
@@ -212,9 +198,8 @@ def main():
         module_ratio, role_ratio = module / contract, role / contract
         downtime_ratio = median(downtimes['module']) / contract
         memory_ratio = max(peaks) / small_rss if small_rss else float('inf')
-        with open(os.path.join(backup_dir, [name for name in os.listdir(backup_dir)
-                                            if name.endswith('.manifest.json')][-1])) as handle:
-            size = json.load(handle).get('uncompressed_size') or 0
+        with open(backup[:-len('.sql.gz')] + '.manifest.json') as handle:
+            size = json.load(handle)['parts'][0].get('uncompressed_size') or 0
         print()
         print('data set:      %d vector rows, backup %.0f MB (%.0f MB of SQL)' % (
             args.rows, os.path.getsize(backup) / 1e6, size / 1e6))

@@ -34,6 +34,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
     DockerError,
     SupabaseBackupError,
 )
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_points import read_json_object
 
 JOURNAL_PREFIX = '.cortexreview-restore-'
 JOURNAL_SUFFIX = '.json'
@@ -51,15 +52,8 @@ def journal_path(directory, target):
 
 def read_journal(path):
     """The record at ``path``, or None when there is none; a damaged one is an error naming it."""
-    try:
-        with open(path, encoding='utf-8') as handle:
-            record = json.load(handle)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise BackupFileError('the restore record %s cannot be read (%s); check what it describes and remove it'
-                              % (path, exc), journal=path) from None
-    if not isinstance(record, dict) or record.get('format') != FORMAT:
+    record = read_json_object(path, 'restore record')
+    if record is not None and record.get('format') != FORMAT:
         raise BackupFileError('the restore record %s is not one this collection wrote; remove it' % path,
                               journal=path)
     return record

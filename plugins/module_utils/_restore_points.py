@@ -123,7 +123,7 @@ def manifest_path(directory, stem):
     return os.path.join(directory, stem + MANIFEST_SUFFIX)
 
 
-def _read_json(path, what):
+def read_json_object(path, what):
     """The object in ``path``, None when there is no such file; BackupFileError when unreadable."""
     try:
         with open(path, encoding='utf-8') as handle:
@@ -144,14 +144,14 @@ def part_manifest(path):
     gives the part's entry, with the restore point's ``stem``, ``kind``, ``created_at`` and ``format``.
     """
     v1_path = path + MANIFEST_SUFFIX
-    manifest = _read_json(v1_path, 'manifest')
+    manifest = read_json_object(v1_path, 'manifest')
     if manifest is not None:
         return manifest
     stem = stem_of_part(path)
     if stem is None:
         return None
     v2_path = manifest_path(os.path.dirname(path), stem)
-    manifest = _read_json(v2_path, 'manifest')
+    manifest = read_json_object(v2_path, 'manifest')
     if manifest is None:
         return None
     if manifest.get('format') != MANIFEST_FORMAT or not isinstance(manifest.get('parts'), list):

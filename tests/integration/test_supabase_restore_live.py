@@ -42,6 +42,8 @@ from restore_helpers import (
     inject_failing_statement,
     max_feedback_id,
     parse_docker_time,
+    restore_stable_postgres,
+    stable,
     started_at,
     statuses,
     wait_for_writes,
@@ -51,14 +53,6 @@ API, WORKER, DB = testbed.API_CONTAINER, testbed.WORKER_CONTAINER, testbed.DB_CO
 WATCHED = (API, WORKER, DB)
 LIVE = testbed.DB_NAME
 SCRATCH_PREFIX = f"{LIVE}_restore_"
-STABLE_TABLES = ("knowledge_base", "learned_constraints", "Weird Table", "empty_table")
-
-
-def stable(data):
-    """The tables no writer touches (feedback_audit_log grows all the time)."""
-    return {name: value for name, value in data["tables"].items() if name in STABLE_TABLES}
-
-
 def feedback_ids_in_dump(path):
     """ids of the feedback_audit_log rows in a .sql.gz dump (first column of its COPY block)."""
     with open(path, "rb") as fh:
@@ -80,16 +74,6 @@ def compose_project_started_at():
     containers = testbed.docker_client().containers.list(
         all=True, filters={"label": f"com.docker.compose.project={testbed.PROJECT}"})
     return {c.name: c.attrs["State"]["StartedAt"] for c in containers}
-
-
-def restore_stable_postgres(stack):
-    """Writers running, ``postgres`` present and seeded -- for the tests that run after us."""
-    for name in testbed.APP_CONTAINERS:
-        if testbed.container_status(name) != "running":
-            testbed.start_containers(name)
-    stack.ensure_healthy()
-    if testbed.seed_row_counts() != testbed.SEED_ROW_COUNTS:
-        testbed.reseed()
 
 
 @pytest.fixture(scope="module")

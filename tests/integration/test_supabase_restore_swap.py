@@ -37,6 +37,8 @@ from restore_helpers import (
     fingerprint,
     inject_failing_statement,
     max_feedback_id,
+    restore_stable_postgres,
+    stable,
     started_at,
     statuses,
     wait_for_writes,
@@ -45,20 +47,8 @@ from restore_helpers import (
 API, WORKER, DB = testbed.API_CONTAINER, testbed.WORKER_CONTAINER, testbed.DB_CONTAINER
 LIVE = testbed.DB_NAME
 SCRATCH_PREFIX = f"{LIVE}_restore_"
-STABLE_TABLES = ("knowledge_base", "learned_constraints", "Weird Table", "empty_table")
-
-
-def stable(db):
-    return {name: value for name, value in fingerprint(db, sequences=False)["tables"].items() if name in STABLE_TABLES}
-
-
-def restore_stable_postgres(stack):
-    for name in testbed.APP_CONTAINERS:
-        if testbed.container_status(name) != "running":
-            testbed.start_containers(name)
-    stack.ensure_healthy()
-    if testbed.seed_row_counts() != testbed.SEED_ROW_COUNTS:
-        testbed.reseed()
+def stable_of(db):
+    return stable(fingerprint(db, sequences=False))
 
 
 def journals(directory):
@@ -78,14 +68,14 @@ def swap(stack, run_module):
         assert_ok(results["dump"])
         failing = inject_failing_statement(results["dump"]["path"],
                                            os.path.join(base, "failing", "supabase_backup_20260101_000000.sql.gz"))
-        ok = SimpleNamespace(before_oid=db_oid(LIVE), stable=stable(LIVE), started=started_at(API, WORKER, DB),
+        ok = SimpleNamespace(before_oid=db_oid(LIVE), stable=stable_of(LIVE), started=started_at(API, WORKER, DB),
                              watch=RestoreWatch((API, WORKER, DB), SCRATCH_PREFIX, interval=0.05))
         ok.watch.start()
         results["restore"] = run_module("supabase_restore", {"src": results["dump"]["path"], "confirm": True})
         ok.watch.stop()
         ok.after_oid = db_oid(LIVE)
         ok.after_started = started_at(API, WORKER, DB)
-        ok.after_stable = stable(LIVE)
+        ok.after_stable = stable_of(LIVE)
         wait_for_writes()
         upto = max_feedback_id(LIVE)
         time.sleep(1.0)
@@ -190,7 +180,7 @@ def interrupted(stack, run_module, collections_path):
         slow = inject_failing_statement(dump["path"], os.path.join(base, "slow", "supabase_backup_20260101_000000.sql.gz"),
                                         statement=b"SELECT pg_catalog.pg_sleep(120);")
         state.before_oid = db_oid(LIVE)
-        state.stable = stable(LIVE)
+        state.stable = stable_of(LIVE)
         process = _start_restore(collections_path, base, {"src": slow, "confirm": True, "writers_stop_at": "load"})
         journal_dir = os.path.dirname(slow)
         record = None
@@ -210,14 +200,14 @@ def interrupted(stack, run_module, collections_path):
         state.record = record
         state.journal = os.path.join(journal_dir, journals(journal_dir)[0])
         state.journal_mode = stat.S_IMODE(os.stat(state.journal).st_mode)
-        state.killed = SimpleNamespace(running=statuses(API, WORKER), oid=db_oid(LIVE), stable=stable(LIVE),
+        state.killed = SimpleNamespace(running=statuses(API, WORKER), oid=db_oid(LIVE), stable=stable_of(LIVE),
                                        scratch=databases(SCRATCH_PREFIX))
         state.results["status_meanwhile"] = run_module("backup_status", {"backup_dir": journal_dir})
         # The next restore from the same directory finishes the interrupted one first.
         good = shutil.copy(dump["path"], os.path.join(journal_dir, "supabase_backup_20260101_000001.sql.gz"))
         state.results["rerun"] = run_module("supabase_restore", {"src": good, "confirm": True})
         state.after = SimpleNamespace(running=statuses(API, WORKER), scratch=databases(SCRATCH_PREFIX),
-                                      journals=journals(journal_dir), stable=stable(LIVE))
+                                      journals=journals(journal_dir), stable=stable_of(LIVE))
         state.results["status_after"] = run_module("backup_status", {"backup_dir": journal_dir})
         state.dump = dump
         yield state

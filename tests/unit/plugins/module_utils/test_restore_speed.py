@@ -98,7 +98,7 @@ def test_damaged_or_foreign_records_are_named_not_trusted(tmp_path):
         read_journal(path)
     with open(path, 'w') as handle:
         handle.write('{broken')
-    with pytest.raises(BackupFileError, match='cannot be read'):
+    with pytest.raises(BackupFileError, match='cannot read restore record'):
         read_journal(path)
     restores = interrupted_restores(str(tmp_path))
     assert [entry['journal'] for entry in restores] == [path]
