@@ -33,7 +33,6 @@ SIZE_TARGET = 1.10
 MEMORY_GROWTH_LIMIT = 1.5
 
 
-
 def run_baseline(path, passphrase_file=None):
     pipeline = 'set -o pipefail; docker exec %s pg_dump -U postgres postgres | gzip' % DB_CONTAINER
     if passphrase_file:

@@ -46,7 +46,6 @@ DOWNTIME_TARGET = 0.25
 MEMORY_GROWTH_LIMIT = 1.5
 
 
-
 class Downtime(threading.Thread):
     """Seconds the API container was not running while the with-block ran (sampled)."""
 

@@ -53,6 +53,8 @@ API, WORKER, DB = testbed.API_CONTAINER, testbed.WORKER_CONTAINER, testbed.DB_CO
 WATCHED = (API, WORKER, DB)
 LIVE = testbed.DB_NAME
 SCRATCH_PREFIX = f"{LIVE}_restore_"
+
+
 def feedback_ids_in_dump(path):
     """ids of the feedback_audit_log rows in a .sql.gz dump (first column of its COPY block)."""
     with open(path, "rb") as fh:

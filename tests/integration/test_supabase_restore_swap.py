@@ -47,6 +47,8 @@ from restore_helpers import (
 API, WORKER, DB = testbed.API_CONTAINER, testbed.WORKER_CONTAINER, testbed.DB_CONTAINER
 LIVE = testbed.DB_NAME
 SCRATCH_PREFIX = f"{LIVE}_restore_"
+
+
 def stable_of(db):
     return stable(fingerprint(db, sequences=False))
 
