@@ -125,7 +125,7 @@ class RestoreBackend(Backend):
                                       % (', '.join(sorted(start_errors)), '; '.join(start_errors.values())),
                                       stopped=outcome['stopped'], started=started_again, downtime=downtime)
         result.update({
-            'changed': True, 'src': backup.path, 'restore_point': restore_point,
+            'changed': True, 'src': backup.path, 'restore_point': restore_point, 'size': backup.size,
             'stopped': outcome['stopped'], 'started': started_again,
             'downtime': downtime, 'writers_stop_at': settings.writers_stop_at,
             'interrupted_restore': interrupted, 'duration': round(time.monotonic() - started, 3),

@@ -162,6 +162,10 @@ src:
   description: The backup restored.
   returned: always
   type: str
+size:
+  description: Size in bytes of the backup file restored (also the metrics' C(size_bytes)).
+  returned: success, not in check mode
+  type: int
 sha256:
   description: SHA-256 of the backup file.
   returned: always

@@ -183,7 +183,7 @@ def test_restore_records_its_runs_refused_and_rejected_included(seeded, collecti
     damaged = fingerprint(seeded["db"])
     assert damaged != before
     args = {"src": seeded["corrupt"], "db": seeded["db"], "confirm": True, "stop_containers": [],
-            "keep_previous": False, "metrics_file": metrics}
+            "keep_previous": False, "writers_stop_at": "load", "metrics_file": metrics}
     judge_runs(collections_path, workdir, metrics, [
         ("corrupt", "supabase_restore", args, "truncated"),
         ("rejected", "supabase_restore", dict(args, src=seeded["backup"], maintenance_work_mem="lots"),
