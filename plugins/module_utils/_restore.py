@@ -40,7 +40,8 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._sql 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._writers import WriterControl
 
 
-_SCRATCH_NAME = re.compile(r'^.*_restore_\d{8}_\d{6}$')
+# What a restore names its scratch database; a previous copy (<db>_pre_restore_...) never matches.
+_SCRATCH_NAME = re.compile(r'^(?!.*_pre_restore_\d{8}_\d{6}$).*_restore_\d{8}_\d{6}$')
 
 
 def _since(began):

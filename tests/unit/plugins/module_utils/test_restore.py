@@ -329,12 +329,18 @@ def test_the_next_restore_finishes_an_interrupted_one(world):
     assert read_journal(path) is None
 
 
-def test_a_record_naming_the_live_database_never_drops_it(world):
+@pytest.mark.parametrize('named', ['postgres', 'postgres_pre_restore_20200101_000000'])
+def test_a_record_naming_the_live_database_or_a_previous_copy_never_drops_it(world, named):
+    world.server.databases.setdefault(named, FakeDatabase())
     target = world.backend().settings.target
     path = journal_path(os.path.dirname(world.src), target)
-    RestoreJournal.begin(path, target, world.src, 'then').note(scratch_database='postgres')
-    world.run()
-    assert world.server.executed('^DROP DATABASE IF EXISTS "postgres" ') == []
+    RestoreJournal.begin(path, target, world.src, 'then').note(scratch_database=named)
+    _backend, result = world.run()
+    assert result['interrupted_restore']['dropped'] is None
+    # Nothing of it is dropped before the restore's own work (an older previous copy goes at its end).
+    log = [sql for _program, _db, sql in world.server.log]
+    first_create = next(number for number, sql in enumerate(log) if sql.startswith('CREATE DATABASE'))
+    assert not any(sql.startswith('DROP DATABASE IF EXISTS "%s"' % named) for sql in log[:first_create])
     assert world.server.databases['postgres'].tables == BACKUP_TABLES
 
 
