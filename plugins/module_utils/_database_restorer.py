@@ -175,6 +175,10 @@ class DatabaseRestorer:
         self._psql(self.target, name, backup, splitter.first_session_chunks(
             chunks, on_start=lambda: backup.check_start(inspector),
             on_end=lambda: findings.update(check(inspector))), options)
+        if not findings:
+            # psql ended well before the end of its input (a \q in the dump): nothing was checked.
+            raise CommandError('restoring %s into database %s failed: psql stopped reading before the end of the '
+                               'backup' % (backup.path, name))
         self.timings['load'] = round(time.monotonic() - began, 3)
         plan = splitter.plan
         if plan is not None:

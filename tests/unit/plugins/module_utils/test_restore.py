@@ -361,3 +361,15 @@ def test_swap_mode_refuses_to_drop_the_previous_database(monkeypatch, tmp_path):
     with pytest.raises(ConfigError, match='keep_previous: false cannot go with writers_stop_at: swap'):
         world.backend(keep_previous=False)
     assert world.docker.calls == [] and world.server.log == []
+
+
+def test_a_psql_that_stops_reading_early_fails_the_restore(world, monkeypatch):
+    """psql exits 0 before the end of the backup (a \\q in it): nothing was checked, nothing is swapped."""
+    def stops_early(target, program, args, chunks, env=None):
+        return 0, '', ''  # read nothing, exit 0
+
+    monkeypatch.setattr(type(world.backend().settings.target), 'feed', stops_early)
+    _backend, error = world.fails(CommandError)
+    assert 'psql stopped reading before the end of the backup' in error.msg
+    assert world.server.executed('RENAME') == []
+    world.assert_writers_started_again(error)
