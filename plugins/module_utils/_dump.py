@@ -17,9 +17,9 @@ from __future__ import annotations
 import os
 import time
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import AtomicFile, DirectoryLock
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import DirectoryLock
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_output import BackupWriter, CompressedOutput, OutputSettings
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_output import BackupWriter, OutputSettings, RestorePointWriter
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import (
     PgTarget,
     last_line,
@@ -69,6 +69,10 @@ class DumpBackend(BackupWriter):
     def backup_kind(self):
         return self.settings.kind
 
+    # Writers of the parts that follow the databases' (DB config files, deployment files, Storage last),
+    # in order: each is called as ``writer(backend, point)`` and adds its parts to ``point``.
+    file_part_writers = ()
+
     def write(self, started, dir_changed):
         settings = self.settings
         settings.target.ensure_reachable()
@@ -83,57 +87,56 @@ class DumpBackend(BackupWriter):
                                                      ' and remove %d expired file(s)' % len(removed) if removed else ''),
             }
         with DirectoryLock(settings.backup_dir, settings.lock_timeout):
-            path = self.free_backup_path()
-            dump = self._dump_to(path, facts, started)
-            removed = self.remove_expired()
-        dump.update({
-            'changed': True, 'removed': removed, 'duration': round(time.monotonic() - started, 3),
-            'msg': 'Backed up %s to %s (%d bytes)' % (settings.target.describe(), path, dump['size']),
-        })
-        return dump
-
-    def _dump_to(self, path, facts, started):
-        settings = self.settings
-        inspector = DumpInspector()
-        with AtomicFile(path, settings.mode) as output:
-            written = CompressedOutput(output, settings)
+            point = RestorePointWriter(self, self.free_stamp())
             try:
-                stream = settings.target.start('pg_dump', ['--dbname', settings.target.db])
+                main = self._dump_database(point, settings.target.db, settings.kind.suffix, settings.kind.role,
+                                           facts, started)
+                for write_parts in self.file_part_writers:
+                    write_parts(self, point)
+                manifest_path = point.commit()
             except BaseException:
-                written.abort()
+                point.abort()
                 raise
+            removed = self.remove_expired()
+        path = point.main_path
+        return {
+            'changed': True, 'path': path, 'restore_point': point.stem, 'manifest': manifest_path,
+            'size': main['size'], 'sha256': main['sha256'], 'tables': main['tables'],
+            'uncompressed_size': main['uncompressed_size'],
+            'server_version': main['server_version'], 'pg_dump_version': main['pg_dump_version'],
+            'extensions': main['extensions'], 'encrypted': point.encrypted,
+            'parts': point.parts, 'not_found': point.not_found_entries,
+            'removed': removed, 'duration': round(time.monotonic() - started, 3),
+            'msg': 'Backed up %s to %s (%d bytes)' % (settings.target.describe(), path, main['size']),
+        }
+
+    def _dump_database(self, point, db, suffix, role, facts, started):
+        """pg_dump of ``db`` as the part ``<stem><suffix>``; returns its manifest entry."""
+        target = self.settings.target
+        inspector = DumpInspector()
+        with point.part(suffix, role) as sink:
+            stream = target.start('pg_dump', ['--dbname', db])
             try:
                 for chunk in stream.chunks():
                     inspector.feed(chunk)
-                    written.write(chunk)
+                    sink.write(chunk)
             except BaseException:
                 stream.abort()
-                written.abort()
                 raise
             returncode, stderr = stream.finish()
+            which = '' if db == target.db else ' of database %s' % db
             if returncode != 0:
-                written.abort()
-                raise CommandError('pg_dump failed (exit %s): %s' % (returncode, last_line(stderr) or 'no message'),
+                raise CommandError('pg_dump%s failed (exit %s): %s' % (which, returncode, last_line(stderr) or 'no message'),
                                    rc=returncode, stderr=stderr)
             if not inspector.complete:
-                written.abort()
-                raise CommandError('pg_dump exited 0 but its output lacks the completion marker; '
-                                   'the dump is incomplete and was discarded', stderr=stderr)
-            written.close()
-            part = self.part_manifest(path, written)
-            part.update({
-                'database': settings.target.db,
+                raise CommandError('pg_dump%s exited 0 but its output lacks the completion marker; '
+                                   'the dump is incomplete and was discarded' % which, stderr=stderr)
+            sink.facts.update({
+                'database': db,
                 'server_version': inspector.versions.get('server_version') or facts.get('server_version'),
                 'pg_dump_version': inspector.versions.get('pg_dump_version'),
                 'extensions': facts['extensions'],
                 'tables': inspector.tables,
                 'dump_seconds': round(time.monotonic() - started, 3),
             })
-            manifest_path = self.commit_restore_point(output, path, part)
-        return {
-            'path': path, 'restore_point': self.settings.kind.stem_of(path),
-            'size': part['size'], 'sha256': part['sha256'], 'manifest': manifest_path, 'tables': part['tables'],
-            'uncompressed_size': part['uncompressed_size'],
-            'server_version': part['server_version'], 'pg_dump_version': part['pg_dump_version'],
-            'extensions': part['extensions'], 'encrypted': written.encrypted,
-        }
+        return point.entries[-1]

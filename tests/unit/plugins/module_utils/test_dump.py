@@ -64,6 +64,9 @@ def test_a_good_dump_is_written_and_expired_backups_removed(server, backup_dir):
     assert result['tables'] == {'public.t': 3, 'public."Weird Table"': 2}
     assert result['extensions'] == {'vector': '0.8.0'}
     assert os.path.exists(result['manifest'])
+    assert result['parts'] == [{'name': os.path.basename(result['path']), 'role': 'database',
+                                'size': os.path.getsize(result['path'])}]
+    assert result['not_found'] == [] and result['restore_point'] + '.sql.gz' == os.path.basename(result['path'])
     assert [os.path.basename(path) for path in result['removed']] == [EXPIRED]
     assert EXPIRED not in listing(backup_dir)
     assert not [name for name in listing(backup_dir) if name.endswith('.partial')]
