@@ -100,7 +100,7 @@ class RestoreSettings(LoadSettings):
         self.writers_stop_at = params['writers_stop_at']
         self.jobs = params['restore_jobs']
         self.lock_timeout = params['lock_timeout']
-        self.components = check_components(params.get('components') or ['database'])
+        self.components = check_components(['database'] if params.get('components') is None else params['components'])
         if self.writers_stop_at == 'swap' and not self.keep_previous:
             raise ConfigError('keep_previous: false cannot go with writers_stop_at: swap: what the writers wrote '
                               'while the backup loaded lives only in the previous database; keep it, or stop '

@@ -210,6 +210,8 @@ class FakeServer:
         self.roles = ['anon', 'postgres']
         self.globals_dump = ([GLOBALS_DUMP.encode()], 0, '')  # (chunks, rc, stderr) for pg_dumpall
         self.globals_args = []
+        self.role_scripts = []
+        self.roles_error = None
 
     # scripting
 
@@ -240,6 +242,10 @@ class FakeServer:
             sql = args[args.index('--command') + 1]
             self.log.append(('psql', db, sql))
             return FakeStream(lambda _input: self.execute(db, sql))
+        if '--single-transaction' in args:
+            # The roles' scripts (_globals): all or nothing.
+            self.log.append(('psql', db, '<roles>'))
+            return FakeStream(lambda data: self.apply_roles(data.decode('utf-8')), with_input=True)
         # A load is not one transaction (its database is dropped on any failure), but errors stop it.
         assert with_input and 'ON_ERROR_STOP=1' in args, args
         self.log.append(('psql', db, '<input>'))
@@ -303,6 +309,12 @@ class FakeServer:
             return []
         if sql in ('BEGIN', 'COMMIT'):
             return []
+        match = re.match(r"^ALTER DATABASE %s SET %s = (.+)$" % (IDENT, IDENT), sql)
+        if match:
+            value = match.group(3)
+            catalog[_unquote(match.group(1))].settings.append(
+                (None, ['%s=%s' % (_unquote(match.group(2)), _literal(value) if value.startswith("'") else value)]))
+            return []
         if sql.startswith("SELECT pg_catalog.format('ALTER DATABASE"):
             return []  # no per-database settings
         match = re.match(r"^SELECT datname FROM pg_catalog\.pg_database WHERE pg_catalog\.left\(datname, (\d+)\) = %s$"
@@ -350,6 +362,16 @@ class FakeServer:
             return [[index.split('.', 1)[1]] for index in sorted(database.indexes)]
         self.unmodelled.append(sql)
         raise SqlError('ERROR:  the fake server does not model: %s' % sql[:200])
+
+    # psql fed the roles' script: one transaction
+
+    def apply_roles(self, script):
+        self.role_scripts.append(script)
+        if self.roles_error:
+            return 3, b'', self.roles_error
+        for name in re.findall(r'^CREATE ROLE ("(?:[^"]|"")*"|\w+);$', script, re.MULTILINE):
+            self.roles.append(_unquote(name))
+        return 0, b'', ''
 
     # psql fed a dump: ON_ERROR_STOP
 
