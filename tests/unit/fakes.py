@@ -455,6 +455,7 @@ GLOBALS_DUMP = (
     "REPLICATION BYPASSRLS PASSWORD 'SCRAM-SHA-256$4096:c2FsdA==$a2V5:c2VydmVy';\n\n"
     '--\n-- PostgreSQL database cluster dump complete\n--\n\n')
 
+
 def dump_text(tables, indexes=(), extensions=None, complete=True, extra_sql=''):
     """A plain pg_dump as text: ``tables`` {qualified name: row count}, ``indexes`` ['schema.name'].
 
