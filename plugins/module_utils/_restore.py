@@ -120,6 +120,8 @@ class RestoreBackend(Backend):
                         exc.details['start_errors'] = start_errors
                 raise
             started_again, start_errors = self._start_writers(outcome['stopped'], journal)
+            # Older copies are dropped once the writers run again: that is no part of their downtime.
+            result['previous_database'] = self._tidy_previous(restorer, previous, stamp)
         downtime = _since(outcome['downtime_began'])
         if start_errors:
             raise SupabaseBackupError('the restore succeeded but %s could not be started again: %s'
@@ -226,10 +228,9 @@ class RestoreBackend(Backend):
             if isinstance(exc, SupabaseBackupError) and 'not touched' not in exc.msg:
                 exc.msg += '; the live database was not touched'
             raise
-        journal.note(phase='tidying')
-        kept = self._tidy_previous(restorer, previous, stamp)
+        journal.note(phase='swapped')
         return {'sha256': expected['sha256'], 'tables': findings['row_counts'], 'indexes': findings['indexes'],
-                'verification': findings, 'previous_database': kept, 'sessions_ended': sessions_ended,
+                'verification': findings, 'previous_database': previous, 'sessions_ended': sessions_ended,
                 'load': loaded['load'], 'timings': timings}
 
     def _take_writer_warnings(self):

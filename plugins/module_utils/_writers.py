@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._docker import (
     API_ERRORS,
     NotFound,
@@ -81,23 +83,48 @@ class WriterControl:
         return [name for name, info in self._selected() if info.get('State', {}).get('Running')]
 
     def stop(self, names, stopped):
-        """Stop each container, appending it to ``stopped`` at once, so a caller can always restart them."""
+        """Stop the containers at once (as ``docker stop a b`` does), appending each to ``stopped`` as
+        soon as it stopped, so a caller can always restart them; the first failure is raised after all ended."""
         api = self._target.docker_api
-        for name in names:
-            try:
-                api.stop(name, timeout=self._timeout)
-            except API_ERRORS as exc:
-                raise DockerError('cannot stop writer container %s: %s' % (name, reason(exc))) from None
+
+        def stop(name):
+            api.stop(name, timeout=self._timeout)
             stopped.append(name)
 
-    def start(self, names):
-        """Start every container in ``names``; returns (started, {name: error})."""
-        started = []
-        errors = {}
+        errors = _at_once(names, stop)
+        stopped.sort(key=list(names).index)
         for name in names:
-            try:
-                self._target.docker_api.start(name)
-                started.append(name)
-            except API_ERRORS as exc:
-                errors[name] = reason(exc)
-        return started, errors
+            if name in errors:
+                raise DockerError('cannot stop writer container %s: %s' % (name, reason(errors[name]))) from None
+
+    def start(self, names):
+        """Start every container in ``names`` at once; returns (started, {name: error}), in ``names``' order."""
+        api = self._target.docker_api
+        errors = _at_once(names, api.start)
+        return ([name for name in names if name not in errors],
+                dict((name, reason(errors[name])) for name in names if name in errors))
+
+
+def _at_once(names, action):
+    """``action(name)`` for every name, each in a thread of its own (stops wait for the container to
+    end, up to its timeout); returns {name: the error it raised}."""
+    errors = {}
+
+    def run(name):
+        try:
+            action(name)
+        except Exception as exc:  # pylint: disable=broad-except
+            # Whatever the reason, that container did not stop (or start): the caller says so.
+            errors[name] = exc
+
+    threads = [threading.Thread(target=run, args=(name,), daemon=True) for name in names]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            thread.join()
+    finally:
+        # Even when interrupted, the caller must learn every container that was stopped.
+        for thread in threads:
+            thread.join()
+    return errors
