@@ -138,13 +138,19 @@ class DatabaseRestorer:
                           'WHERE datname IN (%s) AND pid <> pg_catalog.pg_backend_pid()' % names)
         return int(rows[0][0]) if rows else 0
 
-    def create_like(self, name, model):
-        """An empty database with the live one's owner, encoding and locale."""
+    def database_facts(self, name):
+        """(owner, encoding, collate, ctype) of database ``name``, or None when it does not exist."""
         rows = self.admin(
             'SELECT pg_catalog.pg_get_userbyid(datdba), pg_catalog.pg_encoding_to_char(encoding), datcollate, datctype '
-            'FROM pg_catalog.pg_database WHERE datname = %s' % quote_literal(model))
-        if rows:
-            owner, encoding, collate, ctype = rows[0]
+            'FROM pg_catalog.pg_database WHERE datname = %s' % quote_literal(name))
+        return tuple(rows[0]) if rows else None
+
+    def create_like(self, name, model, facts=None):
+        """An empty database with the live one's owner, encoding and locale (``facts``: the model's
+        database_facts() when the caller has them already)."""
+        facts = facts or self.database_facts(model)
+        if facts:
+            owner, encoding, collate, ctype = facts
             self.admin('CREATE DATABASE %s WITH TEMPLATE template0 OWNER %s ENCODING %s LC_COLLATE %s LC_CTYPE %s'
                        % (quote_ident(name), quote_ident(owner), quote_literal(encoding),
                           quote_literal(collate), quote_literal(ctype)))

@@ -91,7 +91,9 @@ class RestoreBackend(Backend):
                               % (backup.path, target.describe()))
         target.ensure_reachable()
         restorer = settings.restorer(settings.jobs)
-        if not restorer.database_exists(target.db):
+        # The live database's owner, encoding and locale, for the scratch database; None: there is none.
+        live_facts = restorer.database_facts(target.db)
+        if live_facts is None:
             raise ConfigError('%s does not exist; nothing to restore over' % target.describe())
         directory = os.path.dirname(backup.path)
         journal_file = journal_path(directory, target)
@@ -109,7 +111,7 @@ class RestoreBackend(Backend):
             journal = RestoreJournal.begin(journal_file, target, backup.path, self.utc_now())
             outcome = {'stopped': [], 'downtime_began': None}
             try:
-                result = self._restore(restorer, backup, expected, scratch, previous, stamp, journal, outcome)
+                result = self._restore(restorer, backup, expected, scratch, live_facts, previous, journal, outcome)
             except BaseException as exc:
                 # Whatever happened, the writers run again.
                 started_again, start_errors = self._start_writers(outcome['stopped'], journal)
@@ -194,7 +196,7 @@ class RestoreBackend(Backend):
             journal.close()
         return started_again, start_errors
 
-    def _restore(self, restorer, backup, expected, scratch, previous, stamp, journal, outcome):
+    def _restore(self, restorer, backup, expected, scratch, live_facts, previous, journal, outcome):
         settings = self.settings
         target = settings.target
         sessions_ended = 0
@@ -202,7 +204,7 @@ class RestoreBackend(Backend):
             self._stop_writers(journal, outcome)
             sessions_ended = restorer.terminate_sessions(target.db)
         journal.note(scratch_database=scratch, phase='loading')
-        restorer.create_like(scratch, target.db)
+        restorer.create_like(scratch, target.db, live_facts)
         timings = {}
         try:
             began = time.monotonic()
