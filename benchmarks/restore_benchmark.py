@@ -91,17 +91,25 @@ def drop_old_copies():
 
 def run_contract(path):
     """The contract's restore: stop the writers, drop, create, gunzip | psql, start them."""
+    phases = {}
     with Downtime() as downtime:
         started = time.monotonic()
         subprocess.run(['docker', 'stop'] + list(WRITERS), check=True, stdout=subprocess.DEVNULL)
+        phases['stop'] = time.monotonic()
         psql('DROP DATABASE postgres WITH (FORCE);', db='template1')
         psql('CREATE DATABASE postgres;', db='template1')
+        phases['drop_create'] = time.monotonic()
         subprocess.run(['bash', '-c', 'set -o pipefail; gunzip -c "%s" | docker exec -i -e PGOPTIONS="-c '
                         'maintenance_work_mem=%s" %s psql -U postgres -X -q -d postgres >/dev/null'
                         % (path, CONTRACT_MAINTENANCE_WORK_MEM, DB_CONTAINER)], check=True)
+        phases['gunzip_psql'] = time.monotonic()
         subprocess.run(['docker', 'start'] + list(WRITERS), check=True, stdout=subprocess.DEVNULL)
+        phases['start'] = time.monotonic()
         elapsed = time.monotonic() - started
-    return elapsed, downtime.seconds
+    previous = started
+    for name in ('stop', 'drop_create', 'gunzip_psql', 'start'):
+        phases[name], previous = phases[name] - previous, phases[name]
+    return elapsed, downtime.seconds, phases
 
 
 def run_module(workdir, env, python, args):
@@ -191,13 +199,14 @@ def main():
         splits = dict((mode, []) for mode in modes)
         engine = dict((mode, []) for mode in modes)
         reported = dict((mode, []) for mode in modes)
-        peaks, loads, load = [], [], {}
+        peaks, loads, load, contract_phases = [], [], {}, []
         for round_number in range(args.rounds):
             shift = round_number % len(order)
             for key in order[shift:] + order[:shift]:
                 loads.append(os.getloadavg()[0])
                 if key == 'contract':
-                    elapsed, downtime = run_contract(backup)
+                    elapsed, downtime, phases = run_contract(backup)
+                    contract_phases.append(phases)
                 elif key[0] == 'module':
                     elapsed, result, downtime, rss = run_module(workdir, env, python, dict(
                         module_args, src=backup, writers_stop_at=key[1]))
@@ -223,6 +232,8 @@ def main():
             min(loads), max(loads), median(loads), os.cpu_count()))
         print('contract:      %.1f s, writers down %.1f s   (runs: %s)' % (
             contract, median(downtimes['contract']), ', '.join('%.1f' % t for t in times['contract'])))
+        print('  split:       %s' % ', '.join('%s %.1f s' % (phase, median([split[phase] for split in contract_phases]))
+                                             for phase in ('stop', 'drop_create', 'gunzip_psql', 'start')))
         missed = []
         for mode in modes:
             module, role = median(times[('module', mode)]), median(times[('role', mode)])
