@@ -50,23 +50,27 @@ MEMORY_GROWTH_LIMIT = 1.5
 
 class Downtime:
     """Seconds the API container was down while the with-block ran: from each stop request (the
-    engine's ``kill`` event, else ``die``) to its next ``start``, read from the engine's event log
-    afterwards, so that measuring costs the restores no CPU (a ``docker inspect`` every 50 ms did)."""
+    engine's ``kill`` event, else ``die``) to its next ``start``. The events are followed live by one
+    ``docker events`` process, which costs the restores no CPU (a ``docker inspect`` every 50 ms
+    did); read afterwards, they could be lost: the engine replays only its last 256 events."""
 
     def __init__(self):
         self.seconds = 0.0
-        self._since = None
+        self._events = None
 
     def __enter__(self):
-        self._since = time.time()
+        self._events = subprocess.Popen(  # pylint: disable=consider-using-with
+            ['docker', 'events', '--since', '%.3f' % time.time(), '--filter', 'container=' + API_CONTAINER,
+             '--filter', 'event=kill', '--filter', 'event=die', '--filter', 'event=start',
+             '--format', '{{.TimeNano}} {{.Action}}'], stdout=subprocess.PIPE, text=True)
         return self
 
     def __exit__(self, *exc_info):
-        events = subprocess.run(['docker', 'events', '--since', '%.3f' % self._since, '--until', '%.3f' % time.time(),
-                                 '--filter', 'container=' + API_CONTAINER, '--format', '{{.TimeNano}} {{.Action}}'],
-                                capture_output=True, text=True, check=True).stdout.split('\n')
+        time.sleep(0.5)  # the last events on their way
+        self._events.terminate()
+        events, _stderr = self._events.communicate()
         down_since = None
-        for line in events:
+        for line in events.splitlines():
             if not line.strip():
                 continue
             stamp, action = line.split(None, 1)
@@ -240,12 +244,14 @@ def main():
             module_ratio, role_ratio = module / contract, role / contract
             downtime_ratio = median(downtimes[('module', mode)]) / contract
             print('[writers_stop_at: %s]' % mode)
-            print('  module:      %.1f s (%.2fx), writers down %.1f s = %.2fx (reported %.1f s)   (runs: %s)' % (
+            print('  module:      %.1f s (%.2fx), writers down %.1f s = %.2fx (reported %.1f s)   (runs: %s; down %s)' % (
                 module, module_ratio, median(downtimes[('module', mode)]), downtime_ratio, median(reported[mode]),
-                ', '.join('%.1f' % t for t in times[('module', mode)])))
-            print('  restore.yml: %.1f s (%.2fx), writers down %.1f s   (runs: %s)' % (
+                ', '.join('%.1f' % t for t in times[('module', mode)]),
+                ', '.join('%.1f' % t for t in downtimes[('module', mode)])))
+            print('  restore.yml: %.1f s (%.2fx), writers down %.1f s   (runs: %s; down %s)' % (
                 role, role_ratio, median(downtimes[('role', mode)]),
-                ', '.join('%.1f' % t for t in times[('role', mode)])))
+                ', '.join('%.1f' % t for t in times[('role', mode)]),
+                ', '.join('%.1f' % t for t in downtimes[('role', mode)])))
             print('  split:       %s; the module itself %.1f s, Ansible around it %.1f s' % (
                 ', '.join('%s %.1f s' % (phase, median([split.get(phase, 0) for split in splits[mode]]))
                           for phase in ('load', 'post_data', 'verify', 'swap')),
