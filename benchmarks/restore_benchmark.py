@@ -236,8 +236,9 @@ def main():
             min(loads), max(loads), median(loads), os.cpu_count()))
         print('contract:      %.1f s, writers down %.1f s   (runs: %s)' % (
             contract, median(downtimes['contract']), ', '.join('%.1f' % t for t in times['contract'])))
-        print('  split:       %s' % ', '.join('%s %.1f s' % (phase, median([split[phase] for split in contract_phases]))
-                                             for phase in ('stop', 'drop_create', 'gunzip_psql', 'start')))
+        print('  split:       %s' % ', '.join(
+            '%s %.1f s' % (phase, median([split[phase] for split in contract_phases]))
+            for phase in ('stop', 'drop_create', 'gunzip_psql', 'start')))
         missed = []
         for mode in modes:
             module, role = median(times[('module', mode)]), median(times[('role', mode)])
