@@ -83,22 +83,22 @@ class WriterControl:
         return [name for name, info in self._selected() if info.get('State', {}).get('Running')]
 
     def stop(self, names, stopped):
-        """Stop the containers at once (as ``docker stop a b`` does), appending each to ``stopped`` as
-        soon as it stopped, so a caller can always restart them; the first failure is raised after all ended."""
-        api = self._target.docker_api
+        """Stop each container, appending it to ``stopped`` at once, so a caller can always restart them.
 
-        def stop(name):
-            api.stop(name, timeout=self._timeout)
+        One after the other, so a stop that fails leaves the rest running (stopping two writers at
+        once saved about 0.1 s of downtime on the test bed).
+        """
+        api = self._target.docker_api
+        for name in names:
+            try:
+                api.stop(name, timeout=self._timeout)
+            except API_ERRORS as exc:
+                raise DockerError('cannot stop writer container %s: %s' % (name, reason(exc))) from None
             stopped.append(name)
 
-        errors = _at_once(names, stop)
-        stopped.sort(key=list(names).index)
-        for name in names:
-            if name in errors:
-                raise DockerError('cannot stop writer container %s: %s' % (name, reason(errors[name]))) from None
-
     def start(self, names):
-        """Start every container in ``names`` at once; returns (started, {name: error}), in ``names``' order."""
+        """Start every container in ``names``, all at once (each start takes the engine a few tenths of a
+        second, all of them downtime); returns (started, {name: error}), in ``names``' order."""
         api = self._target.docker_api
         errors = _at_once(names, api.start)
         return ([name for name in names if name not in errors],
@@ -106,15 +106,14 @@ class WriterControl:
 
 
 def _at_once(names, action):
-    """``action(name)`` for every name, each in a thread of its own (stops wait for the container to
-    end, up to its timeout); returns {name: the error it raised}."""
+    """``action(name)`` for every name, each in a thread of its own; returns {name: the error it raised}."""
     errors = {}
 
     def run(name):
         try:
             action(name)
         except Exception as exc:  # pylint: disable=broad-except
-            # Whatever the reason, that container did not stop (or start): the caller says so.
+            # Whatever the reason, that container did not start: the caller says so.
             errors[name] = exc
 
     threads = [threading.Thread(target=run, args=(name,), daemon=True) for name in names]
@@ -124,7 +123,7 @@ def _at_once(names, action):
         for thread in threads:
             thread.join()
     finally:
-        # Even when interrupted, the caller must learn every container that was stopped.
+        # Even when interrupted, every start has ended before the caller goes on.
         for thread in threads:
             thread.join()
     return errors
