@@ -140,13 +140,19 @@ class DatabaseRestorer:
                           'WHERE datname IN (%s) AND pid <> pg_catalog.pg_backend_pid()' % names)
         return int(rows[0][0]) if rows else 0
 
-    def create_like(self, name, model):
-        """An empty database with the live one's owner, encoding and locale."""
+    def database_facts(self, name):
+        """(owner, encoding, collate, ctype) of database ``name``, or None when it does not exist."""
         rows = self.admin(
             'SELECT pg_catalog.pg_get_userbyid(datdba), pg_catalog.pg_encoding_to_char(encoding), datcollate, datctype '
-            'FROM pg_catalog.pg_database WHERE datname = %s' % quote_literal(model))
-        if rows:
-            owner, encoding, collate, ctype = rows[0]
+            'FROM pg_catalog.pg_database WHERE datname = %s' % quote_literal(name))
+        return tuple(rows[0]) if rows else None
+
+    def create_like(self, name, model, facts=None):
+        """An empty database with the live one's owner, encoding and locale (``facts``: the model's
+        database_facts() when the caller has them already)."""
+        facts = facts or self.database_facts(model)
+        if facts:
+            owner, encoding, collate, ctype = facts
             self.admin('CREATE DATABASE %s WITH TEMPLATE template0 OWNER %s ENCODING %s LC_COLLATE %s LC_CTYPE %s'
                        % (quote_ident(name), quote_ident(owner), quote_literal(encoding),
                           quote_literal(collate), quote_literal(ctype)))
@@ -245,8 +251,9 @@ class DatabaseRestorer:
         statements = [row[0] for row in self.admin(_DATABASE_SETTINGS_SQL % {
             'source': quote_literal(source), 'destination': quote_literal(destination),
             'list_settings': ', '.join(quote_literal(name) for name in LIST_SETTINGS)})]
-        for statement in statements:
-            self.admin(statement)
+        if statements:
+            # One transaction: all of them or none (the scratch database is dropped on failure anyway).
+            self.admin('; '.join(statements))
         return len(statements)
 
     def swap(self, live, scratch, previous):
@@ -280,84 +287,118 @@ class DatabaseRestorer:
     # Verification
 
     def verify(self, name, expected):
-        """Compare the restored database with what the backup holds; returns the findings."""
-        findings = {'row_counts': self._verify_row_counts(name, expected['tables']),
-                    'indexes': self._verify_indexes(name, expected['indexes'])}
-        manifest = expected.get('manifest') or {}
-        findings['extensions'] = self._verify_extensions(name, manifest.get('extensions') or {})
-        findings['vector_search'] = self._verify_vector_search(name)
-        return findings
+        """Compare the restored database with what the backup holds; returns the findings.
 
-    def _verify_row_counts(self, name, tables):
-        if not tables:
-            return {}
-        ordered = sorted(tables)
-        sql = ' UNION ALL '.join('SELECT %d, count(*) FROM ONLY %s' % (number, table)
-                                 for number, table in enumerate(ordered))
-        actual = dict((ordered[int(number)], int(count)) for number, count in self.target.query(sql, db=name))
-        wrong = ['%s: %s rows, backup has %s' % (table, actual.get(table), tables[table])
-                 for table in ordered if actual.get(table) != tables[table]]
-        if wrong:
-            raise VerificationError('the restored database does not match the backup: %s' % '; '.join(wrong[:5]),
-                                    mismatches=wrong)
-        return actual
-
-    def _verify_indexes(self, name, expected):
-        rows = self.target.query(
-            "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname), "
-            "i.indisvalid AND i.indisready FROM pg_catalog.pg_index i "
-            "JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
-            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')", db=name)
-        present = dict((index, valid == 't') for index, valid in rows)
-        missing = [index for index in expected if index not in present]
-        invalid = sorted(index for index, valid in present.items() if not valid)
-        if missing or invalid:
-            raise VerificationError('indexes of the backup are missing or invalid after the restore: %s'
-                                    % ', '.join((missing + invalid)[:10]), missing=missing, invalid=invalid)
-        return sorted(present)
-
-    def _verify_extensions(self, name, expected):
-        installed = dict(self.target.query('SELECT extname, extversion FROM pg_catalog.pg_extension', db=name))
-        missing = sorted(set(expected) - set(installed))
-        if missing:
-            raise VerificationError('extensions of the backup are missing after the restore: %s' % ', '.join(missing))
-        return installed
-
-    def _verify_vector_search(self, name):
-        """Nearest neighbours through match_knowledge equal exact search, and a stored vector finds itself.
-
-        A rebuilt IVFFlat index samples differently, so approximate results may legitimately differ
-        from before the restore; with probes equal to lists (and with index scans off) the search is exact.
+        The checks are independent, so each runs in a session of its own, all at once; the first
+        failure (in the order row counts, indexes, extensions, vector search) is raised once all ended.
         """
-        lists = self.target.query(
-            "SELECT coalesce((SELECT substring(opt FROM 'lists=([0-9]+)') FROM pg_catalog.unnest(c.reloptions) opt "
-            "WHERE opt LIKE 'lists=%%'), '100') FROM pg_catalog.pg_index i "
-            "JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid JOIN pg_catalog.pg_am am ON am.oid = c.relam "
-            "WHERE am.amname = 'ivfflat' AND i.indrelid = pg_catalog.to_regclass(%s)"
-            % quote_literal('public.' + VECTOR_TABLE), db=name)
-        usable = self.target.query(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
-            "WHERE n.nspname = 'public' AND p.proname = %s) AND pg_catalog.to_regclass(%s) IS NOT NULL"
-            % (quote_literal(VECTOR_FUNCTION), quote_literal('public.' + VECTOR_TABLE)), db=name)
-        if not usable or usable[0][0] != 't':
-            return {'checked': False, 'reason': 'no public.%s function or %s table' % (VECTOR_FUNCTION, VECTOR_TABLE)}
-        probe = ('(SELECT %(column)s FROM public.%(table)s WHERE %(column)s IS NOT NULL ORDER BY id LIMIT 1)'
-                 % {'column': VECTOR_COLUMN, 'table': VECTOR_TABLE})
-        search = 'SELECT id FROM public.%s(%s, -1, %d)' % (VECTOR_FUNCTION, probe, VECTOR_NEIGHBOURS)
-        exact = self.target.query('SET enable_indexscan = off; SET enable_bitmapscan = off; ' + search, db=name)
-        if not exact:
-            return {'checked': False, 'reason': '%s holds no vectors' % VECTOR_TABLE}
-        probes = lists[0][0] if lists else '1'
-        indexed = self.target.query('SET ivfflat.probes = %d; %s' % (int(probes), search), db=name)
-        own_id = self.target.query('SELECT id FROM public.%s WHERE %s IS NOT NULL ORDER BY id LIMIT 1'
-                                   % (VECTOR_TABLE, VECTOR_COLUMN), db=name)[0][0]
-        exact_ids = [_as_id(row[0]) for row in exact]
-        indexed_ids = [_as_id(row[0]) for row in indexed]
-        if exact_ids[0] != _as_id(own_id) or sorted(indexed_ids) != sorted(exact_ids):
-            raise VerificationError('vector search through %s is wrong after the restore: exact %s, with the index %s'
-                                    % (VECTOR_FUNCTION, exact_ids, indexed_ids))
-        return {'checked': True, 'neighbours': exact_ids, 'probes': int(probes)}
+        manifest = expected.get('manifest') or {}
+        checks = (
+            ('row_counts', lambda target: _verify_row_counts(target, name, expected['tables'])),
+            ('indexes', lambda target: _verify_indexes(target, name, expected['indexes'])),
+            ('extensions', lambda target: _verify_extensions(target, name, manifest.get('extensions') or {})),
+            ('vector_search', lambda target: _verify_vector_search(target, name)),
+        )
+        return dict(zip([key for key, _check in checks], at_once(self.target, [check for _key, check in checks])))
+
+
+def at_once(target, calls):
+    """``call(target)`` for each call, each in a thread with a target (and Docker client) of its own;
+    returns their results in order, or raises the first failure in order once all ended."""
+    results = [None] * len(calls)
+    errors = [None] * len(calls)
+
+    def run(number, call):
+        try:
+            results[number] = call(target.copy())
+        except BaseException as exc:  # pylint: disable=broad-except
+            errors[number] = exc
+
+    threads = [threading.Thread(target=run, args=item, daemon=True) for item in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for error in errors:
+        if error is not None:
+            raise error
+    return results
+
+
+def _verify_row_counts(target, name, tables):
+    if not tables:
+        return {}
+    ordered = sorted(tables)
+    sql = ' UNION ALL '.join('SELECT %d, count(*) FROM ONLY %s' % (number, table)
+                             for number, table in enumerate(ordered))
+    actual = dict((ordered[int(number)], int(count)) for number, count in target.query(sql, db=name))
+    wrong = ['%s: %s rows, backup has %s' % (table, actual.get(table), tables[table])
+             for table in ordered if actual.get(table) != tables[table]]
+    if wrong:
+        raise VerificationError('the restored database does not match the backup: %s' % '; '.join(wrong[:5]),
+                                mismatches=wrong)
+    return actual
+
+
+def _verify_indexes(target, name, expected):
+    rows = target.query(
+        "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname), "
+        "i.indisvalid AND i.indisready FROM pg_catalog.pg_index i "
+        "JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')", db=name)
+    present = dict((index, valid == 't') for index, valid in rows)
+    missing = [index for index in expected if index not in present]
+    invalid = sorted(index for index, valid in present.items() if not valid)
+    if missing or invalid:
+        raise VerificationError('indexes of the backup are missing or invalid after the restore: %s'
+                                % ', '.join((missing + invalid)[:10]), missing=missing, invalid=invalid)
+    return sorted(present)
+
+
+def _verify_extensions(target, name, expected):
+    installed = dict(target.query('SELECT extname, extversion FROM pg_catalog.pg_extension', db=name))
+    missing = sorted(set(expected) - set(installed))
+    if missing:
+        raise VerificationError('extensions of the backup are missing after the restore: %s' % ', '.join(missing))
+    return installed
+
+
+def _verify_vector_search(target, name):
+    """Nearest neighbours through match_knowledge equal exact search, and a stored vector finds itself.
+
+    A rebuilt IVFFlat index samples differently, so approximate results may legitimately differ
+    from before the restore; with probes equal to lists (and with index scans off) the search is exact.
+    """
+    # Whether the search can run, and the lists of the table's IVFFlat index (1 without one), at once.
+    usable = target.query(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = 'public' AND p.proname = %(function)s) AND pg_catalog.to_regclass(%(table)s) IS NOT NULL, "
+        "coalesce((SELECT coalesce((SELECT substring(opt FROM 'lists=([0-9]+)') FROM pg_catalog.unnest(c.reloptions) opt "
+        "WHERE opt LIKE 'lists=%%'), '100') FROM pg_catalog.pg_index i "
+        "JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid JOIN pg_catalog.pg_am am ON am.oid = c.relam "
+        "WHERE am.amname = 'ivfflat' AND i.indrelid = pg_catalog.to_regclass(%(table)s) LIMIT 1), '1')"
+        % {'function': quote_literal(VECTOR_FUNCTION), 'table': quote_literal('public.' + VECTOR_TABLE)}, db=name)
+    if not usable or usable[0][0] != 't':
+        return {'checked': False, 'reason': 'no public.%s function or %s table' % (VECTOR_FUNCTION, VECTOR_TABLE)}
+    probes = int(usable[0][1])
+    probe = ('(SELECT %(column)s FROM public.%(table)s WHERE %(column)s IS NOT NULL ORDER BY id LIMIT 1)'
+             % {'column': VECTOR_COLUMN, 'table': VECTOR_TABLE})
+    search = 'SELECT id%%s FROM public.%s(%s, -1, %d)' % (VECTOR_FUNCTION, probe, VECTOR_NEIGHBOURS)
+    # The stored vector's own id comes with the exact search; the indexed one runs beside it.
+    own = ', (SELECT id FROM public.%s WHERE %s IS NOT NULL ORDER BY id LIMIT 1)' % (VECTOR_TABLE, VECTOR_COLUMN)
+    exact, indexed = at_once(target, [
+        lambda session: session.query('SET enable_indexscan = off; SET enable_bitmapscan = off; ' + search % own,
+                                      db=name),
+        lambda session: session.query('SET ivfflat.probes = %d; %s' % (probes, search % ''), db=name)])
+    if not exact:
+        return {'checked': False, 'reason': '%s holds no vectors' % VECTOR_TABLE}
+    exact_ids = [_as_id(row[0]) for row in exact]
+    indexed_ids = [_as_id(row[0]) for row in indexed]
+    if exact_ids[0] != _as_id(exact[0][1]) or sorted(indexed_ids) != sorted(exact_ids):
+        raise VerificationError('vector search through %s is wrong after the restore: exact %s, with the index %s'
+                                % (VECTOR_FUNCTION, exact_ids, indexed_ids))
+    return {'checked': True, 'neighbours': exact_ids, 'probes': probes}
 
 
 def _as_id(text):

@@ -98,6 +98,11 @@ class DumpSplitter:
             if pending_offset < 0:
                 yield chunk
                 continue
+            if not pending and inspector.post_data_offset is None and inspector.settled_offset == pending_offset + len(chunk):
+                # The usual case (COPY data): the whole chunk is settled and goes on without a copy.
+                pending_offset += len(chunk)
+                yield chunk
+                continue
             pending += chunk
             start = inspector.post_data_offset
             cut = (start if start is not None else inspector.settled_offset) - pending_offset

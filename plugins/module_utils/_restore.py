@@ -160,7 +160,7 @@ class RestoreBackend(Backend):
             journal = RestoreJournal.begin(journal_file, target, backup.path, self.utc_now())
             outcome = {'stopped': [], 'downtime_began': None}
             try:
-                result = self._restore(restorer, databases, expected, roles, file_restorers, stamp, journal, outcome)
+                result = self._restore(restorer, databases, expected, roles, file_restorers, journal, outcome)
             except BaseException as exc:
                 # Whatever happened, the writers run again.
                 started_again, start_errors = self._start_writers(outcome['stopped'], journal)
@@ -171,6 +171,12 @@ class RestoreBackend(Backend):
                         exc.details['start_errors'] = start_errors
                 raise
             started_again, start_errors = self._start_writers(outcome['stopped'], journal)
+            # Older copies are dropped once the writers run again: that is no part of their downtime.
+            for database in databases:
+                if database.exists:
+                    kept = self._tidy_previous(restorer, database.previous, stamp)
+                    if database.main:
+                        result['previous_database'] = kept
         downtime = _since(outcome['downtime_began'])
         if start_errors:
             raise SupabaseBackupError('the restore succeeded but %s could not be started again: %s'
@@ -327,7 +333,7 @@ class RestoreBackend(Backend):
             journal.close()
         return started_again, start_errors
 
-    def _restore(self, restorer, databases, expected, roles, file_restorers, stamp, journal, outcome):
+    def _restore(self, restorer, databases, expected, roles, file_restorers, journal, outcome):
         settings = self.settings
         target = settings.target
         result = {'sha256': None, 'tables': {}, 'indexes': [], 'verification': None, 'previous_database': None,
@@ -354,12 +360,7 @@ class RestoreBackend(Backend):
         for component, file_restorer in file_restorers:
             result['files'][component] = file_restorer.restore()
         if databases:
-            journal.note(phase='tidying')
-            for database in databases:
-                if database.exists:
-                    kept = self._tidy_previous(restorer, database.previous, stamp)
-                    if database.main:
-                        result['previous_database'] = kept
+            journal.note(phase='swapped')
         return result
 
     def _swap_in(self, restorer, databases, expected, journal, outcome, result):

@@ -236,6 +236,32 @@ def test_a_restored_database_with_other_row_counts_is_never_swapped_in(world):
     world.assert_writers_started_again(error)
 
 
+def test_older_previous_copies_are_dropped_once_the_writers_run_again(world):
+    """Dropping an older copy (a whole database) is no part of the writers' downtime."""
+    world.server.databases['postgres_pre_restore_20200101_000000'] = FakeDatabase()
+    started_at_drop = []
+    original = world.server.execute
+
+    def execute(db, sql):
+        if sql.startswith('DROP DATABASE') and 'pre_restore_2020' in sql:
+            started_at_drop.append(world.docker.actions('start'))
+        return original(db, sql)
+
+    world.server.execute = execute
+    world.run()
+    assert started_at_drop == [WRITERS]
+
+
+def test_verification_failures_are_reported_in_order_once_every_check_ended(world):
+    """The checks run in parallel sessions; with two failing, the row counts' is raised, as in sequence."""
+    world.server.load_tamper = lambda database: (database.tables.update({'public.u': 1}), database.indexes.clear())
+    _backend, error = world.fails(VerificationError)
+    assert 'public.u: 1 rows, backup has 2' in error.msg
+    assert len(world.server.executed('i.indisvalid AND i.indisready')) == 1  # the index check ran too
+    assert world.server.executed('RENAME') == []
+    world.assert_writers_started_again(error)
+
+
 def test_a_restored_database_missing_an_index_is_never_swapped_in(world):
     world.server.load_tamper = lambda database: database.indexes.clear()
     _backend, error = world.fails(VerificationError)
