@@ -151,6 +151,27 @@ def write_container_files(sink, api, container, paths):
     return written, not_found
 
 
+def present_in_container(api, container, paths):
+    """(present, missing) among ``paths`` of a container, asked of the Docker archive API."""
+    present = []
+    missing = []
+    for path in paths:
+        response = api_call('read %s in container %s' % (path, container), open_archive, api, container, path,
+                            missing_ok=True)
+        if response is None:
+            missing.append(path)
+        else:
+            response.close()
+            present.append(path)
+    return present, missing
+
+
+def present_on_host(paths):
+    """(present, missing) among host ``paths`` (a dangling symlink is missing)."""
+    present = [path for path in paths if os.path.exists(path)]
+    return present, [path for path in paths if path not in present]
+
+
 def _copy_members(archive, chunks, parent, what):
     """Copy the members of the tar ``chunks`` into ``archive`` under ``parent``: files and directories only."""
     source = tarfile.open(fileobj=_ChunkReader(chunks), mode='r|', bufsize=READ_SIZE)  # pylint: disable=consider-using-with
