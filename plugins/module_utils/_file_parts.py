@@ -112,10 +112,10 @@ def write_host_files(sink, paths, missing_ok):
             continue
         except OSError as exc:
             raise FilePartError('cannot read %s: %s' % (path, exc.strerror or exc)) from None
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.close(descriptor)
+            raise FilePartError('%s is not a regular file' % path)
         with os.fdopen(descriptor, 'rb') as handle:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise FilePartError('%s is not a regular file' % path)
             member = _numeric_owner(archive.gettarinfo(arcname=path.lstrip('/'), fileobj=handle))
             try:
                 archive.addfile(member, handle)
