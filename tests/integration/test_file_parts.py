@@ -9,6 +9,7 @@ half-way that put the previous contents back, DB config files into a private DB 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -424,3 +425,79 @@ def _exec(api, container, argv):
     output = api.exec_start(exec_id).decode()
     assert api.exec_inspect(exec_id)['ExitCode'] == 0, output
     return output.strip()
+
+
+# Through the modules: one restore point with every file part, restored by components
+
+def test_modules_back_up_and_restore_every_file_part(private_stack, scratch, api, run_module):
+    db = private_stack.db_container
+    key = '/etc/postgresql-custom/pgsodium_root.key'
+    secret = os.urandom(32).hex()
+    _exec(api, db, ['mkdir', '-p', '/etc/postgresql-custom'])
+    _exec(api, db, ['sh', '-c', 'printf %s "$0" > /etc/postgresql-custom/pgsodium_root.key', secret])
+    _exec(api, db, ['chown', '999:999', key])
+    _exec(api, db, ['chmod', '0600', key])
+    storage = os.path.join(scratch, 'project', 'volumes', 'storage')
+    os.makedirs(storage)
+    populate_storage(storage)
+    env = os.path.join(scratch, 'project', '.env')
+    with open(env, 'w', encoding='utf-8') as handle:
+        handle.write('POSTGRES_PASSWORD=from-the-backup\n')
+    os.chmod(env, 0o600)
+    os.chown(env, 1000, 1000)
+    backup_dir = os.path.join(scratch, 'backups')
+    common = {'container': db}
+    dump = run_module('cortexreview.supabase_backup.supabase_dump', dict(
+        common, backup_dir=backup_dir, extra_databases=[], globals=False, deployment_files=[env],
+        storage_path=storage))
+    assert not dump.get('failed'), dump.get('msg')
+    stem = dump['restore_point']
+    assert [(part['name'][len(stem):], part['role']) for part in dump['parts']] == [
+        ('.sql.gz', 'database'), ('.db-config.tar.gz', 'db_config'), ('.deployment.tar.gz', 'deployment'),
+        ('.storage.tar.gz', 'storage')]
+    assert dump['not_found'] == [] and not dump.get('warnings')
+    for name in os.listdir(backup_dir):
+        assert os.stat(os.path.join(backup_dir, name)).st_mode & 0o777 == 0o600, name
+    with open(os.path.join(backup_dir, stem + '.manifest.json'), encoding='utf-8') as handle:
+        manifest = json.load(handle)
+    storage_entry = [part for part in manifest['parts'] if part['role'] == 'storage'][0]
+    assert storage_entry['source'] == {'path': storage} and storage_entry['files'] == 3
+
+    before = tree(storage)
+    # A fresh host's state: new key, new .env, empty storage.
+    _exec(api, db, ['sh', '-c', 'echo new-key > /etc/postgresql-custom/pgsodium_root.key'])
+    with open(env, 'w', encoding='utf-8') as handle:
+        handle.write('POSTGRES_PASSWORD=new\n')
+    os.chmod(env, 0o644)
+    shutil.rmtree(storage)
+    os.mkdir(storage)
+    restore = dict(common, backup_dir=backup_dir, restore_point=stem, confirm=True,
+                   components=['db_config', 'deployment', 'storage'],
+                   stop_containers=list(private_stack.app_containers))
+    plan = run_module('cortexreview.supabase_backup.supabase_restore', restore, check=True)
+    assert not plan.get('failed'), plan.get('msg')
+    assert plan['components'] == ['db_config', 'deployment', 'storage']
+    assert plan['files']['deployment'] == {'part': stem + '.deployment.tar.gz', 'would_restore': [env]}
+    assert os.listdir(storage) == [] and _exec(api, db, ['cat', key]) == 'new-key'  # check mode changed nothing
+    started_before = api.inspect_container(db)['State']['StartedAt']
+    result = run_module('cortexreview.supabase_backup.supabase_restore', restore)
+    assert not result.get('failed'), result.get('msg')
+    assert result['files']['db_config']['restarted'] == [db]
+    assert _exec(api, db, ['cat', key]) == secret
+    assert _exec(api, db, ['stat', '-c', '%u:%g %a', key]) == '999:999 600'
+    assert api.inspect_container(db)['State']['StartedAt'] != started_before
+    with open(env, encoding='utf-8') as handle:
+        assert handle.read() == 'POSTGRES_PASSWORD=from-the-backup\n'
+    assert (os.stat(env).st_mode & 0o777, os.stat(env).st_uid) == (0o600, 1000)
+    assert tree(storage) == before
+
+    # An altered part is refused before anything changes, naming it.
+    part = os.path.join(backup_dir, stem + '.storage.tar.gz')
+    with open(part, 'r+b') as handle:
+        handle.seek(100)
+        handle.write(b'\0altered\0')
+    shutil.rmtree(os.path.join(storage, 'stub'))
+    after_damage = tree(storage)
+    refused = run_module('cortexreview.supabase_backup.supabase_restore', restore)
+    assert refused.get('failed') and stem + '.storage.tar.gz' in refused['msg']
+    assert tree(storage) == after_damage and _exec(api, db, ['cat', key]) == secret
