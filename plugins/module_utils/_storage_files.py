@@ -87,9 +87,11 @@ UNSUPPORTED_ERRNOS = (errno.ENOTSUP, errno.EOPNOTSUPP)
 CHANGED_NAMES_SHOWN = 3
 
 
-def create_argv(directory):
-    """GNU tar writing ``directory`` (members ``./...``) to stdout, POSIX format, extended attributes kept."""
-    return ['tar', '--create', '--file=-', '--format=posix'] + TAR_XATTR_OPTIONS + ['--directory', directory, '.']
+def create_argv(directory, members=('.',)):
+    """GNU tar writing ``members`` of ``directory`` (all of it: ``./...``) to stdout, POSIX format, extended
+    attributes kept."""
+    return (['tar', '--create', '--file=-', '--format=posix'] + TAR_XATTR_OPTIONS
+            + ['--directory', directory, '--'] + list(members))
 
 
 def extract_argv(directory):
@@ -360,13 +362,9 @@ class VolumeStore:
         try:
             returncode, _out, err = feed_stream(self.start(extract_argv(directory), with_input=True),
                                                 [probe_archive(name)])
-            if returncode != 0:
-                raise FilePartError('cannot probe extended attributes in %s: %s'
-                                    % (self.source, tar_reason(err, returncode)))
             read_back = io.BytesIO()
-            returncode, err = drain(self.start(['tar', '--create', '--file=-', '--format=posix']
-                                                     + TAR_XATTR_OPTIONS + ['--directory', directory, '--', name]),
-                                          read_back.write)
+            if returncode == 0:
+                returncode, err = drain(self.start(create_argv(directory, [name])), read_back.write)
             if returncode != 0:
                 raise FilePartError('cannot probe extended attributes in %s: %s'
                                     % (self.source, tar_reason(err, returncode)))
@@ -478,13 +476,12 @@ class StorageRestorer:
 
     def __init__(self, part, warnings, location=None, api=None, db_container=None, storage_container=None,
                  stop_timeout=30):
-        self.part = part
-        self.warnings = warnings
+        self.part, self.warnings = part, warnings
+        # None: where the part came from, as its manifest says (read by check()).
         self.location = location
-        self.api = api
-        self.db_container = db_container
-        self.storage_container = storage_container
-        self.stop_timeout = stop_timeout
+        # The Docker side: the API, the DB container whose image the helper borrows, the container to stop.
+        self.api, self.db_container = api, db_container
+        self.storage_container, self.stop_timeout = storage_container, stop_timeout
         self.rules = MemberRules(links=True, keep_paths=False)
         self.sha256 = None
 
@@ -538,15 +535,7 @@ class StorageRestorer:
             try:
                 store.move_aside(aside)
                 phase = 'writing'
-                digest = hashlib.sha256()
-                returncode, _out, err = feed_stream(store.start(extract_argv(store.root), with_input=True),
-                                                    self.part.tar_chunks(digest))
-                if returncode != 0:
-                    raise FilePartError('cannot write %s: %s' % (self.location.describe(), tar_reason(err, returncode)),
-                                        rc=returncode, stderr=err)
-                if digest.hexdigest() != self.sha256:
-                    raise changed_while_read(self.part)
-                store.sync()
+                self._extract(store)
             except BaseException as exc:
                 self._roll_back(store, aside, phase, before, exc)
                 raise
@@ -560,6 +549,18 @@ class StorageRestorer:
         self.warnings.extend(store.warnings())
         return {'target': self.location.source_facts(), 'files': self.rules.file_count,
                 'previous_contents': 'deleted' if leftover is None else leftover}
+
+    def _extract(self, store):
+        """The part into the (emptied) target by tar; the bytes read must be those check() verified."""
+        digest = hashlib.sha256()
+        returncode, _out, err = feed_stream(store.start(extract_argv(store.root), with_input=True),
+                                            self.part.tar_chunks(digest))
+        if returncode != 0:
+            raise FilePartError('cannot write %s: %s' % (self.location.describe(), tar_reason(err, returncode)),
+                                rc=returncode, stderr=err)
+        if digest.hexdigest() != self.sha256:
+            raise changed_while_read(self.part)
+        store.sync()
 
     def _roll_back(self, store, aside, phase, before, failure):
         try:

@@ -127,7 +127,7 @@ def test_the_dump_spec_knows_the_file_options():
 
 def test_tar_argv_keep_xattrs_and_numeric_owners():
     assert create_argv('/srv/s') == ['tar', '--create', '--file=-', '--format=posix', '--xattrs',
-                                     '--xattrs-include=*', '--numeric-owner', '--directory', '/srv/s', '.']
+                                     '--xattrs-include=*', '--numeric-owner', '--directory', '/srv/s', '--', '.']
     assert extract_argv('/srv/s') == ['tar', '--extract', '--file=-', '--xattrs', '--xattrs-include=*',
                                       '--numeric-owner', '--same-permissions', '--same-owner', '--directory', '/srv/s']
 
