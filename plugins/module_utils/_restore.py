@@ -225,8 +225,8 @@ class RestoreBackend(Backend):
         if 'extra_databases' in parts.components:
             for entry in parts.entries('extra_databases'):
                 name = entry.get('database')
-                if not isinstance(name, str) or not name or name in (settings.target.db, settings.maintenance_db,
-                                                                      'template0', 'template1'):
+                reserved = (settings.target.db, settings.maintenance_db, 'template0', 'template1')
+                if not isinstance(name, str) or not name or name in reserved:
                     raise ConfigError('restore point %s: part %s names no database this restore may replace (%r)'
                                       % (parts.stem, entry['name'], name))
                 database = DatabaseRestore(name, settings.kind.open(entry['path'], settings.passphrase),

@@ -74,8 +74,8 @@ options:
     elements: str
   globals:
     description:
-      - Also dump the cluster's roles with C(pg_dumpall --roles-only), password hashes included (SCRAM verifiers:
-        keep the backups as private as the database itself; encrypt them before they leave the host).
+      - Also dump the cluster's roles with C(pg_dumpall --roles-only), password hashes included (SCRAM verifiers;
+        keep the backups as private as the database itself, and encrypt them before they leave the host).
       - Reading the hashes needs a superuser; with another O(login_user) the run fails in one line before anything is
         written, unless V(false).
     type: bool
