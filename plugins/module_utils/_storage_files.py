@@ -317,13 +317,16 @@ class VolumeStore:
         self.helper = None
         self._problems = []
 
-    def __enter__(self):
+    def require_volume(self):
         try:
             self.api.inspect_volume(self.location.volume)
         except NotFound:
             raise ConfigError('%s does not exist' % self.source) from None
         except API_ERRORS as exc:
             raise DockerError('cannot inspect %s: %s' % (self.source, reason(exc))) from None
+
+    def __enter__(self):
+        self.require_volume()
         db = DbContainer(self.api, None, name=self._db_container)
         suffix = 'storage-%s' % binascii.hexlify(os.urandom(4)).decode('ascii')
         self.helper = VolumeHelper(_HelperSource(db, self.location, self.read_only), suffix)
@@ -430,6 +433,18 @@ def probe_survived(data):
 
 # Backup
 
+def check_storage_source(location, api, db_container):
+    """What a backup of ``location`` needs, checked without writing: the directory, or the volume and the
+    DB container whose image reads it. Returns the store to read it with."""
+    store = open_store(location, api, db_container, read_only=True)
+    if location.path and not os.path.isdir(location.path):
+        raise ConfigError('storage_path %s does not exist or is not a directory' % location.path)
+    if location.volume:
+        store.require_volume()
+        DbContainer(api, None, name=db_container)
+    return store
+
+
 def write_storage(sink, location, api=None, db_container=None, warnings=None):
     """Storage's objects at ``location`` into ``sink`` as one tar; the part's facts go into ``sink.facts``.
 
@@ -437,9 +452,7 @@ def write_storage(sink, location, api=None, db_container=None, warnings=None):
     (complete, every member counted).
     """
     warnings = [] if warnings is None else warnings
-    store = open_store(location, api, db_container, read_only=True)
-    if location.path and not os.path.isdir(location.path):
-        raise ConfigError('storage_path %s does not exist or is not a directory' % location.path)
+    store = check_storage_source(location, api, db_container)
     rules = MemberRules(links=True, keep_paths=False)
     with store:
         store.probe()

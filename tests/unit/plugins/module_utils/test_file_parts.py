@@ -353,3 +353,26 @@ def test_a_missing_deployment_file_fails_the_run_and_leaves_nothing(monkeypatch,
         _run_dump(monkeypatch, backup_dir, fake_server(), FakeDockerAPI(),
                   deployment_files=[str(tmp_path / 'missing.env')])
     assert os.listdir(backup_dir) == []
+
+
+def test_check_mode_predicts_the_file_parts_and_writes_nothing(monkeypatch, tmp_path):
+    env = tmp_path / '.env'
+    env.write_bytes(b'X=1\n')
+    storage = tmp_path / 'storage'
+    storage.mkdir()
+    docker = FakeDockerAPI()
+    docker.archives['/etc/postgresql-custom/pgsodium_root.key'] = tar_bytes([('pgsodium_root.key', 'file', b'k')])
+    install(monkeypatch, fake_server(), docker)
+    params = _dump_params(tmp_path / 'backups', deployment_files=[str(env)], storage_path=str(storage),
+                          db_config_files=['/etc/postgresql-custom/pgsodium_root.key', '/etc/missing'])
+    plan = _dump.DumpBackend.from_params(params, check_mode=True).run()
+    stem = os.path.basename(plan['path'])[:-len('.sql.gz')]
+    assert [(part['name'][len(stem):], part['role']) for part in plan['parts']] == [
+        ('.sql.gz', 'database'), ('.db-config.tar.gz', 'db_config'), ('.deployment.tar.gz', 'deployment'),
+        ('.storage.tar.gz', 'storage')]
+    assert plan['not_found'] == [{'component': 'db_config', 'what': '/etc/missing'}]
+    assert not os.path.exists(tmp_path / 'backups') and os.listdir(storage) == []
+    # what would fail the run fails the plan
+    params['storage_path'] = str(tmp_path / 'nowhere')
+    with pytest.raises(ConfigError, match='storage_path .*nowhere does not exist'):
+        _dump.DumpBackend.from_params(params, check_mode=True).run()
