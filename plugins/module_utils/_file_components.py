@@ -16,7 +16,7 @@ everything is still as it was; ``plan()`` says what would change, ``restore()`` 
 
 from __future__ import annotations
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import ConfigError, FilePartError
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import ConfigError, FilePartError, SupabaseBackupError
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._file_parts import (
     DB_CONFIG_FILES_DEFAULT,
     DB_CONFIG_ROLE,
@@ -154,9 +154,14 @@ class FileComponent:
         entry = parts.entry(self.component)
         settings = backend.settings
         self.name = entry['name']
-        self.part = TarPart(entry['path'], settings.passphrase)
-        self.restorer = self.make_restorer(backend, settings.params)
-        self.checked = self.restorer.check()
+        try:
+            self.part = TarPart(entry['path'], settings.passphrase)
+            self.restorer = self.make_restorer(backend, settings.params)
+            self.checked = self.restorer.check()
+        except SupabaseBackupError as exc:
+            exc.msg = '%s; nothing was changed' % exc.msg
+            exc.details.setdefault('part', self.name)
+            raise
 
     def make_restorer(self, backend, params):
         raise NotImplementedError
