@@ -81,7 +81,9 @@ VOLUME_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*\Z')
 TAR_XATTR_OPTIONS = ['--xattrs', '--xattrs-include=*', '--numeric-owner']
 # tar's exit status 1 with only these: the archive is complete, a file moved under it (Storage was
 # written meanwhile). Kept as a warning; anything else fails the backup.
-FILE_CHANGED_MESSAGES = ('file changed as we read it', 'File removed before we read it', 'socket ignored')
+FILE_CHANGED_MESSAGES = ('file changed as we read it', 'File removed before we read it')
+# What tar only warns of (exit status 0): passed on as warnings.
+TAR_NOTICES = ('socket ignored',)
 TAR_SUMMARY_LINES = ('Exiting with failure status due to previous errors', 'Error is not recoverable: exiting now')
 UNSUPPORTED_ERRNOS = (errno.ENOTSUP, errno.EOPNOTSUPP)
 CHANGED_NAMES_SHOWN = 3
@@ -111,15 +113,21 @@ def tar_create_warnings(returncode, stderr, source):
     """What tar's exit status and messages mean for a backup: the warnings to keep, or FilePartError."""
     lines = [line.strip() for line in (stderr or '').splitlines() if line.strip()]
     changed = [line for line in lines if line.endswith(FILE_CHANGED_MESSAGES)]
-    if returncode not in (0, 1) or (returncode == 1 and (not changed or len(changed) != len(lines))):
-        problem = '\n'.join(line for line in lines if line not in changed)
+    others = [line for line in lines if line not in changed]
+    understood = all(line.endswith(TAR_NOTICES) for line in others)
+    if returncode not in (0, 1) or (returncode == 1 and (not changed or not understood)):
+        problem = '\n'.join(others)
         raise FilePartError('cannot read %s: %s' % (source, tar_reason(problem, returncode)),
                             rc=returncode, stderr=stderr)
-    if not lines:
-        return []
-    return ['%s: %d file(s) changed while they were read, their copies may not be consistent (%s); stop the '
-            'storage container during the backup for an exact copy'
-            % (source, len(lines), '; '.join(lines[:CHANGED_NAMES_SHOWN]))]
+    warnings = []
+    if changed:
+        warnings.append('%s: %d file(s) changed while they were read, their copies may not be consistent (%s); '
+                        'stop the storage container during the backup for an exact copy'
+                        % (source, len(changed), '; '.join(changed[:CHANGED_NAMES_SHOWN])))
+    if others:
+        # Exit 0 with messages: tar's own warnings (a socket left out, ...), passed on as they are.
+        warnings.append('%s: %s' % (source, '; '.join(others[:CHANGED_NAMES_SHOWN])))
+    return warnings
 
 
 class StorageLocation:

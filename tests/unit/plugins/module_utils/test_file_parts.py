@@ -151,6 +151,7 @@ def test_tar_exit_status_at_backup():
                                'with zeros\n', 'storage')
     with pytest.raises(FilePartError, match='tar exit 1'):
         tar_create_warnings(1, '', 'storage')
+    assert tar_create_warnings(0, 'tar: ./s: socket ignored\n', 'storage') == ['storage: tar: ./s: socket ignored']
 
 
 def test_probe_archive_round_trip_logic():
