@@ -31,6 +31,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._comm
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_settings import read_database_settings
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump_stream import DumpInspector
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import CommandError, ConfigError
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._file_components import FILE_PART_WRITERS, FilePartOptions, plan_file_parts
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._globals import created_roles
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_points import (
     EXTRA_DATABASE_ROLE,
@@ -64,6 +65,7 @@ class DumpSettings(OutputSettings):
         self.target = PgTarget(**params)
         self.extra_databases = params.get('extra_databases')
         self.globals = params.get('globals', True)
+        self.file_parts = FilePartOptions(params)
         if self.extra_databases is not None:
             names = self.extra_databases
             if any(not name for name in names) or len(set(names)) != len(names):
@@ -137,7 +139,7 @@ class DumpBackend(BackupWriter):
 
     # Writers of the parts that follow the databases' (DB config files, deployment files, Storage last),
     # in order: each is called as ``writer(backend, point)`` and adds its parts to ``point``.
-    file_part_writers = ()
+    file_part_writers = FILE_PART_WRITERS
 
     def write(self, started, dir_changed):
         settings = self.settings
@@ -148,6 +150,7 @@ class DumpBackend(BackupWriter):
         extra_databases = select_extra_databases(target, settings.extra_databases)
         if settings.globals:
             check_superuser(target)
+        plan_file_parts(self, '', '')  # the file options' places (read only)
         if self.check_mode:
             return self._plan(started, dir_changed, extra_databases)
         with DirectoryLock(settings.backup_dir, settings.lock_timeout):
@@ -191,10 +194,12 @@ class DumpBackend(BackupWriter):
                   for name in extra_databases]
         if settings.globals:
             parts.append({'name': stem + PART_SUFFIXES['globals'] + encrypted, 'role': 'globals', 'size': None})
+        file_parts, not_found = plan_file_parts(self, stem, encrypted)
+        parts += file_parts
         removed = self.remove_expired(include_new=path) if not dir_changed else []
         return {
             'changed': True, 'path': path, 'removed': removed, 'size': None, 'sha256': None,
-            'duration': round(time.monotonic() - started, 3), 'tables': {}, 'parts': parts, 'not_found': [],
+            'duration': round(time.monotonic() - started, 3), 'tables': {}, 'parts': parts, 'not_found': not_found,
             'extra_databases': extra_databases,
             'msg': 'Would back up %s to %s%s%s' % (
                 settings.target.describe(), path,

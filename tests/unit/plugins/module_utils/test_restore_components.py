@@ -279,7 +279,8 @@ def test_file_components_need_their_restorer_and_run_after_the_roles(world, monk
     manifest['parts'].append(entry)
     with open(manifest_path, 'w', encoding='utf-8') as handle:
         json.dump(manifest, handle)
-    with pytest.raises(ConfigError, match='component storage cannot be restored by this version'):
+    # The real storage restorer reads its part whole as it is built: this one is no tar.
+    with pytest.raises(BackupFileError, match='storage.tar.gz cannot be restored: not a valid tar archive'):
         world.backend(components=['storage']).run()
     events = []
 
