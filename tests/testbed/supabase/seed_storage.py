@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright (c) 2026 CortexReview engineering
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -7,7 +6,7 @@
 ``user.supabase.*`` extended attributes storage-api keeps its metadata in, and their
 ``storage.objects`` rows.
 
-    seed_storage.py STORAGE_DIR > objects.sql
+    python3 seed_storage.py STORAGE_DIR > objects.sql
 
 writes ``STORAGE_DIR/stub/stub/<bucket>/<name>/<version>`` (tenant and bucket ``stub`` as in
 Supabase's self-hosted compose file; anything under ``stub/`` is replaced) with the owners and
