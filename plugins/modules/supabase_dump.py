@@ -25,6 +25,15 @@ description:
     (counted as C(find -mtime) does), whole (backup, checksum, manifests, validation reports), always keeping the
     newest O(retention_keep_min); only files named exactly so, never symlinks.
   - Runs on one backup directory are serialised by a lock on the directory; no lock file is left behind.
+  - "A restore point holds more than the main database: each of O(extra_databases) as
+    C(<stem>.db.<name>.pgsql.gz) (the name percent-encoded, C(.) included) and, with O(globals), the cluster's roles
+    (C(pg_dumpall --roles-only): attributes, memberships, role settings and password hashes, never a plaintext
+    password) as C(<stem>.globals.pgsql.gz). Only the main dump ends in C(.sql.gz), so C(supabase_backup_*.sql.gz)
+    and \"the newest file\" always mean the main dump. Each part has its C(.sha256); the manifest lists them all, with
+    each database's own settings (owner, encoding and locale, connection limit, grants, comment, C(ALTER DATABASE ...
+    SET) and C(ALTER ROLE ... IN DATABASE ... SET)), which a C(pg_dump) without C(--create) omits."
+  - The restore point appears only once every part is whole (the main dump is renamed into place last); a part that
+    fails leaves no file of the run behind.
 author:
   - CortexReview engineering (@cortexreview)
 extends_documentation_fragment:
@@ -53,6 +62,24 @@ options:
       - Letters, digits, C(.), C(_) and C(-) only.
     type: str
     default: supabase_backup
+  extra_databases:
+    description:
+      - Databases dumped besides O(db), each into a part of the same restore point.
+      - Unset, every database that allows connections and is not a template, O(db) itself, or a copy this collection
+        makes (C(*_restore_<timestamp>), C(*_pre_restore_<timestamp>), C(*_validate_<timestamp>)); on a self-hosted
+        Supabase, C(_supabase). V([]) dumps none.
+      - A database named here that does not exist (or does not allow connections) fails the run before anything is
+        written.
+    type: list
+    elements: str
+  globals:
+    description:
+      - Also dump the cluster's roles with C(pg_dumpall --roles-only), password hashes included (SCRAM verifiers:
+        keep the backups as private as the database itself; encrypt them before they leave the host).
+      - Reading the hashes needs a superuser; with another O(login_user) the run fails in one line before anything is
+        written, unless V(false).
+    type: bool
+    default: true
   metrics_file:
     description:
       - Prometheus textfile-collector file to update after every run, successful or not (a configuration
@@ -96,6 +123,13 @@ EXAMPLES = r'''
     login_host: 127.0.0.1
     login_port: 5432
     login_password: "{{ vault_supabase_db_password }}"
+
+- name: Back up postgres and _supabase only, without the roles (a login_user that is not a superuser)
+  cortexreview.supabase_backup.supabase_dump:
+    backup_dir: /var/backups/supabase
+    login_user: backup
+    extra_databases: [_supabase]
+    globals: false
 
 - name: Back up encrypted for off-site storage (supabase_backup_YYYYMMDD_HHMMSS.sql.gz.gpg)
   cortexreview.supabase_backup.supabase_dump:
@@ -157,6 +191,33 @@ pg_dump_version:
   description: Version of the C(pg_dump) that wrote the dump.
   returned: success, not in check mode
   type: str
+parts:
+  description: Every part of the restore point (in check mode, the database parts it would have), main dump first.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: File name of the part.
+      type: str
+    role:
+      description: What it holds (C(database), C(extra_database), C(globals), ...), as the manifest says.
+      type: str
+    size:
+      description: Size in bytes; null in check mode.
+      type: int
+  sample: [{"name": "supabase_backup_20260101_020000.sql.gz", "role": "database", "size": 52428800},
+           {"name": "supabase_backup_20260101_020000.globals.pgsql.gz", "role": "globals", "size": 1843}]
+not_found:
+  description: What was looked for and not found (C(component), C(what)), as the manifest records it.
+  returned: always
+  type: list
+  elements: dict
+extra_databases:
+  description: The extra databases dumped (in check mode, that would be).
+  returned: always
+  type: list
+  elements: str
 extensions:
   description: Installed extensions and their versions.
   returned: success, not in check mode
