@@ -840,19 +840,27 @@ SERVICE_LOGINS = ("supabase_admin", "authenticator", "pgbouncer", "supabase_auth
 _USER_SCHEMA = "n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'"
 
 
-def _acl(expr: str) -> str:
-    """SQL: an aclitem[] as sorted text, 'default' when NULL (the grant order is not state)."""
-    return f"coalesce((SELECT string_agg(a::text, ' ' ORDER BY a::text) FROM unnest({expr}) AS a), 'default')"
+def _acl(expr: str, default: str = "NULL") -> str:
+    """SQL: an aclitem[] as sorted text (the grant order is not state); NULL is ``default``
+    (``acldefault(...)``: a NULL ACL and one spelling out the default are the same privileges,
+    and pg_dump writes nothing for either), else 'default'."""
+    return (f"coalesce((SELECT string_agg(a::text, ' ' ORDER BY a::text) FROM unnest(coalesce({expr}, {default})) AS a),"
+            " 'default')")
 
 
 def _sorted_array(expr: str) -> str:
     return f"coalesce((SELECT string_agg(x::text, E'\\n' ORDER BY x::text) FROM unnest({expr}) AS x), '')"
 
 
+_DB_ACL = _acl("d.datacl", "acldefault('d', d.datdba)")
+_SCHEMA_ACL = _acl("n.nspacl", "acldefault('n', n.nspowner)")
+_RELATION_ACL = _acl("c.relacl", "acldefault((CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::\"char\", c.relowner)")
+_FUNCTION_ACL = _acl("p.proacl", "acldefault('f', p.proowner)")
+
 _DATABASE_QUERIES = {
     "database": f"""
         SELECT d.datname, pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datcollate,
-               d.datctype, d.datlocprovider, d.datconnlimit, d.datallowconn, {_acl('d.datacl')},
+               d.datctype, d.datlocprovider, d.datconnlimit, d.datallowconn, {_DB_ACL},
                coalesce(shobj_description(d.oid, 'pg_database'), '')
         FROM pg_database d WHERE d.datname = current_database()""",
     "database_settings": f"""
@@ -861,11 +869,11 @@ _DATABASE_QUERIES = {
         WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
         ORDER BY 1""",
     "schemas": f"""
-        SELECT n.nspname, pg_get_userbyid(n.nspowner), {_acl('n.nspacl')},
+        SELECT n.nspname, pg_get_userbyid(n.nspowner), {_SCHEMA_ACL},
                coalesce(obj_description(n.oid, 'pg_namespace'), '')
         FROM pg_namespace n WHERE {_USER_SCHEMA} ORDER BY 1""",
     "relations": f"""
-        SELECT n.nspname, c.relname, c.relkind, pg_get_userbyid(c.relowner), {_acl('c.relacl')},
+        SELECT n.nspname, c.relname, c.relkind, pg_get_userbyid(c.relowner), {_RELATION_ACL},
                c.relrowsecurity, c.relforcerowsecurity, c.relpersistence,
                coalesce(obj_description(c.oid, 'pg_class'), '')
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -897,7 +905,7 @@ _DATABASE_QUERIES = {
         FROM pg_policies ORDER BY 1, 2, 3""",
     "functions": f"""
         SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), p.prokind,
-               pg_get_userbyid(p.proowner), {_acl('p.proacl')}, p.prosecdef, p.provolatile,
+               pg_get_userbyid(p.proowner), {_FUNCTION_ACL}, p.prosecdef, p.provolatile,
                {_sorted_array('p.proconfig')}, md5(coalesce(p.prosrc, '')),
                pg_get_function_result(p.oid)
         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
