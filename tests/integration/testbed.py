@@ -953,7 +953,7 @@ _CLUSTER_QUERIES = {
 
 
 def _rows_fingerprint(stack: "Stack", db: str) -> Dict[str, List[Any]]:
-    """Per table: row count and the md5 of its rows as text, sorted; per sequence its state."""
+    """Per table: row count and an md5 over its rows' md5s (as text, sorted); per sequence its state."""
     tables = stack.psql_rows(f"""
         SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND {_USER_SCHEMA}
@@ -963,8 +963,10 @@ def _rows_fingerprint(stack: "Stack", db: str) -> Dict[str, List[Any]]:
         selects = []
         for i, (nsp, rel) in enumerate(tables):
             where = WRITER_ROWS.get((nsp, rel), "true")
-            selects.append(f"SELECT {i}, count(*), coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::text)), '')"
-                           f" FROM {_quote_ident(nsp)}.{_quote_ident(rel)} AS t WHERE {where}")
+            # one md5 per row first: a large table never becomes one huge text value
+            selects.append(f"SELECT {i}, count(*), coalesce(md5(string_agg(h, '' ORDER BY h)), '')"
+                           f" FROM (SELECT md5(t::text) AS h FROM {_quote_ident(nsp)}.{_quote_ident(rel)} AS t"
+                           f" WHERE {where}) AS rows")
         for i, count, digest in stack.psql_rows("\nUNION ALL ".join(selects), db):
             nsp, rel = tables[int(i)]
             result[f"{nsp}.{rel}"] = [int(count), digest]
