@@ -128,8 +128,8 @@ def apply_statements(name, settings, roles):
         if setting.get('role') is None:
             statements.append('ALTER DATABASE %s SET %s' % (database, assignment))
         elif setting['role'] in roles:
-            statements.append('ALTER ROLE %s IN DATABASE %s SET %s' % (quote_ident(setting['role']), database,
-                                                                      assignment))
+            statements.append('ALTER ROLE %s IN DATABASE %s SET %s'
+                              % (quote_ident(setting['role']), database, assignment))
         else:
             missing.append(setting['role'])
     return statements, sorted(set(missing))

@@ -31,6 +31,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._comm
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_settings import read_database_settings
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump_stream import DumpInspector
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import CommandError, ConfigError
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._file_components import FILE_PART_WRITERS, FilePartOptions
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_points import (
     EXTRA_DATABASE_ROLE,
     PART_SUFFIXES,
@@ -63,6 +64,7 @@ class DumpSettings(OutputSettings):
         self.target = PgTarget(**params)
         self.extra_databases = params.get('extra_databases')
         self.globals = params.get('globals', True)
+        self.file_parts = FilePartOptions(params)
         if self.extra_databases is not None:
             names = self.extra_databases
             if any(not name for name in names) or len(set(names)) != len(names):
@@ -136,7 +138,7 @@ class DumpBackend(BackupWriter):
 
     # Writers of the parts that follow the databases' (DB config files, deployment files, Storage last),
     # in order: each is called as ``writer(backend, point)`` and adds its parts to ``point``.
-    file_part_writers = ()
+    file_part_writers = FILE_PART_WRITERS
 
     def write(self, started, dir_changed):
         settings = self.settings

@@ -51,6 +51,11 @@ DUMP_OPTIONS = dict(
     # None: every other database that allows connections (not a template, not our scratch copies).
     extra_databases=dict(type='list', elements='str'),
     globals=dict(type='bool', default=True),
+    # The file parts (_file_components): missing DB config files are recorded, missing deployment files fail.
+    db_config_files=dict(type='list', elements='str', default=['/etc/postgresql-custom/pgsodium_root.key']),
+    deployment_files=dict(type='list', elements='str', default=[]),
+    storage_path=dict(type='path'),
+    storage_volume=dict(type='str'),
     **OUTPUT_OPTIONS
 )
 
@@ -67,6 +72,10 @@ RESTORE_OPTIONS = dict(
     confirm=dict(type='bool', default=False),
     components=dict(type='list', elements='str', default=['database'],
                     choices=['database', 'extra_databases', 'globals', 'db_config', 'deployment', 'storage', 'all']),
+    # Where the storage component goes (default: where it came from) and the container stopped meanwhile.
+    storage_path=dict(type='path'),
+    storage_volume=dict(type='str'),
+    storage_container=dict(type='str'),
     stop_containers=dict(type='list', elements='str', default=['cortexreview-api', 'cortexreview-worker']),
     stop_compose_project=dict(type='str'),
     stop_compose_services=dict(type='list', elements='str', default=[]),

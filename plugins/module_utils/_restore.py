@@ -38,6 +38,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
     ConfigError,
     SupabaseBackupError,
 )
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._file_components import COMPONENT_RESTORERS
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._globals import (
     RolesScript,
     apply_roles_script,
@@ -60,13 +61,13 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._writ
 _SCRATCH_NAME = re.compile(r'^(?!.*_pre_restore_\d{8}_\d{6}$).*_restore_\d{8}_\d{6}$')
 
 
-# The file components' restorers, by component (db_config, deployment, storage), run in that order
+# The file components' restorers (_file_components.COMPONENT_RESTORERS), by component (db_config,
+# deployment, storage), run in that order
 # after the databases and the roles, before the writers start again. Each is a class built as
 # ``restorer(backend, parts)`` (parts: the RestorePointParts; the run's options in
 # ``backend.settings.params``) with ``plan() -> dict`` (check mode: what would change, changing
 # nothing) and ``restore() -> dict`` (raises a SupabaseBackupError, having put back what it changed).
 # Every selected part was verified (sha256, decryption) before anything changed.
-COMPONENT_RESTORERS = {}
 
 
 class DatabaseRestore:
@@ -224,8 +225,8 @@ class RestoreBackend(Backend):
         if 'extra_databases' in parts.components:
             for entry in parts.entries('extra_databases'):
                 name = entry.get('database')
-                if not isinstance(name, str) or not name or name in (settings.target.db, settings.maintenance_db,
-                                                                      'template0', 'template1'):
+                reserved = (settings.target.db, settings.maintenance_db, 'template0', 'template1')
+                if not isinstance(name, str) or not name or name in reserved:
                     raise ConfigError('restore point %s: part %s names no database this restore may replace (%r)'
                                       % (parts.stem, entry['name'], name))
                 database = DatabaseRestore(name, settings.kind.open(entry['path'], settings.passphrase),

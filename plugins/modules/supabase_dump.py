@@ -74,12 +74,45 @@ options:
     elements: str
   globals:
     description:
-      - Also dump the cluster's roles with C(pg_dumpall --roles-only), password hashes included (SCRAM verifiers:
-        keep the backups as private as the database itself; encrypt them before they leave the host).
+      - Also dump the cluster's roles with C(pg_dumpall --roles-only), password hashes included (SCRAM verifiers;
+        keep the backups as private as the database itself, and encrypt them before they leave the host).
       - Reading the hashes needs a superuser; with another O(login_user) the run fails in one line before anything is
         written, unless V(false).
     type: bool
     default: true
+  db_config_files:
+    description:
+      - Files (or directories) of the DB container, by absolute path, taken into C(<stem>.db-config.tar.gz) with their
+        numeric owners and modes, through the Docker archive API; with O(container=''), from this host.
+      - The default is Supabase's Vault/pgsodium root key, without which every Vault secret of a restored database
+        fails with C(invalid ciphertext). One that does not exist is recorded in RV(not_found) and the manifest; a
+        warning only when the database has a C(vault) or C(pgsodium) schema. V([]) takes none.
+      - The part holds secrets as the live files do (mode C(0600)); encrypt the backups before they leave the host.
+    type: list
+    elements: str
+    default: [/etc/postgresql-custom/pgsodium_root.key]
+  deployment_files:
+    description:
+      - Host files by absolute path (such as the compose project's C(.env) and C(docker-compose.yml)), taken into
+        C(<stem>.deployment.tar.gz) with their numeric owners and modes; a symlink is followed. Each must exist.
+    type: list
+    elements: str
+    default: []
+  storage_path:
+    description:
+      - Storage's file-backend directory on this host (the stock compose project's C(volumes/storage)), taken into
+        C(<stem>.storage.tar.gz), after every database, by GNU C(tar --xattrs --xattrs-include=* --numeric-owner):
+        owners, modes and the C(user.supabase.*) extended attributes Storage keeps its metadata in.
+      - A directory whose filesystem cannot hold C(user.*) extended attributes is refused (a file there is probed).
+        Files that change while they are read (uploads) are kept, with a warning naming them.
+      - Not with O(storage_volume).
+    type: path
+  storage_volume:
+    description:
+      - Storage's objects in a Docker volume, read as O(storage_path) is, by the C(tar) of a short-lived helper
+        container made from the image of O(container) (no image is pulled), the volume mounted read-only.
+      - Needs O(container). Not with O(storage_path).
+    type: str
   metrics_file:
     description:
       - Prometheus textfile-collector file to update after every run, successful or not (a configuration

@@ -44,6 +44,11 @@ description:
     with no previous copy); only then do the roles of the backup get their attributes, password hashes, comments,
     settings and memberships, in one transaction, so a failure before leaves every existing role as it was; then the
     file components. No role is ever dropped; the role the restore connects as keeps its own attributes and password."
+  - "The file components, after the databases and the roles, each read whole and its target checked before anything
+    changes (member names that stay inside, no links leading out): V(db_config) puts the DB config files into
+    O(container) (owner and mode from the backup, each renamed into place) and restarts it, waiting until PostgreSQL
+    accepts connections; V(deployment) writes each host file atomically with its owner and mode; V(storage) replaces
+    Storage's objects (see O(storage_path))."
   - A database restored from a backup that records its settings gets the backup's owner, encoding and locale,
     connection limit, grants, comment and C(ALTER DATABASE ... SET) / C(ALTER ROLE ... IN DATABASE ... SET) settings;
     from an older backup, the live database's (a role they name that does not exist is left out, with a warning).
@@ -87,6 +92,25 @@ options:
     elements: str
     choices: [database, extra_databases, globals, db_config, deployment, storage, all]
     default: [database]
+  storage_path:
+    description:
+      - Where the V(storage) component goes, a host directory; default, where it was taken from (O(storage_path) or
+        O(storage_volume) of the backup, as its manifest records).
+      - Its previous contents are moved aside inside it (renames), put back if the restore fails, and deleted once the
+        objects are extracted (owners, modes, extended attributes) and matched their checksum. A filesystem that
+        cannot hold C(user.*) extended attributes is refused before anything changes.
+      - Not with O(storage_volume).
+    type: path
+  storage_volume:
+    description:
+      - Where the V(storage) component goes, a Docker volume, written by a helper container from the image of
+        O(container); otherwise as O(storage_path).
+    type: str
+  storage_container:
+    description:
+      - Storage's container, stopped while its objects are replaced and started again in every case (when it ran).
+        Unset, nothing is stopped.
+    type: str
   stop_containers:
     description:
       - Containers that write to the database, stopped during the restore and started again afterwards.

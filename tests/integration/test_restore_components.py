@@ -68,7 +68,7 @@ GRANT SELECT ON items TO "{DROPPED}";
 ALTER TABLE items OWNER TO "{OWNER}";
 """
 # What the tests do to the live cluster after the backup.
-ALTER_EXTRA_SQL = f"""
+ALTER_EXTRA_SQL = """
 DELETE FROM items WHERE id > 5;
 INSERT INTO items VALUES (1000, 'written after the backup');
 """

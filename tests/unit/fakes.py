@@ -85,9 +85,16 @@ class FakeStream:
 # ------------------------------------------------------------------ docker --
 
 class FakeDockerAPI:
-    """The slice of docker.APIClient the engine uses, recording ``calls``."""
+    """The slice of docker.APIClient the engine uses, recording ``calls``.
+
+    ``archives`` maps a path in a container to the tar the archive API sends for it (missing: 404).
+    """
+
+    base_url = 'http+docker://fake'
+    api_version = '1.45'
 
     def __init__(self):
+        self.archives = {}
         self.containers_by_name = {}
         self.calls = []
         self.stop_errors = {}
@@ -138,6 +145,11 @@ class FakeDockerAPI:
 
     def actions(self, kind):
         return [name for action, name in self.calls if action == kind]
+
+    def get(self, url, params=None, **_kwargs):
+        self.calls.append(('get', (url.rsplit('/containers/', 1)[-1], params)))
+        data = self.archives.get(params['path'])
+        return FakeResponse(404, b'not found') if data is None else FakeResponse(200, data)
 
     def info(self):
         """The engine's host: 8 GiB and 2 CPUs (the restore sizes its index builds from them)."""
@@ -207,6 +219,8 @@ class FakeServer:
         self.dumps = {}               # database -> (chunks, rc, stderr), for pg_dump of another database
         self.dump_args = []
         self.superuser = True
+        # Schemas that make a missing root key surprising (vault, pgsodium).
+        self.key_schemas = []
         self.roles = ['anon', 'postgres']
         self.globals_dump = ([GLOBALS_DUMP.encode()], 0, '')  # (chunks, rc, stderr) for pg_dumpall
         self.globals_args = []
@@ -324,6 +338,8 @@ class FakeServer:
             return [[name] for name in sorted(catalog) if name[:int(match.group(1))] == prefix]
         if sql.startswith('SELECT datname FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate'):
             return [[name] for name in sorted(catalog) if name not in ('template0', 'template1')]
+        if sql.startswith("SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname IN ('vault', 'pgsodium')"):
+            return [[str(len(self.key_schemas))]]
         if sql == 'SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user':
             return [['t' if self.superuser else 'f']]
         if sql == 'SELECT rolname FROM pg_catalog.pg_roles':
@@ -454,6 +470,7 @@ GLOBALS_DUMP = (
     'NOBYPASSRLS;\nCREATE ROLE postgres;\nALTER ROLE postgres WITH SUPERUSER INHERIT CREATEROLE CREATEDB LOGIN '
     "REPLICATION BYPASSRLS PASSWORD 'SCRAM-SHA-256$4096:c2FsdA==$a2V5:c2VydmVy';\n\n"
     '--\n-- PostgreSQL database cluster dump complete\n--\n\n')
+
 
 def dump_text(tables, indexes=(), extensions=None, complete=True, extra_sql=''):
     """A plain pg_dump as text: ``tables`` {qualified name: row count}, ``indexes`` ['schema.name'].

@@ -69,7 +69,9 @@ def test_a_good_dump_is_written_and_expired_backups_removed(server, backup_dir):
     assert result['parts'] == [
         {'name': os.path.basename(result['path']), 'role': 'database', 'size': os.path.getsize(result['path'])},
         {'name': os.path.basename(globals_path), 'role': 'globals', 'size': os.path.getsize(globals_path)}]
-    assert result['not_found'] == [] and result['restore_point'] + '.sql.gz' == os.path.basename(result['path'])
+    # The default db_config_files (the root key) is looked for in the container: not there, no part, no warning.
+    assert result['not_found'] == [{'component': 'db_config', 'what': '/etc/postgresql-custom/pgsodium_root.key'}]
+    assert result['restore_point'] + '.sql.gz' == os.path.basename(result['path'])
     assert [os.path.basename(path) for path in result['removed']] == [EXPIRED]
     assert EXPIRED not in listing(backup_dir)
     assert not [name for name in listing(backup_dir) if name.endswith('.partial')]
@@ -208,7 +210,8 @@ def test_every_other_database_is_an_extra_part_but_our_own_copies(server, backup
         stem + '.sql.gz', stem + '.db._supabase.pgsql.gz', stem + '.db.app%2Ev2.pgsql.gz', stem + '.globals.pgsql.gz']
     assert server.dump_args == [['--dbname', 'postgres'], ['--dbname', '_supabase'], ['--dbname', 'app.v2']]
     manifest = _manifest(result)
-    assert manifest['components'] == ['database', 'extra_database', 'globals'] and manifest['not_found'] == []
+    assert manifest['components'] == ['database', 'extra_database', 'globals']
+    assert manifest['not_found'] == [{'component': 'db_config', 'what': '/etc/postgresql-custom/pgsodium_root.key'}]
     extra = manifest['parts'][1]
     assert extra['database'] == '_supabase' and extra['tables'] == {'_analytics.sources': 2}
     assert extra['database_settings']['owner'] == 'supabase_admin'
