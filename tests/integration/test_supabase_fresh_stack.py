@@ -111,3 +111,19 @@ def test_every_part_restores_onto_a_fresh_stack(make_stack, run_module, workdir,
         assert fresh.container_status(name) == "running", name
     rows = fresh.writer_rows()
     fresh.wait_until(lambda: fresh.writer_rows() > rows, timeout=30, what="the writers to write again")
+
+    # compose up with the old deployment files recreates the containers whose settings changed; the
+    # database, its key and the files stay as restored
+    db_id = fresh.container(fresh.db_container).id
+    testbed.stack_cmd("up", name=fresh.name, profile="supabase")
+    assert fresh.container(fresh.db_container).id != db_id
+    assert fresh.container(fresh.db_container).attrs["Config"]["Env"].count(f"POSTGRES_PASSWORD={old_password}") == 1
+    diff = testbed.fingerprint_diff(_without_connecting_role_password(before),
+                                    _without_connecting_role_password(testbed.supabase_fingerprint(fresh)))
+    assert diff == [], "\n".join(diff)
+    for role in testbed.SERVICE_LOGINS:
+        assert testbed.can_log_in(fresh, role, old_password), role
+    assert fresh.psql_value(f"SELECT vault.read_secret('{secret_id}')") == "stored before the backup ✓"
+    # supabase_restore's rule: the role it connects as (postgres) keeps the fresh stack's password
+    assert testbed.can_log_in(fresh, "postgres", NEW_PASSWORD)
+    assert not testbed.can_log_in(fresh, "postgres", old_password)
