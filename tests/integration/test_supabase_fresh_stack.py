@@ -90,9 +90,9 @@ def test_every_part_restores_onto_a_fresh_stack(make_stack, run_module, workdir,
     assert not restored.get("failed"), restored.get("msg")
     assert restored["changed"] is True
     assert not restored.get("not_in_backup"), restored.get("not_in_backup")
-    rows = fresh.psql_value("SELECT count(*) FROM public.knowledge_base")
+    kb_rows = fresh.psql_value("SELECT count(*) FROM public.knowledge_base")
     size = sum(part["size"] for part in dumped["parts"])
-    print(f"full restore onto a fresh stack ({'encrypted' if encrypted else 'plain'}, {rows} knowledge_base rows,"
+    print(f"full restore onto a fresh stack ({'encrypted' if encrypted else 'plain'}, {kb_rows} knowledge_base rows,"
           f" {len(dumped['parts'])} parts, {size / 1e6:.1f} MB): {elapsed:.1f}s")
 
     fresh.wait_for_db()
