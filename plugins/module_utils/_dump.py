@@ -31,7 +31,8 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._comm
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_settings import read_database_settings
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump_stream import DumpInspector
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import CommandError, ConfigError
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._file_components import FILE_PART_WRITERS, FilePartOptions
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._file_components import FILE_PART_WRITERS, FilePartOptions, plan_file_parts
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._globals import created_roles
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_points import (
     EXTRA_DATABASE_ROLE,
     PART_SUFFIXES,
@@ -45,8 +46,8 @@ DATABASE_FACTS_SQL = (
 CONNECTABLE_DATABASES_SQL = ('SELECT datname FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate '
                              'ORDER BY datname')
 SUPERUSER_SQL = 'SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user'
-# The roles pg_dumpall --roles-only writes (it leaves out the predefined pg_* roles).
-ROLES_SQL = "SELECT rolname FROM pg_catalog.pg_roles WHERE rolname !~ '^pg_' ORDER BY rolname"
+# The roles' dump is small; more than this is not one.
+GLOBALS_LIMIT = 64 << 20
 # What a restore or validation of this collection names its scratch, previous and staging copies.
 OWN_COPIES = re.compile(r'_(?:pre_restore|restore|validate)_\d{8}_\d{6}\Z')
 PG_DUMPALL_COMPLETE = b'-- PostgreSQL database cluster dump complete'
@@ -149,6 +150,7 @@ class DumpBackend(BackupWriter):
         extra_databases = select_extra_databases(target, settings.extra_databases)
         if settings.globals:
             check_superuser(target)
+        plan_file_parts(self, '', '')  # the file options' places (read only)
         if self.check_mode:
             return self._plan(started, dir_changed, extra_databases)
         with DirectoryLock(settings.backup_dir, settings.lock_timeout):
@@ -192,10 +194,12 @@ class DumpBackend(BackupWriter):
                   for name in extra_databases]
         if settings.globals:
             parts.append({'name': stem + PART_SUFFIXES['globals'] + encrypted, 'role': 'globals', 'size': None})
+        file_parts, not_found = plan_file_parts(self, stem, encrypted)
+        parts += file_parts
         removed = self.remove_expired(include_new=path) if not dir_changed else []
         return {
             'changed': True, 'path': path, 'removed': removed, 'size': None, 'sha256': None,
-            'duration': round(time.monotonic() - started, 3), 'tables': {}, 'parts': parts, 'not_found': [],
+            'duration': round(time.monotonic() - started, 3), 'tables': {}, 'parts': parts, 'not_found': not_found,
             'extra_databases': extra_databases,
             'msg': 'Would back up %s to %s%s%s' % (
                 settings.target.describe(), path,
@@ -227,19 +231,22 @@ class DumpBackend(BackupWriter):
         return point.entries[-1]
 
     def _dump_globals(self, point):
-        """``pg_dumpall --roles-only`` (attributes, password hashes, memberships, role settings)."""
+        """``pg_dumpall --roles-only`` (attributes, password hashes, memberships, role settings); the manifest
+        lists the roles it creates, as read from the stream itself."""
         target = self.settings.target
-        roles = [row[0] for row in target.query(ROLES_SQL)]
-        tail = bytearray()
+        output = bytearray()
 
-        def keep_tail(chunk):
-            tail.extend(chunk)
-            del tail[:-256]
+        def keep(chunk):
+            output.extend(chunk)
+            if len(output) > GLOBALS_LIMIT:
+                raise CommandError('pg_dumpall --roles-only wrote more than %d bytes; that is not a list of roles'
+                                   % GLOBALS_LIMIT)
 
         with point.part(PART_SUFFIXES['globals'], 'globals') as sink:
             stream = target.start('pg_dumpall', ['--roles-only', '--database', target.db])
-            stderr = stream_into(sink, stream, 'pg_dumpall --roles-only', keep_tail)
-            if PG_DUMPALL_COMPLETE not in tail:
+            stderr = stream_into(sink, stream, 'pg_dumpall --roles-only', keep)
+            if PG_DUMPALL_COMPLETE not in output[-256:]:
                 raise CommandError('pg_dumpall --roles-only exited 0 but its output lacks the completion marker; '
                                    'the restore point was discarded', stderr=stderr)
-            sink.facts.update({'roles': roles, 'login_user': target.login_user})
+            sink.facts.update({'roles': created_roles(output.decode('utf-8', errors='replace')),
+                               'login_user': target.login_user})

@@ -16,7 +16,7 @@ everything is still as it was; ``plan()`` says what would change, ``restore()`` 
 
 from __future__ import annotations
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import ConfigError
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import ConfigError, FilePartError, SupabaseBackupError
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._file_parts import (
     DB_CONFIG_FILES_DEFAULT,
     DB_CONFIG_ROLE,
@@ -35,6 +35,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._stor
     STORAGE_ROLE,
     StorageLocation,
     StorageRestorer,
+    check_storage_source,
     write_storage,
 )
 
@@ -108,6 +109,40 @@ def write_storage_part(backend, point):
 FILE_PART_WRITERS = (write_db_config_part, write_deployment_part, write_storage_part)
 
 
+def plan_file_parts(backend, stem, encrypted):
+    """Check mode: (the file parts a run would write, what it would not find), reading only.
+
+    What would fail the run fails the plan too (a deployment file or the storage place missing); the
+    extended-attribute probe writes a file, so only the real run makes it.
+    """
+    options = backend.settings.file_parts
+    parts = []
+    not_found = []
+
+    def add(role):
+        parts.append({'name': stem + PART_SUFFIXES[role] + encrypted, 'role': role, 'size': None})
+
+    if options.db_config_files:
+        if options.container:
+            present, missing = present_in_container(backend.settings.target.docker_api, options.container,
+                                                    options.db_config_files)
+        else:
+            present, missing = present_on_host(options.db_config_files)
+        if present:
+            add(DB_CONFIG_ROLE)
+        not_found += [{'component': DB_CONFIG_ROLE, 'what': path} for path in missing]
+    if options.deployment_files:
+        missing = present_on_host(options.deployment_files)[1]
+        if missing:
+            raise FilePartError('%s does not exist' % missing[0])
+        add(DEPLOYMENT_ROLE)
+    if options.storage is not None:
+        check_storage_source(options.storage, backend.settings.target.docker_api if options.storage.volume else None,
+                             options.container)
+        add(STORAGE_ROLE)
+    return parts, not_found
+
+
 # Restore
 
 class FileComponent:
@@ -119,9 +154,14 @@ class FileComponent:
         entry = parts.entry(self.component)
         settings = backend.settings
         self.name = entry['name']
-        self.part = TarPart(entry['path'], settings.passphrase)
-        self.restorer = self.make_restorer(backend, settings.params)
-        self.checked = self.restorer.check()
+        try:
+            self.part = TarPart(entry['path'], settings.passphrase)
+            self.restorer = self.make_restorer(backend, settings.params)
+            self.checked = self.restorer.check()
+        except SupabaseBackupError as exc:
+            exc.msg = '%s; nothing was changed' % exc.msg
+            exc.details.setdefault('part', self.name)
+            raise
 
     def make_restorer(self, backend, params):
         raise NotImplementedError

@@ -4,7 +4,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 # This is a private module_utils of cortexreview.supabase_backup; it may change without notice.
-# It must stay importable without Ansible.
+# It must stay importable without Ansible: the cron runner uses it too.
 """Restoring the cluster's roles from a ``pg_dumpall --roles-only`` part, in two phases.
 
 Phase 1 creates the roles the cluster lacks (``CREATE ROLE`` only), so the databases' dumps can
@@ -38,7 +38,12 @@ _STATEMENTS = (
     ('label', re.compile(r'^SECURITY LABEL FOR \S+ ON ROLE %s IS ' % _IDENT)),
     ('membership', re.compile(r'^GRANT %s TO %s' % (_IDENT, _IDENT))),
 )
-ROLES_SQL = 'SELECT rolname FROM pg_catalog.pg_roles'
+_CREATE_ROLE_LINE = re.compile(r'^CREATE ROLE %s;$' % _IDENT, re.MULTILINE)
+
+
+def created_roles(text):
+    """The roles a pg_dumpall --roles-only output creates, in its order (what a backup's manifest lists)."""
+    return [_unquote(name) for name in _CREATE_ROLE_LINE.findall(text)]
 
 
 def _unquote(name):
@@ -118,10 +123,6 @@ class RolesScript:
             statements.extend(self.by_role.get(role, []))
         statements.extend(statement for _member, statement in self.memberships)
         return self._script(statements), changed
-
-
-def existing_roles(target, db):
-    return set(row[0] for row in target.query(ROLES_SQL, db=db))
 
 
 def apply_roles_script(target, db, sql, what):

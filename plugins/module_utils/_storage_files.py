@@ -87,9 +87,11 @@ UNSUPPORTED_ERRNOS = (errno.ENOTSUP, errno.EOPNOTSUPP)
 CHANGED_NAMES_SHOWN = 3
 
 
-def create_argv(directory):
-    """GNU tar writing ``directory`` (members ``./...``) to stdout, POSIX format, extended attributes kept."""
-    return ['tar', '--create', '--file=-', '--format=posix'] + TAR_XATTR_OPTIONS + ['--directory', directory, '.']
+def create_argv(directory, members=('.',)):
+    """GNU tar writing ``members`` of ``directory`` (all of it: ``./...``) to stdout, POSIX format, extended
+    attributes kept."""
+    return (['tar', '--create', '--file=-', '--format=posix'] + TAR_XATTR_OPTIONS
+            + ['--directory', directory, '--'] + list(members))
 
 
 def extract_argv(directory):
@@ -315,13 +317,16 @@ class VolumeStore:
         self.helper = None
         self._problems = []
 
-    def __enter__(self):
+    def require_volume(self):
         try:
             self.api.inspect_volume(self.location.volume)
         except NotFound:
             raise ConfigError('%s does not exist' % self.source) from None
         except API_ERRORS as exc:
             raise DockerError('cannot inspect %s: %s' % (self.source, reason(exc))) from None
+
+    def __enter__(self):
+        self.require_volume()
         db = DbContainer(self.api, None, name=self._db_container)
         suffix = 'storage-%s' % binascii.hexlify(os.urandom(4)).decode('ascii')
         self.helper = VolumeHelper(_HelperSource(db, self.location, self.read_only), suffix)
@@ -360,13 +365,9 @@ class VolumeStore:
         try:
             returncode, _out, err = feed_stream(self.start(extract_argv(directory), with_input=True),
                                                 [probe_archive(name)])
-            if returncode != 0:
-                raise FilePartError('cannot probe extended attributes in %s: %s'
-                                    % (self.source, tar_reason(err, returncode)))
             read_back = io.BytesIO()
-            returncode, err = drain(self.start(['tar', '--create', '--file=-', '--format=posix']
-                                                     + TAR_XATTR_OPTIONS + ['--directory', directory, '--', name]),
-                                          read_back.write)
+            if returncode == 0:
+                returncode, err = drain(self.start(create_argv(directory, [name])), read_back.write)
             if returncode != 0:
                 raise FilePartError('cannot probe extended attributes in %s: %s'
                                     % (self.source, tar_reason(err, returncode)))
@@ -432,6 +433,18 @@ def probe_survived(data):
 
 # Backup
 
+def check_storage_source(location, api, db_container):
+    """What a backup of ``location`` needs, checked without writing: the directory, or the volume and the
+    DB container whose image reads it. Returns the store to read it with."""
+    store = open_store(location, api, db_container, read_only=True)
+    if location.path and not os.path.isdir(location.path):
+        raise ConfigError('storage_path %s does not exist or is not a directory' % location.path)
+    if location.volume:
+        store.require_volume()
+        DbContainer(api, None, name=db_container)
+    return store
+
+
 def write_storage(sink, location, api=None, db_container=None, warnings=None):
     """Storage's objects at ``location`` into ``sink`` as one tar; the part's facts go into ``sink.facts``.
 
@@ -439,9 +452,7 @@ def write_storage(sink, location, api=None, db_container=None, warnings=None):
     (complete, every member counted).
     """
     warnings = [] if warnings is None else warnings
-    store = open_store(location, api, db_container, read_only=True)
-    if location.path and not os.path.isdir(location.path):
-        raise ConfigError('storage_path %s does not exist or is not a directory' % location.path)
+    store = check_storage_source(location, api, db_container)
     rules = MemberRules(links=True, keep_paths=False)
     with store:
         store.probe()
@@ -478,13 +489,12 @@ class StorageRestorer:
 
     def __init__(self, part, warnings, location=None, api=None, db_container=None, storage_container=None,
                  stop_timeout=30):
-        self.part = part
-        self.warnings = warnings
+        self.part, self.warnings = part, warnings
+        # None: where the part came from, as its manifest says (read by check()).
         self.location = location
-        self.api = api
-        self.db_container = db_container
-        self.storage_container = storage_container
-        self.stop_timeout = stop_timeout
+        # The Docker side: the API, the DB container whose image the helper borrows, the container to stop.
+        self.api, self.db_container = api, db_container
+        self.storage_container, self.stop_timeout = storage_container, stop_timeout
         self.rules = MemberRules(links=True, keep_paths=False)
         self.sha256 = None
 
@@ -538,15 +548,7 @@ class StorageRestorer:
             try:
                 store.move_aside(aside)
                 phase = 'writing'
-                digest = hashlib.sha256()
-                returncode, _out, err = feed_stream(store.start(extract_argv(store.root), with_input=True),
-                                                    self.part.tar_chunks(digest))
-                if returncode != 0:
-                    raise FilePartError('cannot write %s: %s' % (self.location.describe(), tar_reason(err, returncode)),
-                                        rc=returncode, stderr=err)
-                if digest.hexdigest() != self.sha256:
-                    raise changed_while_read(self.part)
-                store.sync()
+                self._extract(store)
             except BaseException as exc:
                 self._roll_back(store, aside, phase, before, exc)
                 raise
@@ -560,6 +562,18 @@ class StorageRestorer:
         self.warnings.extend(store.warnings())
         return {'target': self.location.source_facts(), 'files': self.rules.file_count,
                 'previous_contents': 'deleted' if leftover is None else leftover}
+
+    def _extract(self, store):
+        """The part into the (emptied) target by tar; the bytes read must be those check() verified."""
+        digest = hashlib.sha256()
+        returncode, _out, err = feed_stream(store.start(extract_argv(store.root), with_input=True),
+                                            self.part.tar_chunks(digest))
+        if returncode != 0:
+            raise FilePartError('cannot write %s: %s' % (self.location.describe(), tar_reason(err, returncode)),
+                                rc=returncode, stderr=err)
+        if digest.hexdigest() != self.sha256:
+            raise changed_while_read(self.part)
+        store.sync()
 
     def _roll_back(self, store, aside, phase, before, failure):
         try:

@@ -101,8 +101,8 @@ options:
   storage_path:
     description:
       - Storage's file-backend directory on this host (the stock compose project's C(volumes/storage)), taken into
-        C(<stem>.storage.tar.gz), after every database, by GNU C(tar --xattrs --xattrs-include=* --numeric-owner):
-        owners, modes and the C(user.supabase.*) extended attributes Storage keeps its metadata in.
+        C(<stem>.storage.tar.gz), after every database, by GNU C(tar --xattrs --xattrs-include=* --numeric-owner),
+        with owners, modes and the C(user.supabase.*) extended attributes Storage keeps its metadata in.
       - A directory whose filesystem cannot hold C(user.*) extended attributes is refused (a file there is probed).
         Files that change while they are read (uploads) are kept, with a warning naming them.
       - Not with O(storage_volume).

@@ -15,7 +15,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
 
 import pytest
@@ -357,9 +356,26 @@ def test_volume_restore_failing_half_way_puts_previous_contents_back(scratch, ap
     assert _no_helpers_left(api) == []
 
 
-def test_storage_volume_needs_the_db_container(scratch):
+def test_storage_volume_needs_the_db_container_and_must_exist(scratch, api, helper_image_container):
     with pytest.raises(ConfigError, match='storage_volume needs container'):
         _backup(None, os.path.join(scratch, 'x.tar.gz'), location=StorageLocation(volume='anything'))
+    missing = 'cortexreview-fileparts-missing-%s' % uuid.uuid4().hex[:8]
+    with pytest.raises(ConfigError, match="storage volume '%s' does not exist" % missing):
+        _backup(None, os.path.join(scratch, 'x.tar.gz'), location=StorageLocation(volume=missing), api=api,
+                db_container=helper_image_container)
+    assert _no_helpers_left(api) == []
+
+
+def test_storage_with_a_link_leading_out_is_refused_at_backup(scratch):
+    storage = os.path.join(scratch, 'storage')
+    os.mkdir(storage)
+    populate_storage(storage)
+    os.symlink('/etc/passwd', os.path.join(storage, 'escape'))
+    part = os.path.join(scratch, 'supabase_backup_20260101_020000.storage.tar.gz')
+    with pytest.raises(FilePartError) as failure:
+        _backup(storage, part)
+    assert failure.value.msg == ("storage directory '%s' cannot be backed up: member './escape' is a symbolic link "
+                                 "to an absolute path (/etc/passwd)" % storage)
 
 
 # DB config files

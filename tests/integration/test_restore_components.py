@@ -16,7 +16,8 @@ main database ``postgres`` is dumped but never restored here.
 * a failure after the roles' first phase (a load that fails) leaves existing roles as they were;
 * a part missing or altered is refused naming it, nothing changed; check mode is refused alike;
 * retention removes a multi-part restore point whole;
-* ``globals`` with a login that is not a superuser fails in one line, for the dump and the restore.
+* ``globals`` with a login that is not a superuser fails in one line, for the dump and the restore;
+* the validation restores the extra database in staging and reads the roles' part.
 """
 
 from __future__ import annotations
@@ -304,6 +305,17 @@ def test_a_failure_after_the_first_phase_leaves_existing_roles_as_they_were(poin
 
 
 @pytest.mark.parametrize("damage", ["missing", "altered"])
+def test_validation_restores_the_extra_database_in_staging_and_reads_the_roles(point, run_module):
+    before = databases(EXTRA)
+    report = run_module("supabase_validate", {"backup_dir": point.backup_dir, "restore_point": point.stem})
+    assert_ok(report)
+    assert report["passed"] is True
+    assert report["extra_databases"][EXTRA] == {"public.items": 25}
+    assert {part["role"] for part in report["parts"]} == {"extra_database", "globals"}
+    assert report["roles"]["count"] == len(point.manifest["parts"][-1]["roles"])
+    assert databases(EXTRA) == before  # its staging copy is gone
+
+
 def test_a_part_missing_or_altered_is_refused_naming_it(point, run_module, damage):
     damaged = copy_point(point, os.path.join(point.base, "damaged-" + damage))
     if damage == "missing":

@@ -125,7 +125,9 @@ def test_backup_file_name_modes_and_result(happy):
     assert happy.restore_point["stem"] == stem and happy.restore_point["kind"] == "logical"
     # The plain test bed has no other database: the main dump and the cluster's roles.
     assert [part["role"] for part in happy.restore_point["parts"]] == ["database", "globals"]
-    assert happy.restore_point["components"] == ["database", "globals"] and happy.restore_point["not_found"] == []
+    # The plain test bed has no Vault root key: recorded as not found (db_config_files' default), no part.
+    assert happy.restore_point["components"] == ["database", "globals"] and happy.restore_point["not_found"] == [
+        {"component": "db_config", "what": "/etc/postgresql-custom/pgsodium_root.key"}]
     assert [part["name"] for part in result["parts"]] == [os.path.basename(path), stem + ".globals.pgsql.gz"]
     assert happy.manifest["encrypted"] is False and happy.manifest["encryption"] is None
 

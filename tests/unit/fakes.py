@@ -344,8 +344,6 @@ class FakeServer:
             return [['t' if self.superuser else 'f']]
         if sql == 'SELECT rolname FROM pg_catalog.pg_roles':
             return [[name] for name in self.roles + ['pg_read_all_data']]
-        if sql.startswith("SELECT rolname FROM pg_catalog.pg_roles WHERE rolname !~ '^pg_'"):
-            return [[name] for name in self.roles]
         match = re.search(r"FROM pg_catalog\.pg_database d WHERE d\.datname = %s\s*$" % LITERAL, sql)
         if match and sql.lstrip().startswith('SELECT pg_catalog.json_build_object('):
             name = _literal(match.group(1))

@@ -20,11 +20,14 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils impor
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
     BackupFileError,
     ConfigError,
+    DockerError,
     FilePartError,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._file_components import FilePartOptions
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._file_parts import (
+    ContainerConfigRestorer,
     FileRestorer,
+    HostConfigRestorer,
     MemberRules,
     TarPart,
     UnsafeMemberError,
@@ -34,6 +37,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._file
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import dump_argument_spec, validate_config
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._storage_files import (
     StorageLocation,
+    StorageRestorer,
     create_argv,
     extract_argv,
     probe_archive,
@@ -127,7 +131,7 @@ def test_the_dump_spec_knows_the_file_options():
 
 def test_tar_argv_keep_xattrs_and_numeric_owners():
     assert create_argv('/srv/s') == ['tar', '--create', '--file=-', '--format=posix', '--xattrs',
-                                     '--xattrs-include=*', '--numeric-owner', '--directory', '/srv/s', '.']
+                                     '--xattrs-include=*', '--numeric-owner', '--directory', '/srv/s', '--', '.']
     assert extract_argv('/srv/s') == ['tar', '--extract', '--file=-', '--xattrs', '--xattrs-include=*',
                                       '--numeric-owner', '--same-permissions', '--same-owner', '--directory', '/srv/s']
 
@@ -353,3 +357,68 @@ def test_a_missing_deployment_file_fails_the_run_and_leaves_nothing(monkeypatch,
         _run_dump(monkeypatch, backup_dir, fake_server(), FakeDockerAPI(),
                   deployment_files=[str(tmp_path / 'missing.env')])
     assert os.listdir(backup_dir) == []
+
+
+def test_check_mode_predicts_the_file_parts_and_writes_nothing(monkeypatch, tmp_path):
+    env = tmp_path / '.env'
+    env.write_bytes(b'X=1\n')
+    storage = tmp_path / 'storage'
+    storage.mkdir()
+    docker = FakeDockerAPI()
+    docker.archives['/etc/postgresql-custom/pgsodium_root.key'] = tar_bytes([('pgsodium_root.key', 'file', b'k')])
+    install(monkeypatch, fake_server(), docker)
+    params = _dump_params(tmp_path / 'backups', deployment_files=[str(env)], storage_path=str(storage),
+                          db_config_files=['/etc/postgresql-custom/pgsodium_root.key', '/etc/missing'])
+    plan = _dump.DumpBackend.from_params(params, check_mode=True).run()
+    stem = os.path.basename(plan['path'])[:-len('.sql.gz')]
+    assert [(part['name'][len(stem):], part['role']) for part in plan['parts']] == [
+        ('.sql.gz', 'database'), ('.db-config.tar.gz', 'db_config'), ('.deployment.tar.gz', 'deployment'),
+        ('.storage.tar.gz', 'storage')]
+    assert plan['not_found'] == [{'component': 'db_config', 'what': '/etc/missing'}]
+    assert not os.path.exists(tmp_path / 'backups') and os.listdir(storage) == []
+    # what would fail the run fails the plan
+    params['storage_path'] = str(tmp_path / 'nowhere')
+    with pytest.raises(ConfigError, match='storage_path .*nowhere does not exist'):
+        _dump.DumpBackend.from_params(params, check_mode=True).run()
+
+
+def test_a_link_in_the_containers_files_is_refused(monkeypatch, tmp_path):
+    docker = FakeDockerAPI()
+    docker.archives['/etc/postgresql-custom/pgsodium_root.key'] = tar_bytes([('pgsodium_root.key', 'symlink', '/x')])
+    backup_dir = tmp_path / 'backups'
+    with pytest.raises(FilePartError, match='holds pgsodium_root.key, a symbolic link: only regular files and '
+                                            'directories are taken'):
+        _run_dump(monkeypatch, backup_dir, fake_server(), docker)
+    assert os.listdir(backup_dir) == []
+
+
+def test_db_config_restore_needs_a_running_container(tmp_path):
+    path = write_part(tmp_path, tar_bytes([('etc/postgresql-custom/pgsodium_root.key', 'file', b'k')]),
+                      name='supabase_backup_20260101_020000.db-config.tar.gz')
+    docker = FakeDockerAPI()
+    docker.add('db', running=False)['Image'] = 'sha256:db-image'
+    restorer = ContainerConfigRestorer(TarPart(path), [], docker, 'db', 10, 60)
+    with pytest.raises(DockerError, match='container db is not running'):
+        restorer.check()
+    assert [action for action, _name in docker.calls] == ['inspect']
+
+
+def test_db_config_on_this_host_in_direct_mode_asks_for_a_restart(tmp_path):
+    target = tmp_path / 'pgsodium_root.key'
+    target.write_bytes(b'new key')
+    path = write_part(tmp_path, tar_bytes([(str(target).lstrip('/'), 'file', b'old key')]),
+                      name='supabase_backup_20260101_020000.db-config.tar.gz')
+    warnings = []
+    restorer = HostConfigRestorer(TarPart(path), warnings)
+    restorer.check()
+    assert restorer.restore() == {'files': [str(target)]}
+    assert target.read_bytes() == b'old key' and 'restart PostgreSQL' in warnings[0]
+
+
+def test_storage_restore_into_a_directory_whose_parent_is_missing_is_refused(tmp_path):
+    path = write_part(tmp_path, tar_bytes([('.', 'dir', None), ('./object', 'file', b'x')]),
+                      name='supabase_backup_20260101_020000.storage.tar.gz', facts={'source': {'path': '/srv/x'}})
+    restorer = StorageRestorer(TarPart(path), [], location=StorageLocation(path=str(tmp_path / 'no' / 'storage')))
+    with pytest.raises(FilePartError, match='directory .*/no does not exist'):
+        restorer.check()
+    assert not os.path.exists(tmp_path / 'no')

@@ -8,15 +8,22 @@ import os
 
 import pytest
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils import _database_restorer, _dump, _restore
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils import (
+    _database_restorer,
+    _dump,
+    _restore,
+    _validate,
+)
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
     BackupFileError,
     CommandError,
     ConfigError,
+    VerificationError,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import (
     dump_argument_spec,
     restore_argument_spec,
+    validate_argument_spec,
     validate_config,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_journal import (
@@ -335,3 +342,43 @@ def test_an_owner_or_grantee_missing_on_the_server_is_left_out_with_a_warning(wo
     assert any('its owner anon in the backup does not exist; postgres owns it' in warning
                for warning in backend.warnings)
     assert result['databases'][0]['settings_from'] == 'backup'
+
+
+# supabase_validate over every part
+
+def validate(world, **options):
+    params = module_params(validate_argument_spec(), **dict(
+        {'backup_dir': world.backup_dir, 'restore_point': world.stem, 'container': 'fake-db'}, **options))
+    return _validate.ValidateBackend.from_params(params, clock=lambda: NOW + 120)
+
+
+def test_validation_covers_every_part_and_touches_no_live_database(world):
+    before = copy.deepcopy(world.server.databases)
+    report = validate(world).run()
+    assert report['passed'] is True
+    assert [part['role'] for part in report['parts']] == ['extra_database', 'globals']
+    assert report['extra_databases'] == {'_supabase': {'_analytics.sources': 2}}
+    # anon was dropped after the backup: reported, not restored.
+    assert report['roles'] == {'count': 2, 'missing_here': ['anon']}
+    assert world.server.databases == before and world.server.role_scripts == []
+    with open(world.path + '.validation.txt', encoding='utf-8') as handle:
+        summary = handle.read()
+    assert 'database: _supabase restored in staging, 1 tables, 2 rows' in summary
+    assert 'roles:    2 in the backup, as its manifest lists them; not on this server: anon' in summary
+
+
+def test_validation_fails_on_an_altered_part_or_roles_that_differ_from_the_manifest(world):
+    with open(world.part('.manifest.json'), encoding='utf-8') as handle:
+        manifest = json.load(handle)
+    for part in manifest['parts']:
+        if part['role'] == 'globals':
+            part['roles'] = ['postgres']
+    with open(world.part('.manifest.json'), 'w', encoding='utf-8') as handle:
+        json.dump(manifest, handle)
+    with pytest.raises(VerificationError, match='the roles of %s.globals.pgsql.gz differ from its manifest' % world.stem):
+        validate(world).run()
+    with open(world.part('.db._supabase.pgsql.gz'), 'ab') as handle:
+        handle.write(b'\0')
+    with pytest.raises(BackupFileError, match='does not match its checksum'):
+        validate(world).run()
+    assert sorted(world.server.databases) == ['_supabase', 'postgres', 'template1']
