@@ -101,7 +101,10 @@ def _write_dump(path, lines, sidecars_from=None):
         write_file(path + ".sha256", f"{sha256}  {os.path.basename(path)}\n".encode())
         with open(_stem_manifest(sidecars_from), encoding="utf-8") as handle:
             manifest = json.load(handle)
+        # The main dump's entry only: the planted file is a one-part restore point.
+        manifest["parts"] = [part for part in manifest["parts"] if part["role"] == "database"]
         assert len(manifest["parts"]) == 1, manifest
+        manifest["components"] = ["database"]
         manifest["stem"] = os.path.basename(path)[:-len(".sql.gz")]
         manifest["parts"][0].update(name=os.path.basename(path), sha256=sha256, size=len(data))
         write_file(_stem_manifest(path), json.dumps(manifest).encode())

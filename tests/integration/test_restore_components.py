@@ -304,7 +304,6 @@ def test_a_failure_after_the_first_phase_leaves_existing_roles_as_they_were(poin
     assert not scratch_databases()
 
 
-@pytest.mark.parametrize("damage", ["missing", "altered"])
 def test_validation_restores_the_extra_database_in_staging_and_reads_the_roles(point, run_module):
     before = databases(EXTRA)
     report = run_module("supabase_validate", {"backup_dir": point.backup_dir, "restore_point": point.stem})
@@ -316,6 +315,7 @@ def test_validation_restores_the_extra_database_in_staging_and_reads_the_roles(p
     assert databases(EXTRA) == before  # its staging copy is gone
 
 
+@pytest.mark.parametrize("damage", ["missing", "altered"])
 def test_a_part_missing_or_altered_is_refused_naming_it(point, run_module, damage):
     damaged = copy_point(point, os.path.join(point.base, "damaged-" + damage))
     if damage == "missing":
