@@ -116,3 +116,87 @@ class S3Remote:
 
     def listing(self):
         return {entry["Name"]: entry for entry in json.loads(self.rclone("lsjson", "--hash", self.remote) or "[]")}
+
+
+SFTP_IMAGE = "cortexreview/sftp:test"
+
+
+class SftpRemote:
+    """Debian's sshd in a container (``cortexreview/sftp:test``), key authentication, user ``offsite``.
+
+    ``mode`` ``shell`` lets rclone run checksum commands on the server; ``sftp-only`` forces
+    internal-sftp (no hashes: the engine must read copies back). The remote is ``sftptest:backups/<path>``.
+    """
+
+    def __init__(self, mode="shell", path="db1", network=None):
+        import docker  # the SDK, as the tests' other Docker helpers use it
+
+        self.dir = tempfile.mkdtemp(prefix="cortexreview-sftp-")
+        os.chmod(self.dir, 0o700)
+        self.key = os.path.join(self.dir, "id_ed25519")
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", self.key], check=True)
+        with open(self.key + ".pub", encoding="utf-8") as handle:
+            public_key = handle.read().strip()
+        self.client = docker.from_env()
+        self.container = self.client.containers.run(
+            SFTP_IMAGE, detach=True, name="cortexreview-sftp-%s-%s" % (mode, secrets.token_hex(4)),
+            environment={"AUTHORIZED_KEY": public_key, "SFTP_MODE": mode},
+            ports={"22/tcp": ("127.0.0.1", None)}, network=network, labels={"cortexreview.test": "offsite"})
+        self.mode = mode
+        self.path = path
+        self.port = self._published_port()
+        self.known_hosts = os.path.join(self.dir, "known_hosts")
+        self._wait_for_sshd()
+        self.config = os.path.join(self.dir, "rclone.conf")
+        with open(self.config, "w", encoding="utf-8") as handle:
+            handle.write("[sftptest]\ntype = sftp\nhost = 127.0.0.1\nport = %d\nuser = offsite\nkey_file = %s\n"
+                         "known_hosts_file = %s\n%s" % (self.port, self.key, self.known_hosts,
+                                                        "shell_type = none\n" if mode == "sftp-only" else ""))
+        os.chmod(self.config, 0o600)
+
+    @property
+    def remote(self):
+        return "sftptest:backups/%s" % self.path
+
+    def _published_port(self):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            self.container.reload()
+            bindings = (self.container.attrs["NetworkSettings"]["Ports"] or {}).get("22/tcp")
+            if bindings:
+                return int(bindings[0]["HostPort"])
+            time.sleep(0.2)
+        raise AssertionError("the sftp container published no port: %s" % self.container.logs().decode()[-500:])
+
+    def _wait_for_sshd(self):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            result = self.container.exec_run(["sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub"])
+            if result.exit_code == 0:
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                        if sock.recv(8).startswith(b"SSH-"):
+                            with open(self.known_hosts, "w", encoding="utf-8") as handle:
+                                for line in result.output.decode().splitlines():
+                                    host_key = " ".join(line.split()[:2])
+                                    handle.write("[127.0.0.1]:%d %s\n" % (self.port, host_key))
+                            return
+                except OSError:
+                    pass
+            time.sleep(0.2)
+        raise AssertionError("sshd did not start: %s" % self.container.logs().decode()[-500:])
+
+    def names(self):
+        result = self.container.exec_run(["ls", "-A", "/home/offsite/backups/%s" % self.path])
+        return sorted(result.output.decode().split()) if result.exit_code == 0 else []
+
+    def read(self, name):
+        result = self.container.exec_run(["cat", "/home/offsite/backups/%s/%s" % (self.path, name)])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    def close(self):
+        try:
+            self.container.remove(force=True)
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)

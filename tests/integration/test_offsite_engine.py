@@ -284,3 +284,36 @@ def test_credentials_never_reach_a_command_line_or_an_environment(s3, backup_dir
     assert seen["rclone"] > 0, "the scan never saw rclone run"
     assert seen["hits"] == []
     assert json.dumps(s3.listing())  # the remote answered with the same key from the config
+
+
+@pytest.mark.parametrize("mode,verified_by", [("shell", "remote hash"), ("sftp-only", "read-back")])
+def test_sftp_remotes_with_and_without_a_shell(backup_dir, mode, verified_by):
+    from offsite_helpers import SftpRemote
+
+    sftp = SftpRemote(mode=mode)
+    try:
+        manifest = make_point(backup_dir, 0)
+        settings = _offsite.OffsiteSettings(remote=sftp.remote, config=sftp.config)
+        remote = _offsite.RcloneRemote(settings)
+        part = manifest["parts"][0]["name"]
+        path = os.path.join(backup_dir, part)
+        remote.upload(path, part)
+        how = remote.verify(part, _offsite.file_digests(path), os.path.getsize(path), remote.listing())
+        assert (how == "read-back") == (verified_by == "read-back"), how
+        with open(path, "rb") as local:
+            assert sftp.read(part) == local.read()
+        # An altered copy is caught whichever way the remote is checked.
+        sftp.container.exec_run(["sh", "-c", "printf tampered | dd of=/home/offsite/backups/db1/%s bs=1 seek=100 "
+                                 "conv=notrunc 2>/dev/null" % part], user="offsite")
+        with pytest.raises(OffsiteError, match="does not match its local copy"):
+            remote.verify(part, _offsite.file_digests(path), os.path.getsize(path), remote.listing())
+        # A whole sync then fetch through this remote.
+        remote.delete(part)
+        result = _offsite.sync_restore_points(LOGICAL, backup_dir, settings, remote, 90, 3, time.time())
+        assert result["uploaded_points"] == [manifest["stem"]]
+        target = tempfile.mkdtemp(dir=backup_dir)
+        _offsite.fetch_restore_point(remote, target, manifest["stem"])
+        with open(os.path.join(target, part), "rb") as fetched, open(path, "rb") as local:
+            assert fetched.read() == local.read()
+    finally:
+        sftp.close()
