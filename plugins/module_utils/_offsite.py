@@ -118,6 +118,15 @@ class OffsiteSettings:
         return self.remote is not None
 
 
+def offsite_settings(params):
+    """The off-site options of a module's or the cron runner's parameters (``offsite_remote`` unset: disabled)."""
+    return OffsiteSettings(remote=params.get('offsite_remote'), config=params.get('offsite_config'),
+                           rclone_path=params.get('rclone_path'), bwlimit=params.get('offsite_bwlimit'),
+                           allow_plain=params.get('offsite_allow_plain') or False,
+                           retention=params.get('offsite_retention', True) is not False,
+                           retries=params.get('offsite_retries') or 3)
+
+
 def rclone_reason(stderr):
     """One line from rclone's log: its last error, without the timestamp."""
     lines = [line.strip() for line in (stderr or '').splitlines() if line.strip()]

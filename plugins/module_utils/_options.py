@@ -45,10 +45,26 @@ OUTPUT_OPTIONS = dict(
     **ENCRYPTION_OPTIONS
 )
 
+# Off-site copies through rclone (doc fragment "offsite"): the writers upload, the readers fetch.
+OFFSITE_OPTIONS = dict(
+    offsite_remote=dict(type='str'),
+    # A file: the credentials in it never reach the module's arguments.
+    offsite_config=dict(type='path', default='/etc/cortexreview-supabase-backup/rclone.conf', no_log=False),
+    rclone_path=dict(type='path'),
+)
+OFFSITE_UPLOAD_OPTIONS = dict(
+    offsite_allow_plain=dict(type='bool', default=False),
+    offsite_retention=dict(type='bool', default=True),
+    offsite_bwlimit=dict(type='str'),
+    offsite_retries=dict(type='int', default=3),
+    **OFFSITE_OPTIONS
+)
+
 DUMP_OPTIONS = dict(
     backup_dir=dict(type='path', required=True),
     prefix=dict(type='str', default='supabase_backup'),
-    **OUTPUT_OPTIONS
+    **OUTPUT_OPTIONS,
+    **OFFSITE_UPLOAD_OPTIONS
 )
 
 

@@ -1,0 +1,148 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 CortexReview engineering
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""supabase_dump with ``offsite_remote`` on the real stack, to a real S3 server (``rclone serve s3``).
+
+The upload comes after a complete local backup and is verified; a failed upload fails the run
+in one line, keeps the backup and its own success in the metrics, and records the upload's
+failure in its own sample; local retention never removes a restore point the remote lacks;
+the next run uploads the backlog; a plain backup is refused unless allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from dump_helpers import DAY, parse_metrics, set_age
+from offsite_helpers import S3Remote
+
+PASSPHRASE = "offsite test passphrase"
+
+
+@pytest.fixture()
+def s3():
+    remote = S3Remote()
+    yield remote
+    remote.close()
+
+
+@pytest.fixture()
+def backup_dir():
+    path = tempfile.mkdtemp(prefix="cortexreview-offsite-dump-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def dump(run_module, backup_dir, s3, **extra):
+    args = {"backup_dir": backup_dir, "encrypt_passphrase": PASSPHRASE, "offsite_remote": s3.remote,
+            "offsite_config": s3.config, "metrics_file": os.path.join(backup_dir, "metrics.prom")}
+    args.update(extra)
+    return run_module("supabase_dump", args)
+
+
+def test_backup_goes_off_site_verified_and_a_failed_upload_keeps_it(stack, run_module, s3, backup_dir):
+    first = dump(run_module, backup_dir, s3)
+    assert not first.get("failed"), first.get("msg")
+    stem = first["restore_point"]
+    assert first["offsite"]["uploaded_points"] == [stem] and first["offsite"]["remote_newest"] == stem
+    assert set(s3.names()) == {os.path.basename(first["path"]), os.path.basename(first["path"]) + ".sha256",
+                               stem + ".manifest.json"}
+    with open(first["path"], "rb") as local, open(os.path.join(s3.objects_dir, os.path.basename(first["path"])),
+                                                  "rb") as copy:
+        assert local.read() == copy.read()
+    metrics = os.path.join(backup_dir, "metrics.prom")
+    assert parse_metrics(metrics, "logical", "offsite")["supabase_backup_success"] == 1
+    first_upload_success = parse_metrics(metrics, "logical", "offsite")["supabase_backup_last_success_timestamp_seconds"]
+
+    # The remote goes away: the run fails in one line, the new backup is kept and so is its success.
+    s3.stop()
+    second = dump(run_module, backup_dir, s3, offsite_retries=1)
+    assert second.get("failed")
+    assert "\n" not in second["msg"] and "was written and kept" in second["msg"], second["msg"]
+    assert "connection refused" in second["msg"].lower()
+    kept = second["backup"]["path"]
+    assert os.path.isfile(kept)
+    backup_sample = parse_metrics(metrics, "logical", "backup")
+    upload_sample = parse_metrics(metrics, "logical", "offsite")
+    assert backup_sample["supabase_backup_success"] == 1 and upload_sample["supabase_backup_success"] == 0
+    assert upload_sample["supabase_backup_last_success_timestamp_seconds"] == first_upload_success
+
+    # Both are old now; local retention (0 days would remove them) must keep the one not uploaded.
+    for name in os.listdir(backup_dir):
+        set_age(os.path.join(backup_dir, name), 10 * DAY, time.time())
+    s3.start()
+    third = dump(run_module, backup_dir, s3, retention_days=5, retention_keep_min=1, offsite_retention=False)
+    assert not third.get("failed"), third.get("msg")
+    second_stem = os.path.basename(kept).split(".")[0]
+    # The backlog went first, then the new point; the first (already off-site) point was removed locally.
+    assert third["offsite"]["uploaded_points"] == [second_stem, third["restore_point"]]
+    remaining = {name.split(".")[0] for name in os.listdir(backup_dir) if name.startswith("supabase_backup_")}
+    assert remaining == {third["restore_point"]}, remaining
+    assert {stem, second_stem, third["restore_point"]} <= {name.split(".")[0] for name in s3.names()}
+
+
+def test_local_retention_keeps_what_the_remote_lacks(stack, run_module, s3, backup_dir):
+    s3.stop()
+    failed = dump(run_module, backup_dir, s3, offsite_retries=1)
+    assert failed.get("failed")
+    waiting = failed["backup"]["restore_point"]
+    for name in os.listdir(backup_dir):
+        set_age(os.path.join(backup_dir, name), 30 * DAY, time.time())
+    failed_again = dump(run_module, backup_dir, s3, offsite_retries=1, retention_days=1, retention_keep_min=1)
+    assert failed_again.get("failed")
+    stems = {name.split(".")[0] for name in os.listdir(backup_dir) if name.startswith("supabase_backup_")}
+    assert waiting in stems, "a restore point that never reached the remote was removed locally"
+
+
+def test_plain_backups_do_not_go_off_site_unless_allowed(stack, run_module, s3, backup_dir):
+    refused = run_module("supabase_dump", {"backup_dir": backup_dir, "offsite_remote": s3.remote,
+                                           "offsite_config": s3.config})
+    assert refused.get("failed") and "needs encryption" in refused["msg"]
+    assert os.listdir(backup_dir) == [] and s3.names() == []
+    allowed = run_module("supabase_dump", {"backup_dir": backup_dir, "offsite_remote": s3.remote,
+                                           "offsite_config": s3.config, "offsite_allow_plain": True})
+    assert not allowed.get("failed"), allowed.get("msg")
+    assert allowed["offsite"]["uploaded_points"] == [allowed["restore_point"]]
+
+
+def test_check_mode_predicts_the_upload_and_sends_nothing(stack, run_module, s3, backup_dir):
+    made = dump(run_module, backup_dir, s3)
+    assert not made.get("failed"), made.get("msg")
+    s3.rclone("delete", s3.remote)
+    assert s3.listing() == {}
+    predicted = run_module("supabase_dump", {"backup_dir": backup_dir, "encrypt_passphrase": PASSPHRASE,
+                                             "offsite_remote": s3.remote, "offsite_config": s3.config}, check=True)
+    assert predicted["changed"] and predicted["offsite"]["uploaded_points"] == [made["restore_point"]]
+    assert s3.names() == []
+
+
+def test_the_cron_runner_uploads_and_fails_in_one_line(stack, s3, backup_dir, tmp_path, collections_path):
+    import json
+
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_text(PASSPHRASE + "\n")
+    passphrase.chmod(0o600)
+    config = tmp_path / "backup.json"
+    config.write_text(json.dumps({"backup_dir": backup_dir, "encrypt_passphrase_file": str(passphrase),
+                                  "offsite_remote": s3.remote, "offsite_config": s3.config,
+                                  "offsite_retries": 1}))
+    config.chmod(0o600)
+    env = dict(os.environ, PYTHONPATH=collections_path)
+    runner = [sys.executable, "-c", "import sys; from ansible_collections.cortexreview.supabase_backup.plugins."
+              "module_utils import _runner; sys.exit(_runner.main())", "--config", str(config)]
+    done = subprocess.run(runner, capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "offsite OK" in done.stdout and any(name.endswith(".manifest.json") for name in s3.names())
+    s3.stop()
+    failed = subprocess.run(runner, capture_output=True, text=True, env=env, check=False)
+    assert failed.returncode == 1
+    lines = failed.stderr.strip().splitlines()
+    assert len(lines) == 1 and "backup written and kept; offsite upload FAILED" in lines[0], failed.stderr
