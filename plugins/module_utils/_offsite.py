@@ -351,17 +351,21 @@ def is_uploadable(manifest, allow_plain):
     return manifest is not None and (allow_plain or not data_parts_in_plain(manifest))
 
 
-def sync_restore_points(kind, directory, settings, remote, retention_days, keep_min, now, check_mode=False):
+def sync_restore_points(kind, directory, settings, remote, retention_days, keep_min, now, check_mode=False,
+                        progress=None):
     """Upload every local restore point the remote lacks, oldest first, then apply retention on the remote.
 
     Local points that can never go off-site (no manifest: made by the contract's shell procedure; plain
     while ``allow_plain`` is off) are reported in ``skipped`` and not held back from local retention.
-    Returns uploaded (names), skipped (stems with the reason), pending (stems still not off-site),
-    removed (remote names), and the newest remote restore point.
+    Returns uploaded (names), uploaded_points, skipped (stems with the reason), pending (check mode: stems
+    it would upload), removed (remote names), on_remote (stems complete there) and newest. ``progress``
+    (a dict) holds ``on_remote`` and ``skipped`` as they are learnt, for a caller whose sync failed.
     """
+    result = {'uploaded': [], 'skipped': [], 'pending': [], 'removed': [], 'uploaded_points': []}
+    progress = {} if progress is None else progress
     listing = remote.listing()
     on_remote = {point['stem'] for point in remote_restore_points(kind, listing)}
-    result = {'uploaded': [], 'skipped': [], 'pending': [], 'removed': [], 'uploaded_points': []}
+    progress.update(on_remote=on_remote, skipped=result['skipped'])
     for point in kind.restore_points(directory):
         stem = point['stem']
         if stem in on_remote:

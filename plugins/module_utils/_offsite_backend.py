@@ -23,7 +23,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._back
     select_expired,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL, VOLUME
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import ConfigError
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import ConfigError, OffsiteError
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._offsite import (
     RcloneRemote,
     fetch_restore_point,
@@ -71,10 +71,18 @@ class OffsiteSyncBackend(Backend):
         started = time.monotonic()
         settings = self.settings
         remote = RcloneRemote(settings.offsite)
+        progress = {}
         with DirectoryLock(settings.backup_dir, settings.lock_timeout):
-            sync = sync_restore_points(settings.kind, settings.backup_dir, settings.offsite, remote,
-                                       settings.retention_days, settings.retention_keep_min, self.clock(),
-                                       check_mode=self.check_mode)
+            try:
+                sync = sync_restore_points(settings.kind, settings.backup_dir, settings.offsite, remote,
+                                           settings.retention_days, settings.retention_keep_min, self.clock(),
+                                           check_mode=self.check_mode, progress=progress)
+            except OffsiteError as exc:
+                # An outage must not stop local retention of what is already off-site; when even the
+                # listing failed, nothing is known to be there and nothing is removed.
+                if 'on_remote' in progress:
+                    exc.details['removed'] = self.remove_expired_locally(progress['on_remote'], progress['skipped'])
+                raise
             removed_local = self.remove_expired_locally(set(sync['on_remote']), sync['skipped'])
         uploaded_bytes = sum(os.path.getsize(os.path.join(settings.backup_dir, name)) for name in sync['uploaded']
                              if os.path.exists(os.path.join(settings.backup_dir, name)))

@@ -79,11 +79,12 @@ class S3Remote:
         os.chmod(path, 0o600)
         return path
 
-    def start(self):
+    def start(self, read_only=False):
         # The server's key reaches it through its environment, never its argv (the process scan sees argv).
         env = dict(os.environ, RCLONE_AUTH_KEY='"%s,%s"' % (self.access_key, self.secret_key))
         self.process = subprocess.Popen(
-            [rclone_binary(), "serve", "s3", self.root, "--addr", "127.0.0.1:%d" % self.port, "--log-level", "ERROR"],
+            [rclone_binary(), "serve", "s3", self.root, "--addr", "127.0.0.1:%d" % self.port, "--log-level", "ERROR"]
+            + (["--read-only"] if read_only else []),
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
