@@ -30,6 +30,7 @@ import time
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
     TIMESTAMP_FORMAT,
     fsync_directory,
+    remove_quietly,
     select_expired,
     storage_error,
 )
@@ -37,6 +38,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
     BackupFileError,
     ConfigError,
     OffsiteError,
+    StorageError,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_points import (
     CHECKSUM_SUFFIX,
@@ -402,8 +404,35 @@ def fetch_restore_point(remote, directory, stem, listing=None):
     if manifest_name not in listing:
         raise OffsiteError('no complete restore point %s on %s (no %s)' % (stem, remote.describe(), manifest_name))
     local_manifest_path = os.path.join(directory, manifest_name)
+    had_manifest = os.path.exists(local_manifest_path)
     remote.download(manifest_name, local_manifest_path)
-    manifest = local_manifest(directory, stem)
+    try:
+        manifest = local_manifest(directory, stem)
+        check_room(directory, manifest)
+        _fetch_parts(remote, directory, manifest, listing)
+    except BaseException:
+        if not had_manifest:
+            remove_quietly([local_manifest_path])
+        raise
+    return local_manifest_path
+
+
+def check_room(directory, manifest):
+    """Enough free space for the parts not here yet, with a margin of 5%, before any is fetched."""
+    needed = sum(int(part.get('size') or 0) for part in manifest['parts']
+                 if not os.path.isfile(os.path.join(directory, part['name'])))
+    try:
+        info = os.statvfs(directory)
+    except OSError as exc:
+        raise storage_error('inspect', directory, exc) from None
+    free = info.f_bavail * info.f_frsize
+    if needed * 1.05 > free:
+        raise StorageError('not enough room in %s to fetch restore point %s: it needs %d bytes, %d are free'
+                           % (directory, manifest['stem'], needed, free), path=directory)
+
+
+def _fetch_parts(remote, directory, manifest, listing):
+    manifest_name = manifest['stem'] + MANIFEST_SUFFIX
     for part in manifest['parts']:
         name = part['name']
         if name not in listing:
@@ -421,4 +450,3 @@ def fetch_restore_point(remote, directory, stem, listing=None):
         checksum_name = name + CHECKSUM_SUFFIX
         if checksum_name in listing:
             remote.download(checksum_name, path + CHECKSUM_SUFFIX)
-    return local_manifest_path

@@ -20,6 +20,7 @@ import time
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
     DirectoryLock,
+    ensure_directory,
     select_expired,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL, VOLUME
@@ -144,3 +145,29 @@ def fetch_from_remote(settings, kind, backup_dir, stem=None, check_mode=False):
     if not check_mode:
         fetch_restore_point(remote, backup_dir, stem, listing)
     return stem
+
+
+def _fetch_target(params, kind):
+    if not params.get('backup_dir'):
+        raise ConfigError('offsite_remote needs backup_dir: the restore point is fetched into it')
+    return os.path.abspath(params['backup_dir']), kind.with_prefix(params.get('prefix'))
+
+
+def remote_plan(params, kind):
+    """Check mode: what a fetch would bring, or None when the restore point is here already (plan it as usual)."""
+    backup_dir, kind = _fetch_target(params, kind)
+    settings = offsite_settings(params)
+    stem = fetch_from_remote(settings, kind, backup_dir, params.get('restore_point'), check_mode=True)
+    if any(point['stem'] == stem for point in kind.restore_points(backup_dir)):
+        return None
+    return {'changed': True, 'restore_point': stem, 'fetched_from': settings.remote,
+            'msg': 'Would fetch %s from %s into %s, check every part against its manifest, and restore it'
+                   % (stem, settings.remote, backup_dir)}
+
+
+def fetch_first(params, kind, check_mode):
+    """The reader's options with ``restore_point`` set to the one fetched from the remote."""
+    backup_dir, kind = _fetch_target(params, kind)
+    ensure_directory(backup_dir, check_mode)
+    stem = fetch_from_remote(offsite_settings(params), kind, backup_dir, params.get('restore_point'), check_mode)
+    return dict(params, restore_point=stem, backup_dir=backup_dir)

@@ -73,7 +73,8 @@ BACKUP_SOURCE_OPTIONS = dict(
     backup_dir=dict(type='path'),
     restore_point=dict(type='str'),
     prefix=dict(type='str', default='supabase_backup'),
-    **ENCRYPTION_OPTIONS
+    **ENCRYPTION_OPTIONS,
+    **OFFSITE_OPTIONS
 )
 
 RESTORE_OPTIONS = dict(
@@ -102,7 +103,7 @@ VALIDATE_OPTIONS = dict(
 
 # A backup is named by src, or it is a restore point of backup_dir: the one named, or the newest.
 SOURCE_RULES = dict(required_one_of=[('src', 'backup_dir')], required_by={'restore_point': 'backup_dir'},
-                    mutually_exclusive=[('src', 'backup_dir'), ('src', 'restore_point'),
+                    mutually_exclusive=[('src', 'backup_dir'), ('src', 'restore_point'), ('src', 'offsite_remote'),
                                         ('encrypt_passphrase', 'encrypt_passphrase_file')])
 
 
@@ -138,12 +139,13 @@ VOLUME_SNAPSHOT_OPTIONS = dict(
     docker_host=dict(type='str'),
     stop_timeout=dict(type='int', default=120),
     ready_timeout=dict(type='int', default=300),
-    **OUTPUT_OPTIONS
+    **OUTPUT_OPTIONS,
+    **OFFSITE_UPLOAD_OPTIONS
 )
 
 # present writes into backup_dir; restored takes src, or a restore point of backup_dir (named, or the newest).
 VOLUME_SNAPSHOT_RULES = dict(
-    mutually_exclusive=[('volume', 'path'), ('src', 'backup_dir'), ('src', 'restore_point'),
+    mutually_exclusive=[('volume', 'path'), ('src', 'backup_dir'), ('src', 'restore_point'), ('src', 'offsite_remote'),
                         ('encrypt_passphrase', 'encrypt_passphrase_file')],
     required_by={'restore_point': 'backup_dir'},
     required_if=[('state', 'present', ('backup_dir',)), ('state', 'restored', ('src', 'backup_dir'), True)],

@@ -21,8 +21,10 @@ import time
 
 import pytest
 
+import testbed
 from dump_helpers import DAY, parse_metrics, set_age
 from offsite_helpers import S3Remote
+from restore_helpers import assert_clean_failure, assert_ok, create_seeded_db, db_name, drop_databases, fingerprint
 
 PASSPHRASE = "offsite test passphrase"
 
@@ -152,3 +154,43 @@ def test_the_cron_runner_uploads_and_fails_in_one_line(stack, s3, backup_dir, tm
     assert failed.returncode == 1
     lines = failed.stderr.strip().splitlines()
     assert len(lines) == 1 and "backup written and kept; offsite upload FAILED" in lines[0], failed.stderr
+
+
+def test_restore_fetches_from_the_remote_alone_and_refuses_an_altered_copy(stack, run_module, s3, backup_dir,
+                                                                           tmp_path):
+    name = db_name("offsite")
+    create_seeded_db(name)
+    try:
+        before = fingerprint(name)
+        made = dump(run_module, backup_dir, s3, db=name)
+        assert not made.get("failed"), made.get("msg")
+        testbed.psql("DELETE FROM learned_constraints", name)
+        # A new host: an empty backup directory, the remote and the passphrase.
+        new_dir = str(tmp_path / "fetched")
+        restore = {"backup_dir": new_dir, "db": name, "confirm": True, "stop_containers": [],
+                   "keep_previous": False, "writers_stop_at": "load", "encrypt_passphrase": PASSPHRASE,
+                   "offsite_remote": s3.remote, "offsite_config": s3.config}
+        planned = run_module("supabase_restore", restore, check=True)
+        assert planned["changed"] and planned["restore_point"] == made["restore_point"], planned
+        assert not os.path.exists(new_dir) and fingerprint(name) != before
+        result = run_module("supabase_restore", restore)
+        assert_ok(result)
+        assert fingerprint(name) == before
+        assert os.stat(new_dir).st_mode & 0o777 == 0o700
+        assert all(os.stat(os.path.join(new_dir, item)).st_mode & 0o777 == 0o600 for item in os.listdir(new_dir))
+        # An altered copy on the remote: refused before anything is stopped or changed, nothing takes its name.
+        other_dir = str(tmp_path / "altered")
+        part = os.path.basename(made["path"])
+        s3.rclone("copyto", os.path.join(new_dir, part + ".sha256"), s3.remote + "/" + part)
+        testbed.psql("DELETE FROM learned_constraints", name)
+        changed = fingerprint(name)
+        refused = run_module("supabase_restore", dict(restore, backup_dir=other_dir))
+        assert_clean_failure(refused, "does not match its manifest")
+        assert fingerprint(name) == changed
+        assert part not in os.listdir(other_dir)
+        # src stays a local path.
+        both = run_module("supabase_restore", {"src": made["path"], "db": name, "confirm": True,
+                                               "offsite_remote": s3.remote})
+        assert both.get("failed") and "mutually exclusive" in both["msg"]
+    finally:
+        drop_databases(name, prefix=name + "_")
