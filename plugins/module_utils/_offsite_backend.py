@@ -99,8 +99,8 @@ class OffsiteSyncBackend(Backend):
             'uploaded_points': points, 'uploaded_bytes': uploaded_bytes, 'remote_removed': sync['removed'],
             'removed': removed_local, 'remote_newest': sync['newest'], 'skipped': sync['skipped'],
             'duration': round(time.monotonic() - started, 3),
-            'msg': '%s %d restore point(s) to %s; newest there: %s' % (verb, len(points), remote.describe(),
-                                                                      sync['newest'] or 'none'),
+            'msg': '%s %d restore point(s) to %s; newest there: %s'
+                   % (verb, len(points), remote.describe(), sync['newest'] or 'none'),
         }
 
     def remove_expired_locally(self, on_remote, skipped):

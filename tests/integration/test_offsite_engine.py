@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -199,7 +198,7 @@ def test_an_upload_killed_half_way_leaves_nothing_under_the_final_name(s3, backu
     name = LOGICAL.part_name(stamp(0), True)
     path = os.path.join(backup_dir, name)
     with open(path, "wb") as handle:
-        for _ in range(64):
+        for _megabyte in range(64):
             handle.write(os.urandom(1 << 20))
     argv = [rclone_binary(), "--config", s3.config, "--bwlimit", "8M", "copyto", path, s3.remote + "/" + name]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -126,7 +126,7 @@ build_sftp() {
 	local hash current t0=$SECONDS log
 	hash="$( {
 		docker image inspect --format '{{.Id}}' "$TB_BASE_IMAGE"
-		cat "$TB_DIR/sftp/Dockerfile" "$TB_DIR/sftp/entrypoint.sh"
+		cat "$TB_DIR/sftp/Dockerfile" "$TB_DIR/sftp/sftp-entrypoint.sh"
 	} | sha256sum | cut -c1-16)"
 	current="$(image_label "$TB_SFTP_IMAGE" "$TB_HASH_LABEL")"
 	if [ "$FORCE" = 0 ] && [ "$current" = "$hash" ]; then

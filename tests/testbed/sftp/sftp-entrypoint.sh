@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Authorise AUTHORIZED_KEY (a public key) for "offsite", make host keys, and run sshd in the foreground.
 set -euo pipefail
 [ -n "${AUTHORIZED_KEY:-}" ] || { echo "AUTHORIZED_KEY is not set" >&2; exit 1; }
