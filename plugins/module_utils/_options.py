@@ -164,6 +164,8 @@ STATUS_OPTIONS = dict(
     min_free=dict(type='raw'),
     require_validation=dict(type='bool', default=False),
     metrics_file=dict(type='path'),
+    offsite_max_age=dict(type='raw'),
+    **OFFSITE_OPTIONS
 )
 
 

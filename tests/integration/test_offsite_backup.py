@@ -194,3 +194,22 @@ def test_restore_fetches_from_the_remote_alone_and_refuses_an_altered_copy(stack
         assert both.get("failed") and "mutually exclusive" in both["msg"]
     finally:
         drop_databases(name, prefix=name + "_")
+
+
+def test_backup_status_checks_the_remote(run_module, s3, backup_dir):
+    status = {"backup_dir": backup_dir, "offsite_remote": s3.remote, "offsite_config": s3.config}
+    empty = run_module("backup_status", status)
+    assert empty.get("failed") and "no complete logical restore point on %s" % s3.remote in empty["msg"]
+    assert not empty["changed"]
+    old_stem = "supabase_backup_" + time.strftime("%Y%m%d_%H%M%S", time.localtime(time.time() - 3 * DAY))
+    manifest = os.path.join(backup_dir, old_stem + ".manifest.json")
+    with open(manifest, "w", encoding="utf-8") as handle:
+        handle.write("{}")
+    s3.rclone("copyto", manifest, s3.remote + "/" + old_stem + ".manifest.json")
+    fresh = run_module("backup_status", dict(status, offsite_max_age="4d"))
+    assert not fresh.get("failed"), fresh.get("msg")
+    assert fresh["offsite"]["newest"] == old_stem and 3 * DAY - 60 < fresh["offsite"]["age_seconds"] < 3 * DAY + 60
+    stale = run_module("backup_status", dict(status, offsite_max_age="2d"))
+    assert stale.get("failed") and "more than offsite_max_age 2d" in stale["msg"], stale["msg"]
+    lone = run_module("backup_status", {"backup_dir": backup_dir, "offsite_max_age": "2d"})
+    assert lone.get("failed") and lone["msg"] == "offsite_max_age needs offsite_remote"
