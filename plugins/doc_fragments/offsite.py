@@ -19,7 +19,7 @@ options:
       - Every file copied is verified by the hash the remote reports (sha256, else md5) against the local one;
         where the remote offers none (an SFTP server without a shell), by reading the copy back. Never by size.
       - Modules that read a backup (restore, validate, a volume restore) first fetch the restore point
-        O(restore_point), or the newest complete one on the remote, into O(backup_dir), after checking there is
+        named by their C(restore_point) option, or the newest complete one on the remote, into O(backup_dir), after checking there is
         room, the manifest first, then each part, which takes its name only once its sha256 matches the manifest.
         The read then goes on as for a local restore point. In check mode only the remote is read (unless the
         restore point is already in O(backup_dir)).

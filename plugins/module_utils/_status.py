@@ -266,6 +266,7 @@ class StatusBackend(Backend):
         if status['free_bytes'] is not None:
             head += '; %s free' % human_size(status['free_bytes'])
         if status['offsite'] is not None:
-            head += '; newest on %s: %s (%s old)' % (status['offsite']['remote'], status['offsite']['newest'],
-                                                    human_duration(status['offsite']['age_seconds']))
+            offsite = status['offsite']
+            head += '; newest on %s: %s (%s old)' % (offsite['remote'], offsite['newest'],
+                                                    human_duration(offsite['age_seconds']))
         return head

@@ -137,7 +137,6 @@ class Sandbox:
         if must_succeed:
             assert run.rc == 0, run.output
         return run
-        return run
 
     def state(self):
         return tree_state(self.managed)
