@@ -267,6 +267,6 @@ class StatusBackend(Backend):
             head += '; %s free' % human_size(status['free_bytes'])
         if status['offsite'] is not None:
             offsite = status['offsite']
-            head += '; newest on %s: %s (%s old)' % (offsite['remote'], offsite['newest'],
-                                                    human_duration(offsite['age_seconds']))
+            head += '; newest on %s: %s (%s old)' % (
+                offsite['remote'], offsite['newest'], human_duration(offsite['age_seconds']))
         return head
