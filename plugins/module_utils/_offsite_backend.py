@@ -23,7 +23,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._back
     ensure_directory,
     select_expired,
 )
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL, VOLUME
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL, VOLUME, kind_named
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import ConfigError, OffsiteError
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._offsite import (
     RcloneRemote,
@@ -33,6 +33,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._offs
     sync_restore_points,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_points import (
+    MANIFEST_SUFFIX,
     remove_restore_points,
 )
 
@@ -171,3 +172,50 @@ def fetch_first(params, kind, check_mode):
     ensure_directory(backup_dir, check_mode)
     stem = fetch_from_remote(offsite_settings(params), kind, backup_dir, params.get('restore_point'), check_mode)
     return dict(params, restore_point=stem, backup_dir=backup_dir)
+
+
+class FetchSettings:
+    def __init__(self, params):
+        self.backup_dir, self.kind = _fetch_target(params, kind_named(params.get('kind') or 'logical',
+                                                                      params.get('prefix')))
+        self.offsite = offsite_settings(params)
+        if not self.offsite.enabled:
+            raise ConfigError('offsite_remote must not be empty')
+        self.restore_point = params.get('restore_point') or None
+        if self.restore_point is not None and not self.kind.stem_pattern().match(self.restore_point):
+            raise ConfigError('restore_point %r is not a %s restore point name' % (self.restore_point, self.kind.name))
+        self.lock_timeout = params.get('lock_timeout', 600)
+
+
+class FetchBackend(Backend):
+    """Brings one restore point from the remote into the backup directory, every part checked."""
+
+    settings_class = FetchSettings
+
+    def run(self):
+        started = time.monotonic()
+        settings = self.settings
+        local = {point['stem'] for point in settings.kind.restore_points(settings.backup_dir)} \
+            if os.path.isdir(settings.backup_dir) else set()
+        remote = RcloneRemote(settings.offsite)
+        listing = remote.listing()
+        stem = settings.restore_point
+        if stem is None:
+            points = remote_restore_points(settings.kind, listing)
+            if not points:
+                raise OffsiteError('no complete %s restore point on %s' % (settings.kind.name, remote.describe()))
+            stem = points[-1]['stem']
+        changed = stem not in local
+        if changed and not self.check_mode:
+            ensure_directory(settings.backup_dir, False)
+            with DirectoryLock(settings.backup_dir, settings.lock_timeout):
+                fetch_restore_point(remote, settings.backup_dir, stem, listing)
+        elif stem + MANIFEST_SUFFIX not in listing:
+            raise OffsiteError('no complete restore point %s on %s' % (stem, remote.describe()))
+        names = sorted(name for name in listing if name.startswith(stem + '.'))
+        size = sum(int(listing[name]['size'] or 0) for name in names)
+        verb = ('Would fetch' if self.check_mode else 'Fetched') if changed else 'Already here:'
+        return {'changed': changed, 'restore_point': stem, 'remote': remote.describe(),
+                'backup_dir': settings.backup_dir, 'files': names, 'size': size,
+                'duration': round(time.monotonic() - started, 3),
+                'msg': '%s %s (%d bytes) from %s into %s' % (verb, stem, size, remote.describe(), settings.backup_dir)}

@@ -173,6 +173,22 @@ def status_argument_spec():
     return dict(STATUS_OPTIONS)
 
 
+FETCH_OPTIONS = dict(
+    backup_dir=dict(type='path', required=True),
+    kind=dict(type='str', default='logical', choices=['logical', 'volume']),
+    prefix=dict(type='str', default='supabase_backup'),
+    restore_point=dict(type='str'),
+    lock_timeout=dict(type='int', default=600),
+    **OFFSITE_OPTIONS
+)
+
+
+def fetch_argument_spec():
+    spec = dict(FETCH_OPTIONS)
+    spec['offsite_remote'] = dict(type='str', required=True)
+    return spec
+
+
 def parse_mode(value):
     """'0600', '600' or an int (as Ansible's file modules take it) -> int."""
     if isinstance(value, int) and not isinstance(value, bool):

@@ -11,6 +11,7 @@ protocol to a real server that stores objects in a local directory.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -26,6 +27,39 @@ import testbed
 # The engine's own code, imported as Ansible would find it (this checkout, never another).
 if testbed._default_collections_path() not in sys.path:
     sys.path.insert(0, testbed._default_collections_path())
+
+
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL  # noqa: E402
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_points import (  # noqa: E402
+    restore_point_manifest,
+    write_restore_point_sidecars,
+)
+
+DAY_SECONDS = 86400
+
+
+def stamp(age_days, now=None):
+    return time.strftime("%Y%m%d_%H%M%S", time.localtime((now or time.time()) - age_days * DAY_SECONDS))
+
+
+def make_point(directory, age_days, encrypted=True, size=200_000, now=None):
+    """One restore point of LOGICAL with a part of random bytes, its sidecar and manifest; returns the manifest."""
+    stem = LOGICAL.stem(stamp(age_days, now))
+    name = LOGICAL.part_name(stamp(age_days, now), encrypted)
+    path = os.path.join(directory, name)
+    data = os.urandom(size)
+    with open(path, "wb") as handle:
+        handle.write(data)
+    os.chmod(path, 0o600)
+    part = {"name": name, "role": "database", "sha256": hashlib.sha256(data).hexdigest(), "size": size,
+            "encrypted": encrypted}
+    manifest = restore_point_manifest("logical", stem, "2026-01-01T00:00:00Z", [part])
+    write_restore_point_sidecars(directory, manifest, 0o600, [])
+    when = (now or time.time()) - age_days * DAY_SECONDS
+    for item in os.listdir(directory):
+        if item.startswith(stem):
+            os.utime(os.path.join(directory, item), (when, when))
+    return manifest
 
 
 def rclone_binary():

@@ -23,7 +23,7 @@ import pytest
 
 import testbed
 from dump_helpers import DAY, parse_metrics, set_age
-from offsite_helpers import S3Remote
+from offsite_helpers import S3Remote, make_point
 from restore_helpers import assert_clean_failure, assert_ok, create_seeded_db, db_name, drop_databases, fingerprint
 
 PASSPHRASE = "offsite test passphrase"
@@ -213,3 +213,22 @@ def test_backup_status_checks_the_remote(run_module, s3, backup_dir):
     assert stale.get("failed") and "more than offsite_max_age 2d" in stale["msg"], stale["msg"]
     lone = run_module("backup_status", {"backup_dir": backup_dir, "offsite_max_age": "2d"})
     assert lone.get("failed") and lone["msg"] == "offsite_max_age needs offsite_remote"
+
+
+def test_offsite_fetch_brings_the_newest_or_a_named_point(run_module, s3, backup_dir, tmp_path):
+    old = make_point(backup_dir, 2)
+    new = make_point(backup_dir, 1)
+    s3.rclone("copy", backup_dir, s3.remote)
+    target = str(tmp_path / "new-host")
+    fetch = {"backup_dir": target, "offsite_remote": s3.remote, "offsite_config": s3.config}
+    planned = run_module("offsite_fetch", fetch, check=True)
+    assert planned["changed"] and planned["restore_point"] == new["stem"] and not os.path.exists(target)
+    fetched = run_module("offsite_fetch", fetch)
+    assert fetched["changed"] and fetched["restore_point"] == new["stem"]
+    assert sorted(os.listdir(target)) == sorted(name for name in os.listdir(backup_dir) if name.startswith(new["stem"]))
+    again = run_module("offsite_fetch", fetch)
+    assert not again["changed"]
+    named = run_module("offsite_fetch", dict(fetch, restore_point=old["stem"]))
+    assert named["changed"] and any(name.startswith(old["stem"]) for name in os.listdir(target))
+    missing = run_module("offsite_fetch", dict(fetch, restore_point="supabase_backup_19990101_000000"))
+    assert missing.get("failed") and "no complete restore point supabase_backup_19990101_000000" in missing["msg"]

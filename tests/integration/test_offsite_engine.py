@@ -11,7 +11,6 @@ Needs no Docker stack.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,17 +22,13 @@ import time
 
 import pytest
 
-from offsite_helpers import S3Remote, rclone_binary  # also puts this checkout on sys.path
+from offsite_helpers import S3Remote, make_point, rclone_binary, stamp  # also puts this checkout on sys.path
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils import _offsite
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
     ConfigError,
     OffsiteError,
-)
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_points import (
-    restore_point_manifest,
-    write_restore_point_sidecars,
 )
 
 DAY = 86400
@@ -52,30 +47,6 @@ def backup_dir():
     os.chmod(path, 0o700)
     yield path
     shutil.rmtree(path, ignore_errors=True)
-
-
-def stamp(age_days, now=None):
-    return time.strftime("%Y%m%d_%H%M%S", time.localtime((now or time.time()) - age_days * DAY))
-
-
-def make_point(directory, age_days, encrypted=True, size=200_000, now=None):
-    """One restore point of LOGICAL with a part of random bytes, its sidecar and manifest; returns the manifest."""
-    stem = LOGICAL.stem(stamp(age_days, now))
-    name = LOGICAL.part_name(stamp(age_days, now), encrypted)
-    path = os.path.join(directory, name)
-    data = os.urandom(size)
-    with open(path, "wb") as handle:
-        handle.write(data)
-    os.chmod(path, 0o600)
-    part = {"name": name, "role": "database", "sha256": hashlib.sha256(data).hexdigest(), "size": size,
-            "encrypted": encrypted}
-    manifest = restore_point_manifest("logical", stem, "2026-01-01T00:00:00Z", [part])
-    write_restore_point_sidecars(directory, manifest, 0o600, [])
-    when = (now or time.time()) - age_days * DAY
-    for item in os.listdir(directory):
-        if item.startswith(stem):
-            os.utime(os.path.join(directory, item), (when, when))
-    return manifest
 
 
 def settings_for(s3, **overrides):
