@@ -184,9 +184,7 @@ FETCH_OPTIONS = dict(
 
 
 def fetch_argument_spec():
-    spec = dict(FETCH_OPTIONS)
-    spec['offsite_remote'] = dict(type='str', required=True)
-    return spec
+    return dict(FETCH_OPTIONS)
 
 
 def parse_mode(value):

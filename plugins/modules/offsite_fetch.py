@@ -13,7 +13,7 @@ short_description: Fetch a Supabase restore point from its off-site copy, every 
 version_added: 0.2.0
 description:
   - Lists the rclone remote O(offsite_remote), picks the restore point O(restore_point) or the newest complete one
-    there (one whose manifest is there: the manifest is uploaded last), checks that O(backup_dir) has room for it,
+    there (one whose manifest is there, as the manifest is uploaded last), checks that O(backup_dir) has room for it,
     and downloads it, the manifest first, then each part and its checksum file. A part takes its name only once its
     sha256 matches the manifest; until then it is a private temporary file, removed on failure.
   - A restore point already in O(backup_dir) is not fetched again (not changed).
