@@ -31,6 +31,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
     ConfigError,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_points import (
+    EXTRA_PART_PATTERN,
     list_restore_points,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._volume_archive import VolumeArchive
@@ -43,8 +44,9 @@ class BackupKind:
     """The facts of one kind of backup file.
 
     ``name`` is also its metrics ``kind`` label; ``reader`` is the class that reads and verifies
-    one file; ``role`` names its part in a restore point's manifest; ``what`` names one file in
-    messages; ``prefix_option``: whether the ``prefix`` option may rename its files.
+    one file; ``role`` names its (main) part in a restore point's manifest; ``what`` names one file
+    in messages; ``prefix_option``: whether the ``prefix`` option may rename its files;
+    ``extra_parts``: a regular expression of the suffixes of a restore point's other parts.
     """
 
     name: str
@@ -55,6 +57,7 @@ class BackupKind:
     role: str
     what: str
     prefix_option: bool = False
+    extra_parts: str = ''
 
     @property
     def metrics_kind(self):
@@ -80,15 +83,17 @@ class BackupKind:
         return self.stem(stamp) + self.suffixes[1 if encrypted else 0]
 
     def part_pattern(self):
-        """Exactly ``<prefix><separator>YYYYMMDD_HHMMSS<suffix>[.gpg]``; nothing looser is ever deleted."""
-        alternatives = '|'.join(re.escape(suffix) for suffix in self.suffixes)
-        return re.compile(r'^(?P<stem>%s%s(?P<timestamp>\d{8}_\d{6}))(?:%s)\Z'
-                          % (re.escape(self.prefix), re.escape(self.separator), alternatives))
+        """Exactly ``<prefix><separator>YYYYMMDD_HHMMSS<suffix>[.gpg]``, ``suffix`` the main part's or an extra
+        part's; nothing looser is ever deleted. Groups: stem, timestamp, suffix (without ``.gpg``)."""
+        alternatives = re.escape(self.suffix) + ('|' + self.extra_parts if self.extra_parts else '')
+        return re.compile(r'^(?P<stem>%s%s(?P<timestamp>\d{8}_\d{6}))(?P<suffix>%s)(?:%s)?\Z'
+                          % (re.escape(self.prefix), re.escape(self.separator), alternatives,
+                             re.escape(ENCRYPTED_SUFFIX)))
 
     def stem_of(self, path):
-        """The restore point (stem) a part of this kind belongs to, or None when ``path`` is not named as one."""
+        """The restore point (stem) a main part of this kind belongs to, or None when ``path`` is not named as one."""
         match = self.part_pattern().match(os.path.basename(path))
-        return match.group('stem') if match else None
+        return match.group('stem') if match and match.group('suffix') == self.suffix else None
 
     def stem_pattern(self):
         return re.compile(r'^%s%s\d{8}_\d{6}\Z' % (re.escape(self.prefix), re.escape(self.separator)))
@@ -100,20 +105,26 @@ class BackupKind:
     # Restore points
 
     def restore_points(self, directory):
-        """This kind's restore points in ``directory``, oldest first: the newest is the last, by the
-        timestamp in its name (then its mtime), whatever the files' own times say."""
-        return list_restore_points(self, directory)
+        """This kind's restore points in ``directory`` that have their main part, oldest first: the newest
+        is the last, by the timestamp in its name (then its mtime), whatever the files' own times say."""
+        return [point for point in list_restore_points(self, directory) if point['path'] is not None]
 
     def newest(self, directory):
         points = self.restore_points(directory)
         return points[-1] if points else None
 
     def expired(self, directory, retention_days, keep_min, now, include_new=None):
-        """Restore points retention removes now; ``include_new`` counts a part about to be written."""
-        points = self.restore_points(directory)
+        """Restore points retention removes now; ``include_new`` counts a main part about to be written.
+
+        The newest ``keep_min`` restore points with a main part are kept; a stem left with other parts
+        only (a removal that was interrupted) is removed by age like any other.
+        """
+        points = list_restore_points(self, directory)
         if include_new and all(include_new not in point['parts'] for point in points):
             points.append({'path': include_new, 'parts': [include_new], 'mtime': now, 'timestamp': '~'})
-        return select_expired(points, retention_days, keep_min, now)
+        complete = [point for point in points if point['path'] is not None]
+        kept = [id(point) for point in complete[-keep_min:]] if keep_min > 0 else []
+        return select_expired([point for point in points if id(point) not in kept], retention_days, 0, now)
 
     def restore_point(self, directory, stem):
         """The restore point ``stem`` of ``directory``; a one-line error when the name or the point is wrong."""
@@ -147,7 +158,7 @@ class BackupKind:
 
 
 LOGICAL = BackupKind('logical', 'supabase_backup', '_', '.sql.gz', BackupFile, role='database',
-                     what='backup', prefix_option=True)
+                     what='backup', prefix_option=True, extra_parts=EXTRA_PART_PATTERN)
 VOLUME = BackupKind('volume', 'supabase-volume', '-', '.tar.gz', VolumeArchive, role='data_directory',
                     what='snapshot')
 KINDS = {kind.name: kind for kind in (LOGICAL, VOLUME)}

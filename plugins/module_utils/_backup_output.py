@@ -7,25 +7,31 @@
 # It must stay importable without Ansible: the cron runner uses it too.
 """Writing backups: the options every writer shares, the gzip/gpg pipeline, and the writer's base.
 
-A writer makes one restore point a run (see _restore_points): the part in an atomic file,
-its checksum sidecar and the restore point's manifest, then retention of whole restore points.
+A writer makes one restore point a run (see _restore_points): each part in an atomic file
+(RestorePointWriter), their checksum sidecars and the restore point's manifest, then retention
+of whole restore points.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import ensure_directory, remove_quietly
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import ConfigError
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
+    ENCRYPTED_SUFFIX,
+    AtomicFile,
+    ensure_directory,
+    remove_quietly,
+)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import ConfigError, StorageError
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._gpg import ENCRYPTION_FACTS, GpgEncryptor, Passphrase
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._offsite import offsite_settings
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import parse_mode
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._parallel_gzip import ZLIB_IMPLEMENTATION, ParallelGzipWriter, default_threads
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_points import (
-    MANIFEST_SUFFIX,
     remove_restore_points,
     restore_point_manifest,
     write_restore_point_sidecars,
@@ -137,17 +143,25 @@ class BackupWriter(Backend):
         encrypted = self.settings.passphrase is not None
         return os.path.join(self.settings.backup_dir, self.backup_kind().part_name(stamp or self.stamp(), encrypted))
 
-    def free_backup_path(self):
-        """The timestamped name, its restore point free in plain and encrypted form alike; within the
-        same second as the last run, it waits a tick."""
+    def free_stamp(self):
+        """The timestamp of a restore point no file of ``backup_dir`` is named after yet (any part, plain or
+        encrypted, or its manifest); within the same second as the last run, it waits a tick."""
         kind = self.backup_kind()
         for _attempt in range(FREE_NAME_ATTEMPTS):
             stamp = self.stamp()
-            stem = os.path.join(self.settings.backup_dir, kind.stem(stamp))
-            if not any(os.path.lexists(stem + suffix) for suffix in kind.suffixes + (MANIFEST_SUFFIX,)):
-                return self.backup_path(stamp)
+            taken = kind.stem(stamp) + '.'
+            try:
+                names = os.listdir(self.settings.backup_dir)
+            except OSError as exc:
+                raise StorageError('cannot list %s: %s' % (self.settings.backup_dir, exc.strerror or exc)) from None
+            if not any(name.startswith(taken) for name in names):
+                return stamp
             time.sleep(0.1)
         raise ConfigError('cannot find a free backup name in %s' % self.settings.backup_dir)
+
+    def free_backup_path(self):
+        """The main part's path of a free restore point (see free_stamp)."""
+        return self.backup_path(self.free_stamp())
 
     def remove_expired(self, include_new=None):
         """Retention: whole restore points past retention_days, never the newest retention_keep_min.
@@ -161,11 +175,11 @@ class BackupWriter(Backend):
                                              settings.retention_keep_min, self.clock(), include_new)
         return remove_restore_points(expired, self.check_mode)
 
-    def part_manifest(self, path, written):
+    def part_manifest(self, path, written, role=None):
         """What the manifest says of every part; ``written`` is its closed CompressedOutput."""
         return {
             'name': os.path.basename(path),
-            'role': self.backup_kind().role,
+            'role': role or self.backup_kind().role,
             'sha256': written.digest.hexdigest(),
             'size': written.size,
             'uncompressed_size': written.uncompressed_size,
@@ -191,3 +205,103 @@ class BackupWriter(Backend):
             remove_quietly(created)
             raise
         return manifest_path
+
+
+class PartSink:
+    """What a part's producer writes to: ``write(bytes)`` (compressed, hashed, encrypted as any backup),
+    and ``facts``, extra keys of the part's manifest entry."""
+
+    def __init__(self, written, path, role):
+        self._written = written
+        self.path = path
+        self.name = os.path.basename(path)
+        self.role = role
+        self.facts = {}
+
+    def write(self, data):
+        self._written.write(data)
+
+
+class RestorePointWriter:
+    """One restore point of one backup run: its parts, then ``commit()``, or ``abort()`` on any failure.
+
+    ``backend`` is the BackupWriter (settings: backup_dir, mode, compression, encryption). Each
+    ``part(suffix, role)`` is written to a temporary file; ``commit()`` writes every part's ``.sha256``
+    and the manifest, then renames the parts into place, the main part (the kind's own suffix) last,
+    so a restore point is visible only once it is whole. ``abort()`` removes every temporary file:
+    nothing of a failed run stays behind.
+    """
+
+    def __init__(self, backend, stamp):
+        self._backend = backend
+        self.kind = backend.backup_kind()
+        self.directory = backend.settings.backup_dir
+        self.stem = self.kind.stem(stamp)
+        self.encrypted = backend.settings.passphrase is not None
+        self.main_path = backend.backup_path(stamp)
+        self.entries = []
+        self.not_found_entries = []
+        self._outputs = []
+
+    @contextlib.contextmanager
+    def part(self, suffix, role):
+        """A PartSink for the part ``<stem><suffix>[.gpg]``; an exception inside discards the part."""
+        name = self.stem + suffix + (ENCRYPTED_SUFFIX if self.encrypted else '')
+        match = self.kind.part_pattern().match(name)
+        if not match or match.group('stem') != self.stem:
+            raise ConfigError('%s is not the name of a part of %s restore points' % (name, self.kind.name))
+        if any(entry['name'] == name for entry in self.entries):
+            raise ConfigError('restore point %s already has a part %s' % (self.stem, name))
+        path = os.path.join(self.directory, name)
+        output = AtomicFile(path, self._backend.settings.mode)
+        try:
+            written = CompressedOutput(output, self._backend.settings)
+            sink = PartSink(written, path, role)
+            try:
+                yield sink
+                written.close()
+            except BaseException:
+                written.abort()
+                raise
+        except BaseException:
+            output.discard()
+            raise
+        entry = self._backend.part_manifest(path, written, role)
+        entry.update(sink.facts)
+        self.entries.append(entry)
+        self._outputs.append(output)
+
+    def not_found(self, component, what, warn=False):
+        """Record something looked for and not found; ``warn`` where its absence is surprising."""
+        self.not_found_entries.append({'component': component, 'what': what})
+        if warn:
+            self._backend.warnings.append('%s: %s was not found; the restore point %s has no copy of it'
+                                          % (component, what, self.stem))
+
+    @property
+    def parts(self):
+        """name, role and size of each part written, for the run's result."""
+        return [{'name': entry['name'], 'role': entry['role'], 'size': entry['size']} for entry in self.entries]
+
+    def commit(self):
+        """Sidecars and manifest, then the parts in place (main part last): all or nothing. Returns the manifest's path."""
+        manifest = restore_point_manifest(self.kind.name, self.stem, self._backend.utc_now(), self.entries,
+                                          self.not_found_entries)
+        ordered = sorted(self._outputs, key=lambda output: output.final_path == self.main_path)
+        created = []
+        try:
+            manifest_path = write_restore_point_sidecars(self.directory, manifest, self._backend.settings.mode,
+                                                         created)
+            for output in ordered:
+                output.commit(overwrite=False)
+                created.append(output.final_path)
+        except BaseException:
+            remove_quietly(reversed(created))
+            self.abort()
+            raise
+        return manifest_path
+
+    def abort(self):
+        """Remove every temporary file of the parts (committed parts are the caller's)."""
+        for output in self._outputs:
+            output.discard()

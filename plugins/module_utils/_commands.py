@@ -210,35 +210,7 @@ class PgTarget:
         Returns (rc, stdout tail, stderr tail). When the program stops reading (it
         failed), feeding stops and its exit status tells why.
         """
-        stream = self.start(program, args, with_input=True, env=env)
-        output = TailBuffer()
-        reader_errors = []
-
-        def drain():
-            try:
-                for data in stream.chunks():
-                    output.add(data)
-            except Exception as exc:  # pylint: disable=broad-except
-                reader_errors.append(exc)
-
-        reader = threading.Thread(target=drain, daemon=True)
-        reader.start()
-        try:
-            try:
-                for chunk in chunks:
-                    stream.send(chunk)
-                stream.close_input()
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-        except BaseException:
-            stream.abort()
-            reader.join()
-            raise
-        reader.join()
-        returncode, stderr = stream.finish()
-        if reader_errors and returncode == 0:
-            raise reader_errors[0]
-        return returncode, output.text(), stderr
+        return feed_stream(self.start(program, args, with_input=True, env=env), chunks)
 
     def query(self, sql, db=None):
         """Rows of a query, as lists of strings; ``db`` defaults to the target database."""
@@ -249,3 +221,39 @@ class PgTarget:
             raise CommandError('query on %s failed: %s' % (self.describe(db), last_line(err) or 'exit %s' % returncode),
                                rc=returncode, stderr=err)
         return [line.split('\x1f') for line in out.splitlines() if line]
+
+
+def feed_stream(stream, chunks):
+    """Feed ``chunks`` to a started program's standard input while its output is drained.
+
+    Returns (rc, stdout tail, stderr tail). When the program stops reading (it failed),
+    feeding stops and its exit status tells why.
+    """
+    output = TailBuffer()
+    reader_errors = []
+
+    def drain_output():
+        try:
+            for data in stream.chunks():
+                output.add(data)
+        except Exception as exc:  # pylint: disable=broad-except
+            reader_errors.append(exc)
+
+    reader = threading.Thread(target=drain_output, daemon=True)
+    reader.start()
+    try:
+        try:
+            for chunk in chunks:
+                stream.send(chunk)
+            stream.close_input()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+    except BaseException:
+        stream.abort()
+        reader.join()
+        raise
+    reader.join()
+    returncode, stderr = stream.finish()
+    if reader_errors and returncode == 0:
+        raise reader_errors[0]
+    return returncode, output.text(), stderr

@@ -20,6 +20,11 @@ import time
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import PgTarget, last_line
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_settings import (
+    LIST_SETTINGS,
+    apply_statements,
+    create_database_statement,
+)
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._docker import inspect_container
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump_stream import DumpInspector
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
@@ -37,9 +42,6 @@ MEMORY_UNITS = {None: 1 << 10, 'kB': 1 << 10, 'MB': 1 << 20, 'GB': 1 << 30, 'TB'
 MAINTENANCE_MEMORY_SHARE = 4
 MAX_AUTO_JOBS = 4
 SWAP_ATTEMPTS = 3
-# GUCs whose stored value is a list to be written unquoted (as pg_dump's variable_is_guc_list_quote).
-LIST_SETTINGS = ('search_path', 'temp_tablespaces', 'session_preload_libraries',
-                 'shared_preload_libraries', 'local_preload_libraries')
 VECTOR_FUNCTION = 'match_knowledge'
 VECTOR_TABLE = 'knowledge_base'
 VECTOR_COLUMN = 'embedding'
@@ -151,6 +153,25 @@ class DatabaseRestorer:
         else:
             self.admin('CREATE DATABASE %s WITH TEMPLATE template0' % quote_ident(name))
 
+    def roles(self):
+        """The roles of the cluster (an owner or grantee a backup names may be missing on a new host)."""
+        return set(row[0] for row in self.admin('SELECT rolname FROM pg_catalog.pg_roles'))
+
+    def create_database(self, name, settings, roles):
+        """An empty database with a backup's owner, encoding and locale (_database_settings); returns the
+        owner left out because it does not exist, or None."""
+        statement, skipped_owner = create_database_statement(name, settings, roles)
+        self.admin(statement)
+        return skipped_owner
+
+    def apply_database_settings(self, name, settings, roles):
+        """A backup's connection limit, comment, grants and settings on database ``name``, in one transaction;
+        returns the roles they name that do not exist (their lines are left out)."""
+        statements, missing = apply_statements(name, settings, roles)
+        if statements:
+            self.admin('BEGIN; %s; COMMIT;' % '; '.join(statements))
+        return missing
+
     def drop(self, name):
         self.admin('DROP DATABASE IF EXISTS %s WITH (FORCE)' % quote_ident(name))
 
@@ -230,14 +251,22 @@ class DatabaseRestorer:
 
     def swap(self, live, scratch, previous):
         """Rename live -> previous and scratch -> live in one transaction, retried if sessions sneak in."""
+        self.swap_all([(live, scratch, previous)])
+
+    def swap_all(self, swaps):
+        """Each (live, scratch, previous): live -> previous (when ``previous`` is not None: the live database
+        exists) and scratch -> live, all in one transaction, retried if sessions sneak in."""
+        names = []
+        renames = []
+        for live, scratch, previous in swaps:
+            names += [live, scratch]
+            if previous is not None:
+                renames.append('ALTER DATABASE %s RENAME TO %s; ' % (quote_ident(live), quote_ident(previous)))
+            renames.append('ALTER DATABASE %s RENAME TO %s; ' % (quote_ident(scratch), quote_ident(live)))
         sql = ('BEGIN; '
                'SELECT count(pg_catalog.pg_terminate_backend(pid)) FROM pg_catalog.pg_stat_activity '
-               'WHERE datname IN (%(live_literal)s, %(scratch_literal)s) AND pid <> pg_catalog.pg_backend_pid(); '
-               'ALTER DATABASE %(live)s RENAME TO %(previous)s; '
-               'ALTER DATABASE %(scratch)s RENAME TO %(live)s; '
-               'COMMIT;') % {
-            'live_literal': quote_literal(live), 'scratch_literal': quote_literal(scratch),
-            'live': quote_ident(live), 'previous': quote_ident(previous), 'scratch': quote_ident(scratch)}
+               'WHERE datname IN (%s) AND pid <> pg_catalog.pg_backend_pid(); %sCOMMIT;'
+               % (', '.join(quote_literal(name) for name in names), ''.join(renames)))
         for attempt in range(1, SWAP_ATTEMPTS + 1):
             try:
                 self.admin(sql)

@@ -130,12 +130,12 @@ class DockerExecStream:
     on separately would cost more CPU than the compression.
     """
 
-    def __init__(self, control_api, container, argv, env, with_input=False):
+    def __init__(self, control_api, container, argv, env, with_input=False, user=''):
         self._api = control_api
         self._stderr = TailBuffer()
         try:
             self._exec_id = control_api.exec_create(
-                container, argv, stdin=with_input, stdout=True, stderr=True, environment=env)['Id']
+                container, argv, stdin=with_input, stdout=True, stderr=True, environment=env, user=user)['Id']
             self._socket = control_api.exec_start(self._exec_id, socket=True)
         except API_ERRORS as exc:
             raise DockerError('cannot run %s in container %s: %s' % (argv[0], container, reason(exc))) from None
@@ -239,10 +239,13 @@ def drain(stream, consume):
     return stream.finish()
 
 
-def run_in_container(api, container, argv, env=None):
-    """Run argv in a running container through the exec API; returns (rc, stdout tail, stderr tail)."""
+def run_in_container(api, container, argv, env=None, user=''):
+    """Run argv in a running container through the exec API; returns (rc, stdout tail, stderr tail).
+
+    ``user`` as ``docker exec --user`` ('' = the container's own user).
+    """
     output = TailBuffer()
-    returncode, stderr = drain(DockerExecStream(api, container, argv, env or {}), output.add)
+    returncode, stderr = drain(DockerExecStream(api, container, argv, env or {}, user=user), output.add)
     return returncode, output.text(), stderr
 
 

@@ -35,6 +35,10 @@ class StorageError(SupabaseBackupError):
     """The backup directory cannot be written (space, permissions, ...)."""
 
 
+class FilePartError(SupabaseBackupError):
+    """Files outside the backup directory (DB config, deployment, Storage) cannot be read or written."""
+
+
 class LockError(SupabaseBackupError):
     """Another run holds the backup directory."""
 

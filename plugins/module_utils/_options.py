@@ -63,6 +63,14 @@ OFFSITE_UPLOAD_OPTIONS = dict(
 DUMP_OPTIONS = dict(
     backup_dir=dict(type='path', required=True),
     prefix=dict(type='str', default='supabase_backup'),
+    # None: every other database that allows connections (not a template, not our scratch copies).
+    extra_databases=dict(type='list', elements='str'),
+    globals=dict(type='bool', default=True),
+    # The file parts (_file_components): missing DB config files are recorded, missing deployment files fail.
+    db_config_files=dict(type='list', elements='str', default=['/etc/postgresql-custom/pgsodium_root.key']),
+    deployment_files=dict(type='list', elements='str', default=[]),
+    storage_path=dict(type='path'),
+    storage_volume=dict(type='str'),
     **OUTPUT_OPTIONS,
     **OFFSITE_UPLOAD_OPTIONS
 )
@@ -79,6 +87,12 @@ BACKUP_SOURCE_OPTIONS = dict(
 
 RESTORE_OPTIONS = dict(
     confirm=dict(type='bool', default=False),
+    components=dict(type='list', elements='str', default=['database'],
+                    choices=['database', 'extra_databases', 'globals', 'db_config', 'deployment', 'storage', 'all']),
+    # Where the storage component goes (default: where it came from) and the container stopped meanwhile.
+    storage_path=dict(type='path'),
+    storage_volume=dict(type='str'),
+    storage_container=dict(type='str'),
     stop_containers=dict(type='list', elements='str', default=['cortexreview-api', 'cortexreview-worker']),
     stop_compose_project=dict(type='str'),
     stop_compose_services=dict(type='list', elements='str', default=[]),
@@ -215,6 +229,10 @@ def _coerce(name, value, option_type):
         if isinstance(value, bool):
             return value
         raise ConfigError('option %s must be true or false, got %r' % (name, value))
+    if option_type == 'list':
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ConfigError('option %s must be a list of strings, got %r' % (name, value))
+        return list(value)
     if not isinstance(value, str):
         raise ConfigError('option %s must be a string, got %r' % (name, value))
     if option_type == 'path':

@@ -15,6 +15,12 @@ stopped for the swap only, so they are down for seconds; with ``load`` they are 
 first, as the contract's procedure does, and the backup is verified in full before that.
 Writers are restarted in every case, and a durable record beside the backups lets the next
 run finish a restore whose process died.
+
+A restore point's other components (``components``) follow the same rule: every selected part
+is checked against the manifest before anything changes; the roles the cluster lacks are created
+first (_globals, phase 1); each extra database goes through its own scratch database and all the
+databases are swapped in together, in one transaction; only then do the roles get the backup's
+attributes, passwords and memberships (phase 2). The file components follow (COMPONENT_RESTORERS).
 """
 
 from __future__ import annotations
@@ -27,9 +33,20 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._back
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import DirectoryLock
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import LoadSettings
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump import check_superuser
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
     ConfigError,
     SupabaseBackupError,
+)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._file_components import COMPONENT_RESTORERS
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._globals import (
+    RolesScript,
+    apply_roles_script,
+)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_components import (
+    FILE_COMPONENTS,
+    RestorePointParts,
+    check_components,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_journal import (
     RestoreJournal,
@@ -44,6 +61,31 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._writ
 _SCRATCH_NAME = re.compile(r'^(?!.*_pre_restore_\d{8}_\d{6}$).*_restore_\d{8}_\d{6}$')
 
 
+# The file components' restorers (_file_components.COMPONENT_RESTORERS), by component (db_config,
+# deployment, storage), run in that order
+# after the databases and the roles, before the writers start again. Each is a class built as
+# ``restorer(backend, parts)`` (parts: the RestorePointParts; the run's options in
+# ``backend.settings.params``) with ``plan() -> dict`` (check mode: what would change, changing
+# nothing) and ``restore() -> dict`` (raises a SupabaseBackupError, having put back what it changed).
+# Every selected part was verified (sha256, decryption) before anything changed.
+
+
+class DatabaseRestore:
+    """One database of a restore: the part it comes from and the names around it."""
+
+    def __init__(self, db, backup, settings, stamp):
+        self.db = db
+        self.backup = backup
+        # The backup's own settings (owner, locale, grants, ALTER DATABASE ... SET), None in older backups.
+        self.settings = settings
+        self.scratch = derived_name(db, '_restore_' + stamp)
+        self.previous = derived_name(db, '_pre_restore_' + stamp)
+        self.exists = True
+        self.main = False
+        self.loaded = None
+        self.findings = None
+
+
 def _since(began):
     return round(time.monotonic() - began, 3) if began is not None else None
 
@@ -53,11 +95,13 @@ class RestoreSettings(LoadSettings):
 
     def __init__(self, params):
         super().__init__(params)
+        self.params = params
         self.confirm = params['confirm']
         self.keep_previous = params['keep_previous']
         self.writers_stop_at = params['writers_stop_at']
         self.jobs = params['restore_jobs']
         self.lock_timeout = params['lock_timeout']
+        self.components = check_components(['database'] if params.get('components') is None else params['components'])
         if self.writers_stop_at == 'swap' and not self.keep_previous:
             raise ConfigError('keep_previous: false cannot go with writers_stop_at: swap: what the writers wrote '
                               'while the backup loaded lives only in the previous database; keep it, or stop '
@@ -86,30 +130,38 @@ class RestoreBackend(Backend):
         settings = self.settings
         target = settings.target
         backup, restore_point = settings.open_backup()
+        parts = RestorePointParts(backup.path, restore_point, settings.components)
         if not settings.confirm and not self.check_mode:
             raise ConfigError('confirm must be true: restoring %s replaces the current contents of %s'
                               % (backup.path, target.describe()))
         target.ensure_reachable()
         restorer = settings.restorer(settings.jobs)
-        if not restorer.database_exists(target.db):
+        if 'database' in parts.components and not restorer.database_exists(target.db):
             raise ConfigError('%s does not exist; nothing to restore over' % target.describe())
+        if 'globals' in parts.components:
+            check_superuser(target)
+        file_restorers = self._file_restorers(parts)
         directory = os.path.dirname(backup.path)
         journal_file = journal_path(directory, target)
         stamp = self.stamp()
-        scratch = derived_name(target.db, '_restore_' + stamp)
-        previous = derived_name(target.db, '_pre_restore_' + stamp)
         if self.check_mode:
-            plan = self._plan(backup, read_journal(journal_file), scratch, previous, started)
+            plan = self._plan(parts, backup, stamp, restorer, file_restorers, read_journal(journal_file), started)
             plan['restore_point'] = restore_point
             return plan
         with DirectoryLock(directory, settings.lock_timeout):
             interrupted = self._finish_interrupted(restorer, journal_file)
-            # Stopping the writers first needs the backup checked first; otherwise the load checks it.
-            expected = backup.verify() if settings.writers_stop_at == 'load' else None
+            # Nothing changes before every selected part was checked; the main dump alone (today's
+            # restore) is checked by its load, before its swap, unless the writers stop first.
+            if parts.components != ['database']:
+                parts.verify(settings.passphrase)
+            databases = self._databases(parts, backup, stamp, restorer)
+            roles = self._roles_script(parts)
+            expected = backup.verify() if settings.writers_stop_at == 'load' and databases and databases[0].main \
+                else None
             journal = RestoreJournal.begin(journal_file, target, backup.path, self.utc_now())
             outcome = {'stopped': [], 'downtime_began': None}
             try:
-                result = self._restore(restorer, backup, expected, scratch, previous, stamp, journal, outcome)
+                result = self._restore(restorer, databases, expected, roles, file_restorers, stamp, journal, outcome)
             except BaseException as exc:
                 # Whatever happened, the writers run again.
                 started_again, start_errors = self._start_writers(outcome['stopped'], journal)
@@ -127,48 +179,132 @@ class RestoreBackend(Backend):
                                       stopped=outcome['stopped'], started=started_again, downtime=downtime)
         result.update({
             'changed': True, 'src': backup.path, 'restore_point': restore_point, 'size': backup.size,
+            'components': parts.components, 'not_in_backup': parts.not_in_backup,
             'stopped': outcome['stopped'], 'started': started_again,
             'downtime': downtime, 'writers_stop_at': settings.writers_stop_at,
             'interrupted_restore': interrupted, 'duration': round(time.monotonic() - started, 3),
-            'msg': 'Restored %s into %s%s' % (
-                backup.path, target.describe(),
-                ' (previous contents kept as %s)' % result['previous_database'] if result['previous_database'] else ''),
+            'msg': self._message(backup, parts, result),
         })
         return result
 
-    def _plan(self, backup, interrupted, scratch, previous, started):
-        """Check mode: the backup checked against its sidecars (in full without them), nothing changed."""
+    def _message(self, backup, parts, result):
+        target = self.settings.target
+        if 'database' in parts.components:
+            message = 'Restored %s into %s%s' % (
+                backup.path, target.describe(),
+                ' (previous contents kept as %s)' % result['previous_database'] if result['previous_database'] else '')
+        else:
+            message = 'Restored %s of %s' % (', '.join(parts.components), parts.stem or backup.path)
+        if parts.components != ['database']:
+            message += '; components: %s' % ', '.join(parts.components)
+        if parts.not_in_backup:
+            message += '; not in the backup: %s' % ', '.join(parts.not_in_backup)
+        return message
+
+    def _file_restorers(self, parts):
+        """The file components' restorers (COMPONENT_RESTORERS); a selected one without a restorer is refused."""
+        restorers = []
+        for component in FILE_COMPONENTS:
+            if component not in parts.components:
+                continue
+            if component not in COMPONENT_RESTORERS:
+                raise ConfigError('component %s cannot be restored by this version of the collection; nothing '
+                                  'was changed' % component)
+            restorers.append((component, COMPONENT_RESTORERS[component](self, parts)))
+        return restorers
+
+    def _databases(self, parts, backup, stamp, restorer):
+        """The databases to restore, the main one first; each extra database named by its part's manifest."""
         settings = self.settings
-        expected = backup.verify_checksum()
-        writers = settings.writers.running()
+        databases = []
+        if 'database' in parts.components:
+            entry = parts.entry('database') if parts.manifest is not None else {}
+            main = DatabaseRestore(settings.target.db, backup, entry.get('database_settings'), stamp)
+            main.main = True
+            databases.append(main)
+        if 'extra_databases' in parts.components:
+            for entry in parts.entries('extra_databases'):
+                name = entry.get('database')
+                reserved = (settings.target.db, settings.maintenance_db, 'template0', 'template1')
+                if not isinstance(name, str) or not name or name in reserved:
+                    raise ConfigError('restore point %s: part %s names no database this restore may replace (%r)'
+                                      % (parts.stem, entry['name'], name))
+                database = DatabaseRestore(name, settings.kind.open(entry['path'], settings.passphrase),
+                                           entry.get('database_settings'), stamp)
+                database.exists = restorer.database_exists(name)
+                databases.append(database)
+        return databases
+
+    def _roles_script(self, parts):
+        """The globals part's statements (read before anything changes), or None."""
+        if 'globals' not in parts.components:
+            return None
+        entry = parts.entry('globals')
+        part = self.settings.kind.open(entry['path'], self.settings.passphrase)
+        text = b''.join(part.sql_chunks()).decode('utf-8')
+        return RolesScript(text, entry['name'])
+
+    def _plan(self, parts, backup, stamp, restorer, file_restorers, interrupted, started):
+        """Check mode: every selected part checked (the main dump by its checksum sidecar, in full without
+        one), nothing changed."""
+        settings = self.settings
+        expected = backup.verify_checksum() if 'database' in parts.components else None
+        parts.verify(settings.passphrase, [component for component in parts.components if component != 'database'])
+        databases = self._databases(parts, backup, stamp, restorer)
+        roles = self._roles_script(parts)
+        writers = settings.writers.running() if databases else []
         self._take_writer_warnings()
-        message = 'Would restore %s into %s (via %s), stopping %s %s' % (
-            backup.path, settings.target.describe(), scratch, ', '.join(writers) or 'no containers',
-            'for the swap only' if settings.writers_stop_at == 'swap' else 'before the load')
+        main = databases[0] if databases and databases[0].main else None
+        message = 'Would restore %s of %s' % (', '.join(parts.components), parts.stem or backup.path)
+        if main is not None:
+            message = 'Would restore %s into %s (via %s)' % (backup.path, settings.target.describe(), main.scratch)
+        message += ', stopping %s %s' % (', '.join(writers) or 'no containers',
+                                         'for the swap only' if settings.writers_stop_at == 'swap' else 'before the load')
+        created = []
+        if roles is not None:
+            created = roles.missing(restorer.roles())
+            message += '; creating role(s) %s' % ', '.join(created) if created else ''
+        new_databases = [database.db for database in databases if not database.exists]
+        if new_databases:
+            message += '; creating database(s) %s' % ', '.join(new_databases)
+        if parts.not_in_backup:
+            message += '; not in the backup: %s' % ', '.join(parts.not_in_backup)
         if interrupted:
             message += '; first finish the interrupted restore of %s (%s)' % (
                 interrupted.get('src'), interrupted.get('started_at'))
         return {
-            'changed': True, 'src': backup.path, 'sha256': expected['sha256'], 'tables': expected['tables'],
-            'stopped': writers, 'started': writers, 'scratch_database': scratch,
-            'previous_database': previous if settings.keep_previous else None,
+            'changed': True, 'src': backup.path, 'sha256': expected['sha256'] if expected else None,
+            'tables': expected['tables'] if expected else {},
+            'components': parts.components, 'not_in_backup': parts.not_in_backup,
+            'databases': [self._database_plan(database) for database in databases],
+            'roles_created': created, 'files': dict((component, restorer_.plan()) for component, restorer_ in file_restorers),
+            'stopped': writers, 'started': writers,
+            'scratch_database': main.scratch if main else None,
+            'previous_database': main.previous if main and settings.keep_previous else None,
             'writers_stop_at': settings.writers_stop_at, 'interrupted_restore': interrupted,
-            'checksum_only': expected['indexes'] is None,
+            'checksum_only': expected is not None and expected['indexes'] is None,
             'duration': round(time.monotonic() - started, 3), 'msg': message,
         }
 
+    def _database_plan(self, database):
+        return {'database': database.db, 'scratch_database': database.scratch, 'created': not database.exists,
+                'previous_database': database.previous if database.exists and self.settings.keep_previous else None,
+                'settings_from': 'backup' if database.settings is not None else 'live'}
+
     def _finish_interrupted(self, restorer, journal_file):
-        """What an earlier restore whose process died left behind: its scratch database is dropped and
+        """What an earlier restore whose process died left behind: its scratch databases are dropped and
         the writers it stopped are started again. Returns what was done, or None."""
         record = read_journal(journal_file)
         if record is None:
             return None
         target = self.settings.target
-        scratch = record.get('scratch_database')
-        dropped = None
-        if scratch and scratch != target.db and _SCRATCH_NAME.match(scratch) and restorer.database_exists(scratch):
-            restorer.drop(scratch)
-            dropped = scratch
+        scratches = [record.get('scratch_database')] + list(record.get('scratch_databases') or [])
+        dropped = []
+        for scratch in scratches:
+            if isinstance(scratch, str) and scratch != target.db and _SCRATCH_NAME.match(scratch) and \
+                    scratch not in dropped and restorer.database_exists(scratch):
+                restorer.drop(scratch)
+                dropped.append(scratch)
         writers = [name for name in record.get('stopped_writers') or [] if isinstance(name, str)]
         started, errors = self.settings.writers.start(writers)
         if errors:
@@ -178,10 +314,10 @@ class RestoreBackend(Backend):
         RestoreJournal(journal_file, record).close()
         self.warnings.append('finished the restore of %s that started at %s and did not end: %s%s' % (
             record.get('src'), record.get('started_at'),
-            'dropped its scratch database %s, ' % dropped if dropped else '',
+            'dropped its scratch database %s, ' % ', '.join(dropped) if dropped else '',
             'started %s again' % ', '.join(started) if started else 'no writers to start'))
-        return {'src': record.get('src'), 'started_at': record.get('started_at'), 'dropped': dropped,
-                'started': started}
+        return {'src': record.get('src'), 'started_at': record.get('started_at'),
+                'dropped': dropped[0] if len(dropped) == 1 else (dropped or None), 'started': started}
 
     def _start_writers(self, stopped, journal):
         started_again, start_errors = self.settings.writers.start(stopped)
@@ -192,45 +328,105 @@ class RestoreBackend(Backend):
             journal.close()
         return started_again, start_errors
 
-    def _restore(self, restorer, backup, expected, scratch, previous, stamp, journal, outcome):
+    def _restore(self, restorer, databases, expected, roles, file_restorers, stamp, journal, outcome):
         settings = self.settings
         target = settings.target
-        sessions_ended = 0
-        if settings.writers_stop_at == 'load':
-            self._stop_writers(journal, outcome)
-            sessions_ended = restorer.terminate_sessions(target.db)
-        journal.note(scratch_database=scratch, phase='loading')
-        restorer.create_like(scratch, target.db)
-        timings = {}
+        result = {'sha256': None, 'tables': {}, 'indexes': [], 'verification': None, 'previous_database': None,
+                  'sessions_ended': 0, 'load': None, 'timings': {}, 'databases': [], 'roles_created': [],
+                  'roles_changed': [], 'roles_kept': [], 'files': {}}
+        if roles is not None:
+            # Phase 1: the roles the databases' dumps name must exist; CREATE ROLE only.
+            sql, created = roles.phase_one(restorer.roles())
+            apply_roles_script(target, settings.maintenance_db, sql, 'creating the roles of the backup')
+            result['roles_created'] = created
+        if databases:
+            if settings.writers_stop_at == 'load':
+                self._stop_writers(journal, outcome)
+                result['sessions_ended'] = restorer.terminate_sessions(
+                    *[database.db for database in databases if database.exists])
+            self._swap_in(restorer, databases, expected, journal, outcome, result)
+        if roles is not None:
+            # Phase 2, only now that every database is in place: one transaction, all or nothing.
+            sql, changed = roles.phase_two(keep=target.login_user)
+            apply_roles_script(target, settings.maintenance_db, sql, 'giving the roles their attributes, passwords '
+                               'and memberships from the backup (the databases are restored)')
+            result['roles_changed'] = changed
+            result['roles_kept'] = [role for role in roles.roles if role not in changed]
+        for component, file_restorer in file_restorers:
+            result['files'][component] = file_restorer.restore()
+        if databases:
+            journal.note(phase='tidying')
+            for database in databases:
+                if database.exists:
+                    kept = self._tidy_previous(restorer, database.previous, stamp)
+                    if database.main:
+                        result['previous_database'] = kept
+        return result
+
+    def _swap_in(self, restorer, databases, expected, journal, outcome, result):
+        """Every database loaded into its scratch database and verified, then all swapped in at once."""
+        settings = self.settings
+        journal.note(scratch_database=databases[0].scratch,
+                     scratch_databases=[database.scratch for database in databases], phase='loading')
+        created = []
         try:
-            began = time.monotonic()
-            loaded = restorer.load(scratch, backup)
-            expected = expected or loaded
-            timings.update(restorer.timings)
-            began = time.monotonic()
-            findings = restorer.verify(scratch, dict(expected, indexes=loaded['indexes']))
-            restorer.copy_database_settings(target.db, scratch)
-            timings['verify'] = round(time.monotonic() - began, 3)
+            roles = restorer.roles() if any(database.settings is not None for database in databases) else set()
+            for database in databases:
+                self._load(restorer, database, roles, expected if database.main else None, created, result)
             if settings.writers_stop_at == 'swap':
                 self._stop_writers(journal, outcome)
-            journal.note(phase='swapping', previous_database=previous)
+            journal.note(phase='swapping', previous_database=databases[0].previous)
             began = time.monotonic()
-            restorer.swap(target.db, scratch, previous)
-            timings['swap'] = round(time.monotonic() - began, 3)
+            restorer.swap_all([(database.db, database.scratch, database.previous if database.exists else None)
+                               for database in databases])
+            result['timings']['swap'] = round(time.monotonic() - began, 3)
         except BaseException as exc:
-            try:
-                restorer.drop(scratch)
-            except SupabaseBackupError as drop_exc:
-                journal.note(scratch_left=True)
-                self.warnings.append('could not drop the scratch database %s: %s' % (scratch, drop_exc.msg))
+            for scratch in created:
+                try:
+                    restorer.drop(scratch)
+                except SupabaseBackupError as drop_exc:
+                    journal.note(scratch_left=True)
+                    self.warnings.append('could not drop the scratch database %s: %s' % (scratch, drop_exc.msg))
             if isinstance(exc, SupabaseBackupError) and 'not touched' not in exc.msg:
-                exc.msg += '; the live database was not touched'
+                exc.msg += '; the live database%s not touched' % (' was' if len(databases) == 1 else 's were')
             raise
-        journal.note(phase='tidying')
-        kept = self._tidy_previous(restorer, previous, stamp)
-        return {'sha256': expected['sha256'], 'tables': findings['row_counts'], 'indexes': findings['indexes'],
-                'verification': findings, 'previous_database': kept, 'sessions_ended': sessions_ended,
-                'load': loaded['load'], 'timings': timings}
+
+    def _load(self, restorer, database, roles, expected, created, result):
+        """One database into its scratch database: created with the backup's settings (the live one's in older
+        backups), loaded, verified, given its settings."""
+        settings = self.settings
+        if database.settings is not None:
+            skipped_owner = restorer.create_database(database.scratch, database.settings, roles)
+            if skipped_owner:
+                self.warnings.append('database %s: its owner %s in the backup does not exist; %s owns it (restore '
+                                     'the globals component too)' % (database.db, skipped_owner,
+                                                                     settings.target.login_user))
+        else:
+            restorer.create_like(database.scratch, database.db if database.exists else settings.maintenance_db)
+        created.append(database.scratch)
+        restorer.timings = {}
+        loaded = restorer.load(database.scratch, database.backup)
+        timings = dict(restorer.timings)
+        began = time.monotonic()
+        findings = restorer.verify(database.scratch, dict(expected or loaded, indexes=loaded['indexes']))
+        if database.settings is not None:
+            missing = restorer.apply_database_settings(database.scratch, database.settings, roles)
+            if missing:
+                self.warnings.append('database %s: its settings and grants name role(s) %s that do not exist; those '
+                                     'were left out' % (database.db, ', '.join(missing)))
+        elif database.exists:
+            restorer.copy_database_settings(database.db, database.scratch)
+        timings['verify'] = round(time.monotonic() - began, 3)
+        database.loaded, database.findings = loaded, findings
+        result['databases'].append({
+            'database': database.db, 'part': os.path.basename(database.backup.path), 'sha256': loaded['sha256'],
+            'tables': findings['row_counts'], 'created': not database.exists,
+            'previous_database': database.previous if database.exists and settings.keep_previous else None,
+            'settings_from': 'backup' if database.settings is not None else ('live' if database.exists else 'none')})
+        if database.main:
+            result.update({'sha256': (expected or loaded)['sha256'], 'tables': findings['row_counts'],
+                           'indexes': findings['indexes'], 'verification': findings, 'load': loaded['load'],
+                           'timings': timings})
 
     def _take_writer_warnings(self):
         self.warnings.extend(self.settings.writers.warnings)

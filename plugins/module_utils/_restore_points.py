@@ -11,6 +11,9 @@ A restore point is identified by its stem ``<prefix><separator>YYYYMMDD_HHMMSS``
 ``supabase_backup_20260101_020000``). Its files: the parts (``<stem><suffix>[.gpg]``), each
 with a ``<part>.sha256`` sidecar (``sha256sum -c``) and, once validated, ``<part>.validation.json``
 and ``.txt``; and one manifest ``<stem>.manifest.json`` (format v2) describing every part.
+The main part (the kind's own suffix, e.g. ``.sql.gz``) is the restore point's ``path``; a
+logical restore point may hold more parts (PART_SUFFIXES, ``extra_database_suffix``), never
+named like a main part, so "the newest ``*.sql.gz``" is always a main part.
 
 Older backups keep working as one-part restore points: a per-file ``<part>.manifest.json``
 (format v1) and ``.sha256``, or no sidecar at all (the contract's shell procedure).
@@ -22,6 +25,7 @@ import json
 import os
 import re
 import stat
+import urllib.parse
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
     storage_error,
@@ -39,13 +43,34 @@ PART_SIDECAR_SUFFIXES = (CHECKSUM_SUFFIX, MANIFEST_SUFFIX) + REPORT_SUFFIXES
 # The stem a part's name starts with: everything up to its timestamp.
 _STEM_OF_PART = re.compile(r'^(.*\d{8}_\d{6})\.')
 
+# A logical restore point's parts besides its main dump: suffix by manifest role.
+EXTRA_DATABASE_ROLE = 'extra_database'
+PART_SUFFIXES = {
+    'globals': '.globals.pgsql.gz',
+    'db_config': '.db-config.tar.gz',
+    'deployment': '.deployment.tar.gz',
+    'storage': '.storage.tar.gz',
+}
+# ``.db.<name>.pgsql.gz``: the name percent-encoded, "." included, so it cannot end like another suffix.
+_EXTRA_DATABASE_PREFIX, _EXTRA_DATABASE_SUFFIX = '.db.', '.pgsql.gz'
+EXTRA_PART_PATTERN = '|'.join(
+    [re.escape(_EXTRA_DATABASE_PREFIX) + r'(?:[A-Za-z0-9_~-]|%[0-9A-F]{2})+' + re.escape(_EXTRA_DATABASE_SUFFIX)]
+    + [re.escape(suffix) for suffix in sorted(PART_SUFFIXES.values())])
+
+
+def extra_database_suffix(name):
+    """``.db.<name>.pgsql.gz`` for database ``name`` (``_supabase`` -> ``.db._supabase.pgsql.gz``)."""
+    return '%s%s%s' % (_EXTRA_DATABASE_PREFIX, urllib.parse.quote(name, safe='').replace('.', '%2E'),
+                       _EXTRA_DATABASE_SUFFIX)
+
 
 def list_restore_points(kind, directory):
     """Restore points of ``kind`` in ``directory``, oldest first (by the timestamp in the stem, then mtime).
 
-    Each is a dict: stem, timestamp, parts (paths), path and name (of the first part), mtime (newest
-    part's), size (of all parts). Only regular files named exactly like the kind's parts are parts:
-    symlinks, directories and anything looser are never listed, so never deleted.
+    Each is a dict: stem, timestamp, parts (paths, the main part last), path and name (of the main
+    part; None for a stem whose main part is missing), mtime (newest part's), size (of all parts).
+    Only regular files named exactly like the kind's parts are parts: symlinks, directories and
+    anything looser are never listed, so never deleted.
     """
     pattern = kind.part_pattern()
     points = {}
@@ -65,13 +90,18 @@ def list_restore_points(kind, directory):
             continue  # removed meanwhile (retention of a concurrent run)
         stem = match.group('stem')
         point = points.setdefault(stem, {'stem': stem, 'timestamp': match.group('timestamp'), 'parts': [],
-                                         'mtime': info.st_mtime, 'size': 0})
+                                         'path': None, 'mtime': info.st_mtime, 'size': 0})
         point['parts'].append(entry.path)
+        if match.group('suffix') == kind.suffix and point['path'] is None:
+            point['path'] = entry.path
         point['mtime'] = max(point['mtime'], info.st_mtime)
         point['size'] += info.st_size
     for point in points.values():
-        point['path'] = point['parts'][0]
-        point['name'] = os.path.basename(point['path'])
+        if point['path'] is not None:
+            # The main part last: removed last, it keeps a half-removed restore point visible.
+            point['parts'].remove(point['path'])
+            point['parts'].append(point['path'])
+        point['name'] = os.path.basename(point['path']) if point['path'] else None
         point['directory'] = directory
     return sorted(points.values(), key=lambda item: (item['timestamp'], item['mtime'], item['stem']))
 
@@ -82,7 +112,7 @@ def restore_point_files(point):
     Only these exact names, never a symlink: a part is removed last, so an interrupted removal
     leaves a restore point the next retention still sees.
     """
-    directory = point.get('directory') or os.path.dirname(point['path'])
+    directory = point.get('directory') or os.path.dirname(point['parts'][-1])
     names = [os.path.join(directory, point['stem'] + MANIFEST_SUFFIX)]
     for part in point['parts']:
         names += [part + suffix for suffix in PART_SIDECAR_SUFFIXES]
@@ -151,24 +181,42 @@ def part_manifest(path):
     if stem is None:
         return None
     v2_path = manifest_path(os.path.dirname(path), stem)
-    manifest = read_json_object(v2_path, 'manifest')
+    manifest = restore_point_of(os.path.dirname(path), stem)
     if manifest is None:
         return None
-    if manifest.get('format') != MANIFEST_FORMAT or not isinstance(manifest.get('parts'), list):
-        raise BackupFileError('manifest %s is malformed: not a %s manifest with parts' % (v2_path, MANIFEST_FORMAT))
     name = os.path.basename(path)
     for part in manifest['parts']:
-        if isinstance(part, dict) and part.get('name') == name:
+        if part['name'] == name:
             entry = dict(part)
             entry.update((key, manifest.get(key)) for key in ('format', 'stem', 'kind', 'created_at'))
             return entry
     raise BackupFileError('manifest %s does not list %s, which carries its name' % (v2_path, name))
 
 
-def restore_point_manifest(kind_name, stem, created_at, parts):
-    """The v2 manifest of a restore point; ``parts`` are dicts with at least name, role, sha256, size."""
+def restore_point_manifest(kind_name, stem, created_at, parts, not_found=()):
+    """The v2 manifest of a restore point; ``parts`` are dicts with at least name, role, sha256, size.
+
+    ``components`` lists the roles of its parts, ``not_found`` what was looked for and not found
+    (``{component, what}``).
+    """
+    components = []
+    for part in parts:
+        if part['role'] not in components:
+            components.append(part['role'])
     return {'format': MANIFEST_FORMAT, 'stem': stem, 'kind': kind_name, 'created_at': created_at,
-            'parts': list(parts)}
+            'parts': list(parts), 'components': components, 'not_found': list(not_found)}
+
+
+def restore_point_of(directory, stem):
+    """The whole manifest of restore point ``stem`` (v2), None when it has none; malformed: BackupFileError."""
+    path = manifest_path(directory, stem)
+    manifest = read_json_object(path, 'manifest')
+    if manifest is None:
+        return None
+    if manifest.get('format') != MANIFEST_FORMAT or not isinstance(manifest.get('parts'), list) or not all(
+            isinstance(part, dict) and isinstance(part.get('name'), str) for part in manifest['parts']):
+        raise BackupFileError('manifest %s is malformed: not a %s manifest with parts' % (path, MANIFEST_FORMAT))
+    return manifest
 
 
 def write_restore_point_sidecars(directory, manifest, mode, created):

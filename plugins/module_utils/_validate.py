@@ -9,6 +9,10 @@
 
 The staging database is never the live one and is dropped afterwards, whatever happens.
 A report (JSON and a readable summary) is written beside the backups in every case.
+
+A restore point's other parts are validated too: every part's checksum (and decryption), each
+extra database in a staging database of its own, and the roles' part read as a restore reads it
+and compared with the manifest (roles are cluster-wide: they cannot be staged).
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._back
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import LoadSettings
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import SupabaseBackupError
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import SupabaseBackupError, VerificationError
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._globals import RolesScript
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_components import RestorePointParts
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_points import REPORT_SUFFIX, SUMMARY_SUFFIX
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._sql import derived_name
 
@@ -69,6 +75,15 @@ def summary_text(report):
                                        if search.get('checked') else search.get('reason')))
     for index in report.get('indexes') or []:
         lines.append('index:    %s' % index)
+    for part in report.get('parts') or []:
+        lines.append('part:     %-40s %s sha256 %s' % (part['name'], part['role'], part['sha256']))
+    for database, counts in sorted((report.get('extra_databases') or {}).items()):
+        lines.append('database: %s restored in staging, %d tables, %d rows'
+                     % (database, len(counts), sum(counts.values())))
+    roles = report.get('roles')
+    if roles:
+        lines.append('roles:    %d in the backup, as its manifest lists them; not on this server: %s'
+                     % (roles['count'], ', '.join(roles['missing_here']) or 'none'))
     contract = report.get('contract_queries') or {}
     if contract:
         lines.append('contract: rows %s; sample vector query returned %d row(s); %d public indexes'
@@ -127,6 +142,33 @@ class ValidateBackend(Backend):
                            'contract_queries': contract_queries(target, staging)})
         finally:
             restorer.drop(staging)
+        self._validate_other_parts(backup, restorer, report)
+
+    def _validate_other_parts(self, backup, restorer, report):
+        """The restore point's other parts (see the module's doc); nothing without a v2 manifest."""
+        settings = self.settings
+        stem = settings.kind.stem_of(backup.path)
+        parts = RestorePointParts(backup.path, stem, ['all']) if stem else None
+        if parts is None or parts.manifest is None:
+            return
+        report['parts'] = parts.verify(settings.passphrase, [name for name in parts.components if name != 'database'])
+        for entry in parts.entries('extra_databases'):
+            name = entry.get('database') or entry['name']
+            staging = derived_name(name, '_validate_' + self.stamp())
+            restorer.create_like(staging, settings.maintenance_db)
+            try:
+                loaded = restorer.load(staging, settings.kind.open(entry['path'], settings.passphrase))
+                findings = restorer.verify(staging, loaded)
+            finally:
+                restorer.drop(staging)
+            report.setdefault('extra_databases', {})[name] = findings['row_counts']
+        entry = parts.entry('globals')
+        if entry is not None:
+            part = settings.kind.open(entry['path'], settings.passphrase)
+            script = RolesScript(b''.join(part.sql_chunks()).decode('utf-8'), entry['name'])
+            if entry.get('roles') is not None and script.roles != entry['roles']:
+                raise VerificationError('the roles of %s differ from its manifest\'s' % entry['name'])
+            report['roles'] = {'count': len(script.roles), 'missing_here': script.missing(restorer.roles())}
 
     def _finish(self, report, started, report_path):
         report['duration'] = round(time.monotonic() - started, 3)

@@ -103,35 +103,16 @@ def member_path(name):
     return '/'.join(parts)
 
 
-def inspect_tar(chunks, pgdata='', tee=None):
-    """Read a whole tar stream; returns what it holds, raises BackupFileError when it is not a complete tar.
+def read_tar(chunks, visit, tee=None):
+    """Read a whole tar stream, calling ``visit(archive, member)`` for each member; returns the stream's size.
 
-    ``pgdata`` is the data directory's path inside the archive ('' for its root).
+    Raises BackupFileError when it is not a complete tar (``visit`` may raise it too).
     """
     reader = _ChunkReader(chunks, tee)
-    version_path = posixpath.join(pgdata, 'PG_VERSION')
-    control_path = posixpath.join(pgdata, 'global', 'pg_control')
-    facts = {'members': 0, 'pg_version': None, 'pg_control': False, 'root': None, 'leftovers': [], 'unsafe': []}
     try:
         archive = tarfile.open(fileobj=reader, mode='r|', bufsize=READ_SIZE)  # pylint: disable=consider-using-with
         for member in archive:
-            facts['members'] += 1
-            path = member_path(member.name)
-            if path is None or (member.islnk() and member_path(member.linkname) is None):
-                facts['unsafe'].append(member.name)
-                continue
-            if not path:
-                if member.isdir():
-                    facts['root'] = {'uid': member.uid, 'gid': member.gid, 'mode': member.mode & 0o7777}
-                continue
-            top = path.split('/', 1)[0]
-            if top.startswith(ASIDE_PREFIX) and top not in facts['leftovers']:
-                facts['leftovers'].append(top)
-            if path == version_path and member.isreg():
-                content = archive.extractfile(member).read(PG_VERSION_MAX_BYTES + 1)
-                facts['pg_version'] = content.decode('ascii', 'replace').strip()
-            elif path == control_path and member.isreg():
-                facts['pg_control'] = True
+            visit(archive, member)
         end = archive.offset
         archive.close()
     except (tarfile.TarError, EOFError, ValueError, UnicodeError) as exc:
@@ -143,7 +124,38 @@ def inspect_tar(chunks, pgdata='', tee=None):
         raise BackupFileError('not a valid tar archive: unreadable data at byte %d (a damaged tar header?)' % end)
     if reader.size < end + END_MARKER_SIZE:
         raise BackupFileError(TRUNCATED)
-    facts['size'] = reader.size
+    return reader.size
+
+
+def inspect_tar(chunks, pgdata='', tee=None):
+    """Read a whole tar stream; returns what it holds, raises BackupFileError when it is not a complete tar.
+
+    ``pgdata`` is the data directory's path inside the archive ('' for its root).
+    """
+    version_path = posixpath.join(pgdata, 'PG_VERSION')
+    control_path = posixpath.join(pgdata, 'global', 'pg_control')
+    facts = {'members': 0, 'pg_version': None, 'pg_control': False, 'root': None, 'leftovers': [], 'unsafe': []}
+
+    def visit(archive, member):
+        facts['members'] += 1
+        path = member_path(member.name)
+        if path is None or (member.islnk() and member_path(member.linkname) is None):
+            facts['unsafe'].append(member.name)
+            return
+        if not path:
+            if member.isdir():
+                facts['root'] = {'uid': member.uid, 'gid': member.gid, 'mode': member.mode & 0o7777}
+            return
+        top = path.split('/', 1)[0]
+        if top.startswith(ASIDE_PREFIX) and top not in facts['leftovers']:
+            facts['leftovers'].append(top)
+        if path == version_path and member.isreg():
+            content = archive.extractfile(member).read(PG_VERSION_MAX_BYTES + 1)
+            facts['pg_version'] = content.decode('ascii', 'replace').strip()
+        elif path == control_path and member.isreg():
+            facts['pg_control'] = True
+
+    facts['size'] = read_tar(chunks, visit, tee)
     return facts
 
 

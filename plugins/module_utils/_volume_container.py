@@ -84,18 +84,21 @@ class VolumeSettings(OutputSettings):
 class DbContainer:
     """The database container and where the volume is mounted in it."""
 
-    def __init__(self, api, settings):
+    def __init__(self, api, settings, name=None):
+        """``settings`` name the container and its data volume; without them (None), ``name`` is the
+        container and no volume is looked for (the DB restarted, or its image borrowed)."""
         self.api = api
-        self.name = settings.container
-        self.source = settings.describe_source()
+        self.name = settings.container if settings is not None else name
         info = inspect_container(self.api, self.name)
         self.id = info['Id']
         self.image = info['Image']
         self.running = bool(info['State'].get('Running'))
-        mount = self._find_mount(info, settings)
-        self.destination = mount['Destination']
-        self.mount = volume_mount(self.destination, settings.volume, settings.path)
-        self.pgdata = self._pgdata_in_volume(info)
+        if settings is not None:
+            self.source = settings.describe_source()
+            mount = self._find_mount(info, settings)
+            self.destination = mount['Destination']
+            self.mount = volume_mount(self.destination, settings.volume, settings.path)
+            self.pgdata = self._pgdata_in_volume(info)
         self._started = None
         # The image's own superuser and database (the official image's POSTGRES_USER/POSTGRES_DB), so
         # the server does not log a failed connection for every probe.
@@ -166,6 +169,10 @@ class DbContainer:
         self._started = time.time()
         api_call('start container %s' % self.name, self.api.start, self.id)
 
+    def restart(self, timeout):
+        self._started = time.time()
+        api_call('restart container %s' % self.name, self.api.restart, self.id, timeout=timeout)
+
     def log_tail(self):
         """The most telling line the container logged since it was last started here."""
         try:
@@ -211,8 +218,8 @@ class VolumeHelper:
         self.name = 'cortexreview-volume-helper-%s' % suffix
         self.id = None
 
-    def create(self):
-        host_config = self.api.create_host_config(mounts=[self.db.mount], network_mode='none')
+    def create(self, extra_mounts=()):
+        host_config = self.api.create_host_config(mounts=[self.db.mount] + list(extra_mounts), network_mode='none')
         created = api_call('create the helper container %s from the image of %s' % (self.name, self.db.name),
                            self.api.create_container, self.db.image, entrypoint=['tail', '-f', '/dev/null'],
                            command=[], user='0:0', name=self.name, network_disabled=True,

@@ -29,6 +29,15 @@ description:
     left by an outage included), verifies each copy, and only then succeeds. Local retention then never removes
     a restore point that has not reached the remote. A failed upload fails the run with rclone's reason and
     keeps the backup; the metrics record it as its own run (C(operation="offsite")).
+  - "A restore point holds more than the main database: each of O(extra_databases) as
+    C(<stem>.db.<name>.pgsql.gz) (the name percent-encoded, C(.) included) and, with O(globals), the cluster's roles
+    (C(pg_dumpall --roles-only): attributes, memberships, role settings and password hashes, never a plaintext
+    password) as C(<stem>.globals.pgsql.gz). Only the main dump ends in C(.sql.gz), so C(supabase_backup_*.sql.gz)
+    and \"the newest file\" always mean the main dump. Each part has its C(.sha256); the manifest lists them all, with
+    each database's own settings (owner, encoding and locale, connection limit, grants, comment, C(ALTER DATABASE ...
+    SET) and C(ALTER ROLE ... IN DATABASE ... SET)), which a C(pg_dump) without C(--create) omits."
+  - The restore point appears only once every part is whole (the main dump is renamed into place last); a part that
+    fails leaves no file of the run behind.
 author:
   - CortexReview engineering (@cortexreview)
 extends_documentation_fragment:
@@ -59,6 +68,57 @@ options:
       - Letters, digits, C(.), C(_) and C(-) only.
     type: str
     default: supabase_backup
+  extra_databases:
+    description:
+      - Databases dumped besides O(db), each into a part of the same restore point.
+      - Unset, every database that allows connections and is not a template, O(db) itself, or a copy this collection
+        makes (C(*_restore_<timestamp>), C(*_pre_restore_<timestamp>), C(*_validate_<timestamp>)); on a self-hosted
+        Supabase, C(_supabase). V([]) dumps none.
+      - A database named here that does not exist (or does not allow connections) fails the run before anything is
+        written.
+    type: list
+    elements: str
+  globals:
+    description:
+      - Also dump the cluster's roles with C(pg_dumpall --roles-only), password hashes included (SCRAM verifiers;
+        keep the backups as private as the database itself, and encrypt them before they leave the host).
+      - Reading the hashes needs a superuser; with another O(login_user) the run fails in one line before anything is
+        written, unless V(false).
+    type: bool
+    default: true
+  db_config_files:
+    description:
+      - Files (or directories) of the DB container, by absolute path, taken into C(<stem>.db-config.tar.gz) with their
+        numeric owners and modes, through the Docker archive API; with O(container=''), from this host.
+      - The default is Supabase's Vault/pgsodium root key, without which every Vault secret of a restored database
+        fails with C(invalid ciphertext). One that does not exist is recorded in RV(not_found) and the manifest; a
+        warning only when the database has a C(vault) or C(pgsodium) schema. V([]) takes none.
+      - The part holds secrets as the live files do (mode C(0600)); encrypt the backups before they leave the host.
+    type: list
+    elements: str
+    default: [/etc/postgresql-custom/pgsodium_root.key]
+  deployment_files:
+    description:
+      - Host files by absolute path (such as the compose project's C(.env) and C(docker-compose.yml)), taken into
+        C(<stem>.deployment.tar.gz) with their numeric owners and modes; a symlink is followed. Each must exist.
+    type: list
+    elements: str
+    default: []
+  storage_path:
+    description:
+      - Storage's file-backend directory on this host (the stock compose project's C(volumes/storage)), taken into
+        C(<stem>.storage.tar.gz), after every database, by GNU C(tar --xattrs --xattrs-include=* --numeric-owner),
+        with owners, modes and the C(user.supabase.*) extended attributes Storage keeps its metadata in.
+      - A directory whose filesystem cannot hold C(user.*) extended attributes is refused (a file there is probed).
+        Files that change while they are read (uploads) are kept, with a warning naming them.
+      - Not with O(storage_volume).
+    type: path
+  storage_volume:
+    description:
+      - Storage's objects in a Docker volume, read as O(storage_path) is, by the C(tar) of a short-lived helper
+        container made from the image of O(container) (no image is pulled), the volume mounted read-only.
+      - Needs O(container). Not with O(storage_path).
+    type: str
   metrics_file:
     description:
       - Prometheus textfile-collector file to update after every run, successful or not (a configuration
@@ -109,6 +169,14 @@ EXAMPLES = r'''
     encrypt_passphrase_file: /etc/cortexreview-supabase-backup/passphrase
     offsite_remote: s3backups:cortexreview/db1
     offsite_config: /etc/cortexreview-supabase-backup/rclone.conf
+
+- name: Back up postgres and _supabase only, without the roles (a login_user that is not a superuser)
+  cortexreview.supabase_backup.supabase_dump:
+    backup_dir: /var/backups/supabase
+    login_user: backup
+    extra_databases: [_supabase]
+    globals: false
+
 - name: Back up encrypted for off-site storage (supabase_backup_YYYYMMDD_HHMMSS.sql.gz.gpg)
   cortexreview.supabase_backup.supabase_dump:
     backup_dir: /var/backups/supabase
@@ -177,6 +245,33 @@ offsite:
       restore points that cannot go off-site, with the reason).
   returned: success, with offsite_remote
   type: dict
+parts:
+  description: Every part of the restore point (in check mode, the database parts it would have), main dump first.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: File name of the part.
+      type: str
+    role:
+      description: What it holds (C(database), C(extra_database), C(globals), ...), as the manifest says.
+      type: str
+    size:
+      description: Size in bytes; null in check mode.
+      type: int
+  sample: [{"name": "supabase_backup_20260101_020000.sql.gz", "role": "database", "size": 52428800},
+           {"name": "supabase_backup_20260101_020000.globals.pgsql.gz", "role": "globals", "size": 1843}]
+not_found:
+  description: What was looked for and not found (C(component), C(what)), as the manifest records it.
+  returned: always
+  type: list
+  elements: dict
+extra_databases:
+  description: The extra databases dumped (in check mode, that would be).
+  returned: always
+  type: list
+  elements: str
 extensions:
   description: Installed extensions and their versions.
   returned: success, not in check mode

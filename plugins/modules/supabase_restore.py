@@ -36,6 +36,25 @@ description:
     run stopped and created; a restore whose process died is finished by the next run, which drops its scratch
     database and starts the writers it stopped, and M(cortexreview.supabase_backup.backup_status) fails meanwhile.
   - A failure at any step leaves the live database exactly as it was, and drops the scratch database.
+  - "O(components) restores more of a restore point than its main database, in this order: every selected part is
+    checked first (present, matching the sha256 of the manifest and of its sidecar, decryptable), and a part missing or
+    altered is refused, naming it, before anything changes; the roles the cluster lacks are created (C(CREATE ROLE)
+    only); the main database and each extra database go through their own scratch database, load and verification,
+    and are swapped in together in one transaction (an extra database missing on the server is created by the rename,
+    with no previous copy); only then do the roles of the backup get their attributes, password hashes, comments,
+    settings and memberships, in one transaction, so a failure before leaves every existing role as it was; then the
+    file components. No role is ever dropped; the role the restore connects as keeps its own attributes and password."
+  - "The file components, after the databases and the roles, each read whole and its target checked before anything
+    changes (member names that stay inside, no links leading out): V(db_config) puts the DB config files into
+    O(container) (owner and mode from the backup, each renamed into place) and restarts it, waiting until PostgreSQL
+    accepts connections; V(deployment) writes each host file atomically with its owner and mode; V(storage) replaces
+    Storage's objects (see O(storage_path))."
+  - A database restored from a backup that records its settings gets the backup's owner, encoding and locale,
+    connection limit, grants, comment and C(ALTER DATABASE ... SET) / C(ALTER ROLE ... IN DATABASE ... SET) settings;
+    from an older backup, the live database's (a role they name that does not exist is left out, with a warning).
+  - "Extensions bound to one database by name (C(pg_cron)'s C(cron.database_name)) are not handled specially: a
+    restore through a scratch database that is renamed does not suit them; stop such jobs first and check them after
+    the restore (the test bed has no C(pg_cron))."
 author:
   - CortexReview engineering (@cortexreview)
 extends_documentation_fragment:
@@ -62,6 +81,37 @@ options:
       - Must be V(true) for a real run; the restore replaces the current contents of O(db).
     type: bool
     default: false
+  components:
+    description:
+      - What to restore from the restore point. V(database) is the main database (O(db)); V(extra_databases) every
+        other database of the restore point; V(globals) the cluster's roles (needs a superuser O(login_user));
+        V(db_config), V(deployment) and V(storage) the file parts.
+      - V(all) is every component the restore point holds; from an older backup (its main database only) it restores
+        that and reports the rest in RV(not_in_backup). A component named explicitly that the restore point lacks is
+        refused before anything changes.
+    type: list
+    elements: str
+    choices: [database, extra_databases, globals, db_config, deployment, storage, all]
+    default: [database]
+  storage_path:
+    description:
+      - Where the V(storage) component goes, a host directory; default, where it was taken from (O(storage_path) or
+        O(storage_volume) of the backup, as its manifest records).
+      - Its previous contents are moved aside inside it (renames), put back if the restore fails, and deleted once the
+        objects are extracted (owners, modes, extended attributes) and matched their checksum. A filesystem that
+        cannot hold C(user.*) extended attributes is refused before anything changes.
+      - Not with O(storage_volume).
+    type: path
+  storage_volume:
+    description:
+      - Where the V(storage) component goes, a Docker volume, written by a helper container from the image of
+        O(container); otherwise as O(storage_path).
+    type: str
+  storage_container:
+    description:
+      - Storage's container, stopped while its objects are replaced and started again in every case (when it ran).
+        Unset, nothing is stopped.
+    type: str
   stop_containers:
     description:
       - Containers that write to the database, stopped during the restore and started again afterwards.
@@ -140,6 +190,13 @@ EXAMPLES = r'''
     restore_point: supabase_backup_20260101_020000
     confirm: true
 
+- name: Restore the databases and the roles of a restore point onto a new host
+  cortexreview.supabase_backup.supabase_restore:
+    backup_dir: /var/backups/supabase
+    restore_point: supabase_backup_20260101_020000
+    components: [database, extra_databases, globals]
+    confirm: true
+
 - name: Plan a restore (check mode needs no confirmation)
   cortexreview.supabase_backup.supabase_restore:
     src: /var/backups/supabase/supabase_backup_20260101_020000.sql.gz
@@ -159,6 +216,41 @@ restore_point:
   returned: always
   type: str
   sample: supabase_backup_20260101_020000
+components:
+  description: The components restored (in check mode, that would be), in the order they are applied.
+  returned: always
+  type: list
+  elements: str
+not_in_backup:
+  description: With O(components=all), the components the restore point does not hold.
+  returned: always
+  type: list
+  elements: str
+databases:
+  description: Each database restored (C(database), C(part), C(sha256), C(tables), C(created), C(previous_database),
+    C(settings_from) V(backup), V(live) or V(none)); in check mode the plan for each.
+  returned: always
+  type: list
+  elements: dict
+roles_created:
+  description: Roles of the backup that the cluster lacked and that were (in check mode, would be) created.
+  returned: always
+  type: list
+  elements: str
+roles_changed:
+  description: Roles given their attributes, passwords, settings and memberships from the backup.
+  returned: success, not in check mode
+  type: list
+  elements: str
+roles_kept:
+  description: Roles of the backup left as they are (the role the restore connects as).
+  returned: success, not in check mode
+  type: list
+  elements: str
+files:
+  description: What each file component's restore did (or, in check mode, would do).
+  returned: always
+  type: dict
 src:
   description: The backup restored.
   returned: always

@@ -21,6 +21,11 @@ description:
   - A report is written beside the backup (or in O(report_dir)) in every case, as
     C(<backup>.validation.json) and a readable C(<backup>.validation.txt), both mode C(0600).
   - Fails when the backup does not restore or does not match.
+  - "Of a restore point with more parts (see M(cortexreview.supabase_backup.supabase_dump)): every part's checksum
+    against the manifest and its sidecar (decrypting it), each extra database restored into a staging database of its
+    own (C(<name>_validate_<timestamp>), dropped afterwards) and checked, and the roles' part read as a restore reads
+    it and compared with the manifest (roles are cluster-wide and cannot be staged; those missing on this server are
+    reported)."
 author:
   - CortexReview engineering (@cortexreview)
 extends_documentation_fragment:
@@ -107,6 +112,19 @@ vector_search:
 contract_queries:
   description: Results of the contract's validation queries.
   returned: success
+  type: dict
+parts:
+  description: The restore point's other parts checked (C(name), C(role), C(sha256)).
+  returned: when the backup belongs to a restore point with more parts
+  type: list
+  elements: dict
+extra_databases:
+  description: Row counts of each extra database restored into its own staging database.
+  returned: when the restore point has extra databases
+  type: dict
+roles:
+  description: The roles' part, read and compared with the manifest (C(count), C(missing_here)).
+  returned: when the restore point has the roles' part
   type: dict
 staging_database:
   description: Name of the staging database (dropped afterwards).

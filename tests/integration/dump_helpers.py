@@ -193,10 +193,17 @@ def set_age(path: os.PathLike, age_seconds: float, now: Optional[float] = None) 
 
 
 def restore_point_names(path: str) -> List[str]:
-    """The files one run writes for the backup ``path``: it, its checksum and its restore point's manifest."""
+    """The files one run writes for the backup ``path``: it, its checksum and its restore point's manifest,
+    and every other part its manifest lists (extra databases, globals) with their checksums."""
     name = os.path.basename(path)
     stem = re.match(r"^(.*\d{8}_\d{6})\.", name).group(1)
-    return [name, name + ".sha256", stem + ".manifest.json"]
+    names = [name, name + ".sha256", stem + ".manifest.json"]
+    try:
+        with open(os.path.join(os.path.dirname(path), stem + ".manifest.json"), encoding="utf-8") as fh:
+            parts = [part["name"] for part in json.load(fh).get("parts", []) if part["name"] != name]
+    except FileNotFoundError:
+        parts = []
+    return names + [item for part in parts for item in (part, part + ".sha256")]
 
 
 def read_restore_point(path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:

@@ -123,7 +123,12 @@ def test_backup_file_name_modes_and_result(happy):
     assert result["manifest"] == os.path.join(happy.backup_dir, stem + ".manifest.json")
     assert happy.restore_point["format"] == "cortexreview.supabase_backup/restore-point/v2"
     assert happy.restore_point["stem"] == stem and happy.restore_point["kind"] == "logical"
-    assert [part["role"] for part in happy.restore_point["parts"]] == ["database"]
+    # The plain test bed has no other database: the main dump and the cluster's roles.
+    assert [part["role"] for part in happy.restore_point["parts"]] == ["database", "globals"]
+    # The plain test bed has no Vault root key: recorded as not found (db_config_files' default), no part.
+    assert happy.restore_point["components"] == ["database", "globals"] and happy.restore_point["not_found"] == [
+        {"component": "db_config", "what": "/etc/postgresql-custom/pgsodium_root.key"}]
+    assert [part["name"] for part in result["parts"]] == [os.path.basename(path), stem + ".globals.pgsql.gz"]
     assert happy.manifest["encrypted"] is False and happy.manifest["encryption"] is None
 
 

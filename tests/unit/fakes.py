@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import gzip
 import io
+import json
 import os
 import re
 import socket as socket_module
@@ -84,9 +85,16 @@ class FakeStream:
 # ------------------------------------------------------------------ docker --
 
 class FakeDockerAPI:
-    """The slice of docker.APIClient the engine uses, recording ``calls``."""
+    """The slice of docker.APIClient the engine uses, recording ``calls``.
+
+    ``archives`` maps a path in a container to the tar the archive API sends for it (missing: 404).
+    """
+
+    base_url = 'http+docker://fake'
+    api_version = '1.45'
 
     def __init__(self):
+        self.archives = {}
         self.containers_by_name = {}
         self.calls = []
         self.stop_errors = {}
@@ -138,6 +146,11 @@ class FakeDockerAPI:
     def actions(self, kind):
         return [name for action, name in self.calls if action == kind]
 
+    def get(self, url, params=None, **_kwargs):
+        self.calls.append(('get', (url.rsplit('/containers/', 1)[-1], params)))
+        data = self.archives.get(params['path'])
+        return FakeResponse(404, b'not found') if data is None else FakeResponse(200, data)
+
     def info(self):
         """The engine's host: 8 GiB and 2 CPUs (the restore sizes its index builds from them)."""
         self.calls.append(('info', None))
@@ -152,11 +165,20 @@ def api_error(message):
 
 class FakeDatabase:
 
-    def __init__(self, tables=None, indexes=(), extensions=None, owner='postgres'):
+    def __init__(self, tables=None, indexes=(), extensions=None, owner='postgres', settings=None):
         self.tables = dict(tables or {})
         self.indexes = list(indexes)
         self.extensions = dict(extensions or {})
         self.owner = owner
+        # pg_db_role_setting rows: [(role or None, ['name=value', ...])]
+        self.settings = list(settings or [])
+
+    def settings_row(self):
+        """What _database_settings' query answers for this database."""
+        return {'columns': {'datcollate': 'C.UTF-8', 'datctype': 'C.UTF-8', 'datlocprovider': 'c',
+                            'datconnlimit': -1, 'datlocale': None},
+                'owner': self.owner, 'encoding': 'UTF8', 'comment': None, 'default_acl': True, 'acl': None,
+                'settings': [{'role': role, 'config': config} for role, config in self.settings] or None}
 
     def __eq__(self, other):
         return isinstance(other, FakeDatabase) and vars(self) == vars(other)
@@ -194,7 +216,16 @@ class FakeServer:
         self.load_error = None        # (rc, stderr) for the next load
         self.load_tamper = None       # callable(FakeDatabase) run after a load: data that differs
         self.dump = ([], 0, '')        # (chunks, rc, stderr) for pg_dump
+        self.dumps = {}               # database -> (chunks, rc, stderr), for pg_dump of another database
         self.dump_args = []
+        self.superuser = True
+        # Schemas that make a missing root key surprising (vault, pgsodium).
+        self.key_schemas = []
+        self.roles = ['anon', 'postgres']
+        self.globals_dump = ([GLOBALS_DUMP.encode()], 0, '')  # (chunks, rc, stderr) for pg_dumpall
+        self.globals_args = []
+        self.role_scripts = []
+        self.roles_error = None
 
     # scripting
 
@@ -210,8 +241,14 @@ class FakeServer:
     def stream(self, program, args, with_input=False, env=None):
         if program == 'pg_dump':
             self.dump_args.append(list(args))
-            chunks, rc, stderr = self.dump
-            self.log.append(('pg_dump', args[args.index('--dbname') + 1], '<dump>'))
+            db = args[args.index('--dbname') + 1]
+            chunks, rc, stderr = self.dumps.get(db, self.dump)
+            self.log.append(('pg_dump', db, '<dump>'))
+            return FakeStream(chunks=list(chunks), returncode=rc, stderr=stderr)
+        if program == 'pg_dumpall':
+            self.globals_args.append(list(args))
+            chunks, rc, stderr = self.globals_dump
+            self.log.append(('pg_dumpall', args[args.index('--database') + 1], '<globals>'))
             return FakeStream(chunks=list(chunks), returncode=rc, stderr=stderr)
         assert program == 'psql', program
         db = args[args.index('--dbname') + 1]
@@ -219,6 +256,10 @@ class FakeServer:
             sql = args[args.index('--command') + 1]
             self.log.append(('psql', db, sql))
             return FakeStream(lambda _input: self.execute(db, sql))
+        if '--single-transaction' in args:
+            # The roles' scripts (_globals): all or nothing.
+            self.log.append(('psql', db, '<roles>'))
+            return FakeStream(lambda data: self.apply_roles(data.decode('utf-8')), with_input=True)
         # A load is not one transaction (its database is dropped on any failure), but errors stop it.
         assert with_input and 'ON_ERROR_STOP=1' in args, args
         self.log.append(('psql', db, '<input>'))
@@ -282,6 +323,12 @@ class FakeServer:
             return []
         if sql in ('BEGIN', 'COMMIT'):
             return []
+        match = re.match(r"^ALTER DATABASE %s SET %s = (.+)$" % (IDENT, IDENT), sql)
+        if match:
+            value = match.group(3)
+            catalog[_unquote(match.group(1))].settings.append(
+                (None, ['%s=%s' % (_unquote(match.group(2)), _literal(value) if value.startswith("'") else value)]))
+            return []
         if sql.startswith("SELECT pg_catalog.format('ALTER DATABASE"):
             return []  # no per-database settings
         match = re.match(r"^SELECT datname FROM pg_catalog\.pg_database WHERE pg_catalog\.left\(datname, (\d+)\) = %s$"
@@ -289,6 +336,18 @@ class FakeServer:
         if match:
             prefix = _literal(match.group(2))
             return [[name] for name in sorted(catalog) if name[:int(match.group(1))] == prefix]
+        if sql.startswith('SELECT datname FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate'):
+            return [[name] for name in sorted(catalog) if name not in ('template0', 'template1')]
+        if sql.startswith("SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname IN ('vault', 'pgsodium')"):
+            return [[str(len(self.key_schemas))]]
+        if sql == 'SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user':
+            return [['t' if self.superuser else 'f']]
+        if sql == 'SELECT rolname FROM pg_catalog.pg_roles':
+            return [[name] for name in self.roles + ['pg_read_all_data']]
+        match = re.search(r"FROM pg_catalog\.pg_database d WHERE d\.datname = %s\s*$" % LITERAL, sql)
+        if match and sql.lstrip().startswith('SELECT pg_catalog.json_build_object('):
+            name = _literal(match.group(1))
+            return [[json.dumps(catalog[name].settings_row())]] if name in catalog else []
         database = catalog[db]
         if re.match(r'^SELECT \d+, count\(\*\) FROM ONLY ', sql):
             rows = []
@@ -317,6 +376,16 @@ class FakeServer:
             return [[index.split('.', 1)[1]] for index in sorted(database.indexes)]
         self.unmodelled.append(sql)
         raise SqlError('ERROR:  the fake server does not model: %s' % sql[:200])
+
+    # psql fed the roles' script: one transaction
+
+    def apply_roles(self, script):
+        self.role_scripts.append(script)
+        if self.roles_error:
+            return 3, b'', self.roles_error
+        for name in re.findall(r'^CREATE ROLE ("(?:[^"]|"")*"|\w+);$', script, re.MULTILINE):
+            self.roles.append(_unquote(name))
+        return 0, b'', ''
 
     # psql fed a dump: ON_ERROR_STOP
 
@@ -390,6 +459,16 @@ def install(monkeypatch, server, docker=None):
 
 
 # ------------------------------------------------------------------- dumps --
+
+GLOBALS_DUMP = (
+    '--\n-- PostgreSQL database cluster dump\n--\n\n'
+    "SET default_transaction_read_only = off;\n\nSET client_encoding = 'UTF8';\n"
+    'SET standard_conforming_strings = on;\n\n--\n-- Roles\n--\n\n'
+    'CREATE ROLE anon;\nALTER ROLE anon WITH NOSUPERUSER INHERIT NOCREATEROLE NOCREATEDB NOLOGIN NOREPLICATION '
+    'NOBYPASSRLS;\nCREATE ROLE postgres;\nALTER ROLE postgres WITH SUPERUSER INHERIT CREATEROLE CREATEDB LOGIN '
+    "REPLICATION BYPASSRLS PASSWORD 'SCRAM-SHA-256$4096:c2FsdA==$a2V5:c2VydmVy';\n\n"
+    '--\n-- PostgreSQL database cluster dump complete\n--\n\n')
+
 
 def dump_text(tables, indexes=(), extensions=None, complete=True, extra_sql=''):
     """A plain pg_dump as text: ``tables`` {qualified name: row count}, ``indexes`` ['schema.name'].

@@ -259,8 +259,15 @@ def test_cron_command_makes_a_real_backup(host, paths, cron_job):
     restore_point = json.loads(manifest_file.content_string)
     assert restore_point['format'] == 'cortexreview.supabase_backup/restore-point/v2'
     assert restore_point['stem'] == os.path.basename(path)[:-len('.sql.gz.gpg')]
-    [manifest] = restore_point['parts']
+    # The main dump and the cluster's roles (supabase_backup_globals); the test bed has no other database.
+    manifest, roles = restore_point['parts']
     assert manifest['name'] == os.path.basename(path) and manifest['role'] == 'database'
+    assert roles['name'] == restore_point['stem'] + '.globals.pgsql.gz.gpg' and roles['role'] == 'globals'
+    roles_file = host.file(os.path.join(backup_dir, roles['name']))
+    assert roles_file.mode == 0o600 and roles_file.size == roles['size'] and roles['encrypted'] is True
+    # The plain test bed has no Vault root key (db_config_files' default): recorded, no part.
+    assert restore_point['components'] == ['database', 'globals'] and restore_point['not_found'] == [
+        {'component': 'db_config', 'what': '/etc/postgresql-custom/pgsodium_root.key'}]
     assert manifest['size'] == backup.size and manifest['encrypted'] is True
     assert manifest['encryption']['cipher'] == 'AES256'
     for table in SEEDED_TABLES:

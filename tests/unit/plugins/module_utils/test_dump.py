@@ -2,6 +2,7 @@
 runs only after a good one."""
 
 import gzip
+import json
 import os
 import re
 
@@ -64,6 +65,13 @@ def test_a_good_dump_is_written_and_expired_backups_removed(server, backup_dir):
     assert result['tables'] == {'public.t': 3, 'public."Weird Table"': 2}
     assert result['extensions'] == {'vector': '0.8.0'}
     assert os.path.exists(result['manifest'])
+    globals_path = result['path'][:-len('.sql.gz')] + '.globals.pgsql.gz'
+    assert result['parts'] == [
+        {'name': os.path.basename(result['path']), 'role': 'database', 'size': os.path.getsize(result['path'])},
+        {'name': os.path.basename(globals_path), 'role': 'globals', 'size': os.path.getsize(globals_path)}]
+    # The default db_config_files (the root key) is looked for in the container: not there, no part, no warning.
+    assert result['not_found'] == [{'component': 'db_config', 'what': '/etc/postgresql-custom/pgsodium_root.key'}]
+    assert result['restore_point'] + '.sql.gz' == os.path.basename(result['path'])
     assert [os.path.basename(path) for path in result['removed']] == [EXPIRED]
     assert EXPIRED not in listing(backup_dir)
     assert not [name for name in listing(backup_dir) if name.endswith('.partial')]
@@ -176,3 +184,105 @@ def test_the_backup_is_on_disk_before_its_name_appears(server, backup_dir, monke
     directory = os.stat(str(backup_dir))
     assert any(inode == (directory.st_dev, directory.st_ino) and name in visible
                for inode, _size, visible in synced), synced
+
+
+# Restore points with more parts: extra databases, globals, database settings
+
+def _manifest(result):
+    with open(result['manifest'], encoding='utf-8') as handle:
+        return json.load(handle)
+
+
+def test_every_other_database_is_an_extra_part_but_our_own_copies(server, backup_dir):
+    server.databases.update({
+        '_supabase': FakeDatabase(owner='supabase_admin', settings=[(None, ['statement_timeout=5s'])]),
+        'app.v2': FakeDatabase(),
+        'postgres_pre_restore_20260101_020000': FakeDatabase(),
+        'postgres_restore_20260101_020000': FakeDatabase(),
+        'postgres_validate_20260101_020000': FakeDatabase(),
+        'template1': FakeDatabase(),
+    })
+    server.dumps['_supabase'] = ([dump_text({'_analytics.sources': 2}).encode()], 0, '')
+    result = _dump.DumpBackend.from_params(params(backup_dir)).run()
+    stem = result['restore_point']
+    assert result['extra_databases'] == ['_supabase', 'app.v2']
+    assert [part['name'] for part in result['parts']] == [
+        stem + '.sql.gz', stem + '.db._supabase.pgsql.gz', stem + '.db.app%2Ev2.pgsql.gz', stem + '.globals.pgsql.gz']
+    assert server.dump_args == [['--dbname', 'postgres'], ['--dbname', '_supabase'], ['--dbname', 'app.v2']]
+    manifest = _manifest(result)
+    assert manifest['components'] == ['database', 'extra_database', 'globals']
+    assert manifest['not_found'] == [{'component': 'db_config', 'what': '/etc/postgresql-custom/pgsodium_root.key'}]
+    extra = manifest['parts'][1]
+    assert extra['database'] == '_supabase' and extra['tables'] == {'_analytics.sources': 2}
+    assert extra['database_settings']['owner'] == 'supabase_admin'
+    assert extra['database_settings']['settings'] == [{'role': None, 'name': 'statement_timeout', 'value': '5s'}]
+    assert manifest['parts'][0]['database_settings']['encoding'] == 'UTF8'
+    assert manifest['parts'][3]['roles'] == ['anon', 'postgres']
+    globals_path = os.path.join(str(backup_dir), stem + '.globals.pgsql.gz')
+    assert b'SCRAM-SHA-256$' in gzip.decompress(open(globals_path, 'rb').read())
+    assert oct(os.stat(globals_path).st_mode & 0o777) == '0o600'
+    assert server.globals_args == [['--roles-only', '--database', 'postgres']]
+    for name in os.listdir(str(backup_dir)):
+        assert not name.endswith('.partial')
+
+
+def test_named_extra_databases_and_none(server, backup_dir):
+    server.databases.update({'_supabase': FakeDatabase(), 'other': FakeDatabase()})
+    result = _dump.DumpBackend.from_params(params(backup_dir, extra_databases=['other'], globals=False)).run()
+    assert result['extra_databases'] == ['other'] and [part['role'] for part in result['parts']] == [
+        'database', 'extra_database']
+    result = _dump.DumpBackend.from_params(params(backup_dir, extra_databases=[], globals=False)).run()
+    assert [part['role'] for part in result['parts']] == ['database']
+
+
+@pytest.mark.parametrize('options,message', [
+    ({'extra_databases': ['missing']}, 'extra_databases: missing does not exist or does not allow connections; '
+                                       'nothing was written'),
+    ({'extra_databases': ['postgres']}, 'extra_databases must not name the main database postgres (db)'),
+    ({'extra_databases': ['a', 'a']}, 'extra_databases must name each database once, none empty'),
+    ({'extra_databases': ['']}, 'extra_databases must name each database once, none empty'),
+])
+def test_bad_extra_databases_are_refused_before_anything_is_written(server, backup_dir, options, message):
+    result, error, _warnings = run_backend(_dump.DumpBackend, params(backup_dir, **options))
+    assert result is None and error.msg == message
+    assert listing(backup_dir) == [EXPIRED]
+
+
+@pytest.mark.parametrize('check_mode', [False, True])
+def test_globals_without_a_superuser_fail_in_one_line(server, backup_dir, check_mode):
+    server.superuser = False
+    result, error, _warnings = run_backend(_dump.DumpBackend, params(backup_dir, login_user='backup'),
+                                           check_mode=check_mode)
+    assert result is None
+    assert error.msg == 'globals need a superuser (login_user backup is not one); set globals: false'
+    assert listing(backup_dir) == [EXPIRED] and server.globals_args == [] and server.dump_args == []
+    result = _dump.DumpBackend.from_params(params(backup_dir, login_user='backup', globals=False)).run()
+    assert [part['role'] for part in result['parts']] == ['database']
+
+
+@pytest.mark.parametrize('failing', ['extra', 'globals', 'globals_incomplete'])
+def test_a_failing_later_part_leaves_no_file_of_the_run(server, backup_dir, failing):
+    server.databases['_supabase'] = FakeDatabase()
+    if failing == 'extra':
+        server.dumps['_supabase'] = ([b'--\n'], 1, 'pg_dump: error: connection to database "_supabase" failed')
+        expected = 'pg_dump of database _supabase failed (exit 1): pg_dump: error: connection'
+    elif failing == 'globals':
+        server.globals_dump = ([b'--\n'], 1, 'pg_dumpall: error: query failed: permission denied for table pg_authid')
+        expected = 'pg_dumpall --roles-only failed (exit 1): pg_dumpall: error: query failed'
+    else:
+        server.globals_dump = ([b'--\n-- PostgreSQL database cluster dump\n--\n'], 0, '')
+        expected = 'pg_dumpall --roles-only exited 0 but its output lacks the completion marker'
+    result, error, _warnings = run_backend(_dump.DumpBackend, params(backup_dir))
+    assert result is None and error.msg.startswith(expected)
+    # Nothing of the run, and retention did not run.
+    assert listing(backup_dir) == [EXPIRED]
+
+
+def test_check_mode_predicts_the_parts_and_writes_nothing(server, backup_dir):
+    server.databases['_supabase'] = FakeDatabase()
+    result = _dump.DumpBackend.from_params(params(backup_dir, encrypt_passphrase='x'), check_mode=True).run()
+    stem = os.path.basename(result['path'])[:-len('.sql.gz.gpg')]
+    assert [part['name'] for part in result['parts']] == [
+        stem + '.sql.gz.gpg', stem + '.db._supabase.pgsql.gz.gpg', stem + '.globals.pgsql.gz.gpg']
+    assert 'with 2 more part(s)' in result['msg']
+    assert listing(backup_dir) == [EXPIRED] and server.dump_args == [] and server.globals_args == []
