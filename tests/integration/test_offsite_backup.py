@@ -55,11 +55,12 @@ def test_backup_goes_off_site_verified_and_a_failed_upload_keeps_it(stack, run_m
     assert not first.get("failed"), first.get("msg")
     stem = first["restore_point"]
     assert first["offsite"]["uploaded_points"] == [stem] and first["offsite"]["remote_newest"] == stem
-    assert set(s3.names()) == {os.path.basename(first["path"]), os.path.basename(first["path"]) + ".sha256",
-                               stem + ".manifest.json"}
-    with open(first["path"], "rb") as local, open(os.path.join(s3.objects_dir, os.path.basename(first["path"])),
-                                                  "rb") as copy:
-        assert local.read() == copy.read()
+    # Every part (the main dump, the roles, ...), its checksum and the manifest: the restore point whole.
+    local = sorted(name for name in os.listdir(backup_dir) if name.startswith(stem + "."))
+    assert len(local) >= 3 and s3.names() == local
+    for name in local:
+        with open(os.path.join(backup_dir, name), "rb") as mine, open(os.path.join(s3.objects_dir, name), "rb") as copy:
+            assert mine.read() == copy.read(), name
     metrics = os.path.join(backup_dir, "metrics.prom")
     assert parse_metrics(metrics, "logical", "offsite")["supabase_backup_success"] == 1
     first_upload_success = parse_metrics(metrics, "logical", "offsite")["supabase_backup_last_success_timestamp_seconds"]
