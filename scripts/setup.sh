@@ -28,7 +28,7 @@ T0=$SECONDS
 
 # ------------------------------------------------------------ 1. apt ------
 export DEBIAN_FRONTEND=noninteractive
-APT_PKGS=(docker.io debootstrap docker-compose cron python3-venv gzip shellcheck gnupg)
+APT_PKGS=(docker.io debootstrap docker-compose cron python3-venv gzip shellcheck gnupg openssh-client)
 missing=()
 for p in "${APT_PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

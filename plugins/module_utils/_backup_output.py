@@ -28,6 +28,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._back
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import ConfigError, StorageError
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._gpg import ENCRYPTION_FACTS, GpgEncryptor, Passphrase
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._offsite import offsite_settings
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import parse_mode
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._parallel_gzip import ZLIB_IMPLEMENTATION, ParallelGzipWriter, default_threads
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_points import (
@@ -62,6 +63,11 @@ class OutputSettings:
         if self.lock_timeout < 0:
             raise ConfigError('lock_timeout must be 0 or more seconds')
         self.passphrase = Passphrase.from_params(params)
+        # With an off-site remote, retention is the off-site step's (it knows what has been uploaded).
+        self.offsite = offsite_settings(params)
+        if self.offsite.enabled and self.passphrase is None and not self.offsite.allow_plain:
+            raise ConfigError('offsite_remote needs encryption: data goes off-site encrypted (set '
+                              'encrypt_passphrase or encrypt_passphrase_file), or set offsite_allow_plain: true')
 
 
 class CompressedOutput:
@@ -163,6 +169,8 @@ class BackupWriter(Backend):
         ``include_new`` counts a backup about to be written (check mode); in check mode nothing is removed.
         """
         settings = self.settings
+        if settings.offsite.enabled:
+            return []
         expired = self.backup_kind().expired(settings.backup_dir, settings.retention_days,
                                              settings.retention_keep_min, self.clock(), include_new)
         return remove_restore_points(expired, self.check_mode)

@@ -53,3 +53,7 @@ class VerificationError(SupabaseBackupError):
 
 class StatusError(SupabaseBackupError):
     """The backups are not as required: too old, missing, not validated, or too little free space."""
+
+
+class OffsiteError(SupabaseBackupError):
+    """The off-site remote cannot be listed, written, verified or read."""

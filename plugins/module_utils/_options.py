@@ -45,6 +45,21 @@ OUTPUT_OPTIONS = dict(
     **ENCRYPTION_OPTIONS
 )
 
+# Off-site copies through rclone (doc fragment "offsite"): the writers upload, the readers fetch.
+OFFSITE_OPTIONS = dict(
+    offsite_remote=dict(type='str'),
+    # A file: the credentials in it never reach the module's arguments.
+    offsite_config=dict(type='path', default='/etc/cortexreview-supabase-backup/rclone.conf', no_log=False),
+    rclone_path=dict(type='path'),
+)
+OFFSITE_UPLOAD_OPTIONS = dict(
+    offsite_allow_plain=dict(type='bool', default=False),
+    offsite_retention=dict(type='bool', default=True),
+    offsite_bwlimit=dict(type='str'),
+    offsite_retries=dict(type='int', default=3),
+    **OFFSITE_OPTIONS
+)
+
 DUMP_OPTIONS = dict(
     backup_dir=dict(type='path', required=True),
     prefix=dict(type='str', default='supabase_backup'),
@@ -56,7 +71,8 @@ DUMP_OPTIONS = dict(
     deployment_files=dict(type='list', elements='str', default=[]),
     storage_path=dict(type='path'),
     storage_volume=dict(type='str'),
-    **OUTPUT_OPTIONS
+    **OUTPUT_OPTIONS,
+    **OFFSITE_UPLOAD_OPTIONS
 )
 
 
@@ -65,7 +81,8 @@ BACKUP_SOURCE_OPTIONS = dict(
     backup_dir=dict(type='path'),
     restore_point=dict(type='str'),
     prefix=dict(type='str', default='supabase_backup'),
-    **ENCRYPTION_OPTIONS
+    **ENCRYPTION_OPTIONS,
+    **OFFSITE_OPTIONS
 )
 
 RESTORE_OPTIONS = dict(
@@ -100,7 +117,7 @@ VALIDATE_OPTIONS = dict(
 
 # A backup is named by src, or it is a restore point of backup_dir: the one named, or the newest.
 SOURCE_RULES = dict(required_one_of=[('src', 'backup_dir')], required_by={'restore_point': 'backup_dir'},
-                    mutually_exclusive=[('src', 'backup_dir'), ('src', 'restore_point'),
+                    mutually_exclusive=[('src', 'backup_dir'), ('src', 'restore_point'), ('src', 'offsite_remote'),
                                         ('encrypt_passphrase', 'encrypt_passphrase_file')])
 
 
@@ -136,12 +153,13 @@ VOLUME_SNAPSHOT_OPTIONS = dict(
     docker_host=dict(type='str'),
     stop_timeout=dict(type='int', default=120),
     ready_timeout=dict(type='int', default=300),
-    **OUTPUT_OPTIONS
+    **OUTPUT_OPTIONS,
+    **OFFSITE_UPLOAD_OPTIONS
 )
 
 # present writes into backup_dir; restored takes src, or a restore point of backup_dir (named, or the newest).
 VOLUME_SNAPSHOT_RULES = dict(
-    mutually_exclusive=[('volume', 'path'), ('src', 'backup_dir'), ('src', 'restore_point'),
+    mutually_exclusive=[('volume', 'path'), ('src', 'backup_dir'), ('src', 'restore_point'), ('src', 'offsite_remote'),
                         ('encrypt_passphrase', 'encrypt_passphrase_file')],
     required_by={'restore_point': 'backup_dir'},
     required_if=[('state', 'present', ('backup_dir',)), ('state', 'restored', ('src', 'backup_dir'), True)],
@@ -160,11 +178,27 @@ STATUS_OPTIONS = dict(
     min_free=dict(type='raw'),
     require_validation=dict(type='bool', default=False),
     metrics_file=dict(type='path'),
+    offsite_max_age=dict(type='raw'),
+    **OFFSITE_OPTIONS
 )
 
 
 def status_argument_spec():
     return dict(STATUS_OPTIONS)
+
+
+FETCH_OPTIONS = dict(
+    backup_dir=dict(type='path', required=True),
+    kind=dict(type='str', default='logical', choices=['logical', 'volume']),
+    prefix=dict(type='str', default='supabase_backup'),
+    restore_point=dict(type='str'),
+    lock_timeout=dict(type='int', default=600),
+    **OFFSITE_OPTIONS
+)
+
+
+def fetch_argument_spec():
+    return dict(FETCH_OPTIONS)
 
 
 def parse_mode(value):

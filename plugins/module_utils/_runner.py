@@ -30,6 +30,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
     ConfigError,
     SupabaseBackupError,
 )
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._offsite_backend import LogicalOffsiteBackend
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import (
     dump_argument_spec,
     validate_config,
@@ -111,6 +112,21 @@ def run_backup(args):
         return 0
     log('backup OK: %s size=%d sha256=%s duration=%.1fs removed=%d'
         % (result['path'], result['size'], result['sha256'], result['duration'], len(result['removed'])))
+    return run_offsite(args)
+
+
+def run_offsite(args):
+    """After a backup, with offsite_remote in the config: upload what the remote lacks, then retention."""
+    try:
+        wanted = bool(load_config(args.config).get('offsite_remote'))
+    except SupabaseBackupError:
+        wanted = False
+    if not wanted:
+        return 0
+    result, code = run_engine(args, LogicalOffsiteBackend, 'backup written and kept; offsite upload')
+    if code:
+        return code
+    log('offsite OK: %s' % result['msg'])
     return 0
 
 

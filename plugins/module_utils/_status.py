@@ -27,6 +27,10 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
     StatusError,
     SupabaseBackupError,
 )
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._offsite import offsite_settings, stamp_epoch
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._offsite_backend import (
+    newest_remote_restore_point,
+)
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metrics import (
     free_bytes,
     write_free_bytes,
@@ -144,6 +148,10 @@ class StatusSettings:
         self.min_free = parse_size('min_free', params.get('min_free'))
         self.require_validation = bool(params.get('require_validation'))
         self.metrics_file = params.get('metrics_file')
+        self.offsite = offsite_settings(params)
+        self.offsite_max_age = parse_duration('offsite_max_age', params.get('offsite_max_age'))
+        if self.offsite_max_age and not self.offsite.enabled:
+            raise ConfigError('offsite_max_age needs offsite_remote')
 
 
 class StatusBackend(Backend):
@@ -193,7 +201,15 @@ class StatusBackend(Backend):
                 'count': len(backups), 'total_size': sum(item['size'] for item in backups),
                 'free_bytes': free_bytes(settings.backup_dir), 'total_bytes': total,
                 'validation': validation_status(backups),
-                'interrupted_restores': interrupted_restores(settings.backup_dir)}
+                'interrupted_restores': interrupted_restores(settings.backup_dir),
+                'offsite': self.offsite_status() if settings.offsite.enabled else None}
+
+    def offsite_status(self):
+        """The newest complete restore point on the remote and its age (from its name's timestamp)."""
+        settings = self.settings
+        stem = newest_remote_restore_point(settings.offsite, settings.backup_kind)
+        age = max(0, int(self.clock() - stamp_epoch(stem[-15:]))) if stem else None
+        return {'remote': settings.offsite.remote, 'newest': stem, 'age_seconds': age}
 
     def problems(self, status):
         settings = self.settings
@@ -212,6 +228,14 @@ class StatusBackend(Backend):
                 if problem:
                     problems.append(problem)
         problems.extend(interrupted_restore_problems(status['interrupted_restores']))
+        offsite = status['offsite']
+        if offsite is not None:
+            if offsite['newest'] is None:
+                problems.append('no complete %s restore point on %s' % (settings.kind, offsite['remote']))
+            elif settings.offsite_max_age and offsite['age_seconds'] > settings.offsite_max_age:
+                problems.append('newest %s restore point on %s, %s, is %s old, more than offsite_max_age %s'
+                                % (settings.kind, offsite['remote'], offsite['newest'],
+                                   human_duration(offsite['age_seconds']), human_duration(settings.offsite_max_age)))
         if settings.min_free is not None:
             if status['free_bytes'] is None:
                 problems.append('free space on %s is unknown (statvfs failed)' % settings.backup_dir)
@@ -241,4 +265,8 @@ class StatusBackend(Backend):
                 human_size(status['total_size']))
         if status['free_bytes'] is not None:
             head += '; %s free' % human_size(status['free_bytes'])
+        if status['offsite'] is not None:
+            offsite = status['offsite']
+            head += '; newest on %s: %s (%s old)' % (
+                offsite['remote'], offsite['newest'], human_duration(offsite['age_seconds']))
         return head

@@ -28,6 +28,7 @@ author:
   - CortexReview engineering (@cortexreview)
 extends_documentation_fragment:
   - cortexreview.supabase_backup.attributes
+  - cortexreview.supabase_backup.offsite
 attributes:
   check_mode:
     support: full
@@ -80,6 +81,12 @@ options:
         of M(cortexreview.supabase_backup.supabase_validate) are not seen.
     type: bool
     default: false
+  offsite_max_age:
+    description:
+      - With O(offsite_remote), fail when the newest complete restore point on the remote is older than this
+        (by the timestamp in its name), in the units of O(max_age). Without it, only a remote with no complete
+        restore point fails.
+    type: raw
   metrics_file:
     description:
       - Prometheus textfile-collector file whose C(supabase_backup_free_bytes) gauge of label C(kind=<kind>) is
@@ -122,6 +129,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+offsite:
+  description: With O(offsite_remote), the remote, its newest complete restore point (C(newest)) and its age in seconds.
+  returned: with offsite_remote
+  type: dict
+  sample: {"remote": "s3backups:cortexreview/db1", "newest": "supabase_backup_20260101_020000", "age_seconds": 3600}
 backup_dir:
   description: The backup directory.
   returned: unless an option is invalid

@@ -25,6 +25,10 @@ description:
     (counted as C(find -mtime) does), whole (backup, checksum, manifests, validation reports), always keeping the
     newest O(retention_keep_min); only files named exactly so, never symlinks.
   - Runs on one backup directory are serialised by a lock on the directory; no lock file is left behind.
+  - With O(offsite_remote), the run then uploads every restore point the remote lacks, oldest first (a backlog
+    left by an outage included), verifies each copy, and only then succeeds. Local retention then never removes
+    a restore point that has not reached the remote. A failed upload fails the run with rclone's reason and
+    keeps the backup; the metrics record it as its own run (C(operation="offsite")).
   - "A restore point holds more than the main database: each of O(extra_databases) as
     C(<stem>.db.<name>.pgsql.gz) (the name percent-encoded, C(.) included) and, with O(globals), the cluster's roles
     (C(pg_dumpall --roles-only): attributes, memberships, role settings and password hashes, never a plaintext
@@ -41,6 +45,8 @@ extends_documentation_fragment:
   - cortexreview.supabase_backup.connection
   - cortexreview.supabase_backup.encryption
   - cortexreview.supabase_backup.output
+  - cortexreview.supabase_backup.offsite
+  - cortexreview.supabase_backup.offsite.upload
 attributes:
   check_mode:
     support: full
@@ -157,6 +163,13 @@ EXAMPLES = r'''
     login_port: 5432
     login_password: "{{ vault_supabase_db_password }}"
 
+- name: Back up encrypted and copy every restore point to S3 (the remote defined in the rclone config)
+  cortexreview.supabase_backup.supabase_dump:
+    backup_dir: /var/backups/supabase
+    encrypt_passphrase_file: /etc/cortexreview-supabase-backup/passphrase
+    offsite_remote: s3backups:cortexreview/db1
+    offsite_config: /etc/cortexreview-supabase-backup/rclone.conf
+
 - name: Back up postgres and _supabase only, without the roles (a login_user that is not a superuser)
   cortexreview.supabase_backup.supabase_dump:
     backup_dir: /var/backups/supabase
@@ -224,6 +237,14 @@ pg_dump_version:
   description: Version of the C(pg_dump) that wrote the dump.
   returned: success, not in check mode
   type: str
+offsite:
+  description:
+    - What the off-site step did (with O(offsite_remote)).
+    - C(uploaded) (file names), C(uploaded_points) (stems), C(uploaded_bytes), C(remote_removed) (files removed
+      by remote retention), C(remote_newest) (the newest complete restore point there), C(skipped) (local
+      restore points that cannot go off-site, with the reason).
+  returned: success, with offsite_remote
+  type: dict
 parts:
   description: Every part of the restore point (in check mode, the database parts it would have), main dump first.
   returned: always
@@ -262,13 +283,14 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._ansible_module import run_module
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump import DumpBackend
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._offsite_backend import LogicalOffsiteBackend
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import dump_argument_spec
 
 
 def main():
     module = AnsibleModule(argument_spec=dump_argument_spec(), supports_check_mode=True,
                            mutually_exclusive=[('encrypt_passphrase', 'encrypt_passphrase_file')])
-    run_module(module, DumpBackend)
+    run_module(module, DumpBackend, LogicalOffsiteBackend)
 
 
 if __name__ == '__main__':

@@ -62,6 +62,7 @@ extends_documentation_fragment:
   - cortexreview.supabase_backup.attributes.restore_source
   - cortexreview.supabase_backup.connection
   - cortexreview.supabase_backup.encryption
+  - cortexreview.supabase_backup.offsite
 attributes:
   check_mode:
     support: full
@@ -331,6 +332,7 @@ duration:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._ansible_module import run_module
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import (
     SOURCE_RULES,
     restore_argument_spec,
@@ -340,7 +342,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._rest
 
 def main():
     module = AnsibleModule(argument_spec=restore_argument_spec(), supports_check_mode=True, **SOURCE_RULES)
-    run_module(module, RestoreBackend)
+    run_module(module, RestoreBackend, fetch_kind=LOGICAL)
 
 
 if __name__ == '__main__':

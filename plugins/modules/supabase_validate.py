@@ -33,6 +33,7 @@ extends_documentation_fragment:
   - cortexreview.supabase_backup.attributes.restore_source
   - cortexreview.supabase_backup.connection
   - cortexreview.supabase_backup.encryption
+  - cortexreview.supabase_backup.offsite
 attributes:
   check_mode:
     support: full
@@ -138,6 +139,7 @@ duration:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._ansible_module import run_module
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import (
     SOURCE_RULES,
     validate_argument_spec,
@@ -147,7 +149,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._vali
 
 def main():
     module = AnsibleModule(argument_spec=validate_argument_spec(), supports_check_mode=True, **SOURCE_RULES)
-    run_module(module, ValidateBackend)
+    run_module(module, ValidateBackend, fetch_kind=LOGICAL)
 
 
 if __name__ == '__main__':

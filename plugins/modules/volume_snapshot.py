@@ -40,6 +40,8 @@ extends_documentation_fragment:
   - cortexreview.supabase_backup.attributes
   - cortexreview.supabase_backup.encryption
   - cortexreview.supabase_backup.output
+  - cortexreview.supabase_backup.offsite
+  - cortexreview.supabase_backup.offsite.upload
 attributes:
   check_mode:
     support: full
@@ -269,6 +271,8 @@ duration:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._ansible_module import run_module
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import VOLUME
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._offsite_backend import VolumeOffsiteBackend
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import (
     VOLUME_SNAPSHOT_RULES,
     volume_snapshot_argument_spec,
@@ -280,7 +284,10 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._volu
 def main():
     module = AnsibleModule(argument_spec=volume_snapshot_argument_spec(), supports_check_mode=True,
                            **VOLUME_SNAPSHOT_RULES)
-    run_module(module, VolumeRestoreBackend if module.params['state'] == 'restored' else VolumeSnapshotBackend)
+    if module.params['state'] == 'restored':
+        run_module(module, VolumeRestoreBackend, fetch_kind=VOLUME)
+    else:
+        run_module(module, VolumeSnapshotBackend, offsite_class=VolumeOffsiteBackend)
 
 
 if __name__ == '__main__':

@@ -107,10 +107,11 @@ class Sandbox:
         (self.root / 'site.yml').write_text(
             '- hosts: all\n  gather_facts: false\n  roles:\n    - cortexreview.supabase_backup.supabase_backup\n')
 
-    def run(self, check=False, verbose=False, **extra):
-        """ansible-playbook with the sandbox's variables, overridden by ``extra``; must succeed.
+    def run(self, check=False, verbose=False, must_succeed=True, **extra):
+        """ansible-playbook with the sandbox's variables, overridden by ``extra``; must succeed (unless not
+        ``must_succeed``).
 
-        ``verbose`` adds -vvv and --diff. No passphrase may appear in the output of any run.
+        ``verbose`` adds -vvv and --diff. No passphrase or rclone config may appear in the output of any run.
         """
         variables = dict(self.variables, **extra)
         vars_file = self.root / 'vars.json'
@@ -130,7 +131,11 @@ class Sandbox:
         passphrase = variables.get('supabase_backup_encrypt_passphrase')
         if passphrase:
             assert passphrase not in run.output, 'the passphrase is in the output of ansible-playbook %s' % argv[1:]
-        assert run.rc == 0, run.output
+        for line in (variables.get('supabase_backup_offsite_rclone_config') or '').splitlines():
+            if 'secret' in line:
+                assert line.split('=', 1)[1].strip() not in run.output, 'the rclone secret is in the output'
+        if must_succeed:
+            assert run.rc == 0, run.output
         return run
 
     def state(self):

@@ -26,6 +26,8 @@ import yaml
 CONFIG_TASK = "Write the backup command's configuration"
 PASSPHRASE_TASK = 'Install the encryption passphrase'
 REMOVE_PASSPHRASE_TASK = 'Remove the encryption passphrase'
+OFFSITE_CONFIG_TASK = 'Install the rclone config of the off-site remote'
+REMOVE_OFFSITE_CONFIG_TASK = 'Remove the rclone config the role installed'
 SHARED_DIRECTORIES_TASK = "Create the textfile collector's and the alert rules' directories when missing"
 ALERT_RULES_TASK = 'Install the Prometheus alert rules'
 CRON_TASK = 'Install the cron schedule'
@@ -234,6 +236,40 @@ def test_removing_the_passphrase_removes_its_file(sandbox):
     sandbox.variables['supabase_backup_encrypt_passphrase'] = None
     run = sandbox.run()
     assert run.changed == set() and run.recap_changed == 0, run.output
+
+
+def test_the_off_site_remote_gets_a_private_rclone_config_and_loses_it_with_the_remote(sandbox):
+    secret = 'role-test-rclone-secret'
+    offsite = {'supabase_backup_offsite_remote': 's3role:bucket/db1', 'supabase_backup_offsite_allow_plain': True,
+               'supabase_backup_offsite_rclone_config': '[s3role]\ntype = s3\nprovider = Rclone\n'
+                                                        'access_key_id = AKROLE\nsecret_access_key = %s\n' % secret}
+    path = os.path.join(os.path.dirname(sandbox.variables['supabase_backup_config_file']), 'rclone.conf')
+    before = sandbox.state()
+    check = sandbox.run(check=True, **offsite)
+    assert check.changed == {CONFIG_TASK, OFFSITE_CONFIG_TASK}, check.output
+    assert sandbox.state() == before
+    run = sandbox.run(**offsite)
+    assert run.changed == {CONFIG_TASK, OFFSITE_CONFIG_TASK}, run.output
+    with open(path, encoding='utf-8') as handle:
+        assert secret in handle.read()
+    assert mode_and_owner(path) == (0o600, 0, 0)
+    config = read_config(sandbox)
+    assert config['offsite_remote'] == 's3role:bucket/db1' and config['offsite_config'] == path
+    assert secret not in json.dumps(config)
+    sandbox.variables.update(offsite)
+    assert sandbox.run().changed == set()
+    # Plain data never goes off-site by surprise: refused before anything changes.
+    before = sandbox.state()
+    refused = sandbox.run(must_succeed=False, supabase_backup_offsite_allow_plain=False)
+    assert refused.rc != 0 and 'supabase_backup_offsite_allow_plain' in refused.output, refused.output
+    assert sandbox.state() == before
+    # No remote: the configuration stops naming it, and the role's file goes.
+    run = sandbox.run(supabase_backup_offsite_remote='')
+    assert run.changed == {CONFIG_TASK, REMOVE_OFFSITE_CONFIG_TASK}, run.output
+    assert not os.path.lexists(path) and 'offsite_remote' not in read_config(sandbox)
+    for key in offsite:
+        sandbox.variables.pop(key)
+    assert sandbox.run().changed == set()
 
 
 def test_check_mode_predicts_exactly_a_configuration_change(sandbox):

@@ -122,8 +122,31 @@ build_app() {
 	tb_log "built $TB_APP_IMAGE in $((SECONDS - t0))s"
 }
 
+build_sftp() {
+	local hash current t0=$SECONDS log
+	hash="$( {
+		docker image inspect --format '{{.Id}}' "$TB_BASE_IMAGE"
+		cat "$TB_DIR/sftp/Dockerfile" "$TB_DIR/sftp/sftp-entrypoint.sh"
+	} | sha256sum | cut -c1-16)"
+	current="$(image_label "$TB_SFTP_IMAGE" "$TB_HASH_LABEL")"
+	if [ "$FORCE" = 0 ] && [ "$current" = "$hash" ]; then
+		tb_log "sftp image $TB_SFTP_IMAGE up to date ($hash)"
+		return
+	fi
+	tb_log "building $TB_SFTP_IMAGE"
+	log="$(mktemp /tmp/cortexreview-sftpbuild.XXXXXX.log)"
+	if ! docker build --build-arg "BASE_IMAGE=$TB_BASE_IMAGE" \
+			--label "$TB_HASH_LABEL=$hash" -t "$TB_SFTP_IMAGE" "$TB_DIR/sftp" >"$log" 2>&1; then
+		tail -n 40 "$log" >&2
+		tb_die "docker build of $TB_SFTP_IMAGE failed (log: $log)"
+	fi
+	rm -f "$log"
+	tb_log "built $TB_SFTP_IMAGE in $((SECONDS - t0))s"
+}
+
 build_base
 build_db
 build_app
+build_sftp
 # dangling layers from replaced builds
 docker image prune -f --filter "label=$TB_HASH_LABEL" >/dev/null 2>&1 || true

@@ -22,8 +22,8 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metr
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RULES = os.path.join(REPO_ROOT, 'roles', 'supabase_backup', 'files', 'supabase_backup.rules.yml')
-ALERTS = ('SupabaseBackupFailed', 'SupabaseRestoreFailed', 'SupabaseBackupMissing', 'SupabaseBackupMetricsAbsent',
-          'SupabaseBackupDiskSpaceLow')
+ALERTS = ('SupabaseBackupFailed', 'SupabaseRestoreFailed', 'SupabaseOffsiteCopyFailed', 'SupabaseBackupMissing',
+          'SupabaseBackupMetricsAbsent', 'SupabaseBackupDiskSpaceLow')
 DAY = 86400
 # promtool's clock starts at 0: every case is judged at NOW, 10 days into it, so that
 # time() in the rules is NOW and "9 days ago" a real timestamp. The metrics file is scraped
@@ -464,3 +464,36 @@ def test_upgrade_keeps_what_the_previous_file_said(tmp_path):
         'SupabaseBackupMissing': [missing('9d 0h 0m 0s')],
         'SupabaseBackupFailed': [failed('logical', 'validate', '1d 0h 0m 0s')],
     })
+
+
+def offsite_failed(kind, last):
+    return ({'kind': kind, 'operation': 'offsite', 'severity': 'critical', **SCRAPE_LABELS},
+            {'summary': 'Supabase %s backups on %s did not reach the off-site remote' % (kind, INSTANCE),
+             'description': 'The last upload of %s restore points from %s to the off-site remote failed; %s. The '
+                            'backups are kept on the host, which is now their only copy; the backup log has '
+                            "rclone's reason." % (kind, INSTANCE, last)})
+
+
+def test_a_failed_upload_is_its_own_alert_and_the_next_upload_clears_it(tmp_path):
+    def failed_upload(path):
+        write_metrics(path, 'logical', True, 60.0, size=GB, finished_at=NOW - 3600, free=100 * GB)
+        write_metrics(path, 'logical', True, 9.0, size=GB, finished_at=NOW - DAY, operation='offsite')
+        write_metrics(path, 'logical', False, 2.0, finished_at=NOW - 3600, operation='offsite')
+
+    ok, bad = good_run_then(tmp_path, failed_upload)
+    # The backup itself succeeded: only the off-site alert fires, not SupabaseBackupFailed.
+    run_rule_test(tmp_path, [(HISTORY - 11, ok), (11, bad)],
+                  {'SupabaseOffsiteCopyFailed': [offsite_failed(
+                      'logical', 'the last successful one finished 1d 0h 0m 0s ago')]})
+    run_rule_test(tmp_path, [(HISTORY - 2, ok), (2, bad)], {})  # pending (for: 5m)
+    fixed = metrics_file(tmp_path / 'fixed')
+    os.makedirs(os.path.dirname(fixed))
+    shutil.copy(bad, fixed)
+    write_metrics(fixed, 'logical', True, 9.0, size=GB, finished_at=NOW - 60, operation='offsite')
+    run_rule_test(tmp_path, [(HISTORY - 30, bad), (30, fixed)], {})
+    never = metrics_file(tmp_path / 'never')
+    os.makedirs(os.path.dirname(never))
+    good_backups(never)
+    write_metrics(never, 'volume', False, 2.0, finished_at=NOW - 3600, operation='offsite')
+    run_rule_test(tmp_path, [(HISTORY, never)],
+                  {'SupabaseOffsiteCopyFailed': [offsite_failed('volume', 'none has ever succeeded')]})

@@ -2,6 +2,7 @@
 
 import gzip
 import os
+import shutil
 import subprocess
 import tempfile
 
@@ -42,6 +43,16 @@ def encrypt(data, passphrase, piece=65536):
         encryptor.write(data[start:start + piece])
     encryptor.close()
     return b''.join(out)
+
+
+@pytest.fixture(autouse=True)
+def private_tempdir(monkeypatch):
+    """gpg's homes go into a directory of this test's own, so other runs on the machine cannot disturb the
+    count of leftovers; a short path, as the agent's socket must fit in a unix socket address."""
+    directory = tempfile.mkdtemp(prefix='crgpg-', dir='/tmp')
+    monkeypatch.setattr(tempfile, 'tempdir', directory)
+    yield
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def gpg_homes():
