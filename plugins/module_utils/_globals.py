@@ -11,8 +11,9 @@ Phase 1 creates the roles the cluster lacks (``CREATE ROLE`` only), so the datab
 name them as owners and grantees. Phase 2, once every database is swapped in, gives every role of
 the backup its attributes, password hash, comment, settings and memberships, in one transaction:
 a failure before it, or in it, leaves the existing roles exactly as they were. No role is ever
-dropped. The role the restore is connected as keeps its own attributes and password: changing
-them under the running restore (and its later connections) is not this restore's to do.
+dropped. The role the restore is connected as keeps its own attributes (changing them under the
+running restore could end it); its password from the backup is set last, after every other step,
+so a new host's services log in with the old deployment's passwords, that role's included.
 
 Only the statements ``pg_dumpall --roles-only`` writes are applied; anything else in the part
 refuses the restore before anything changed.
@@ -55,6 +56,10 @@ def _without_comments(statement):
     while lines and (not lines[0].strip() or lines[0].lstrip().startswith('--')):
         lines.pop(0)
     return '\n'.join(lines).strip()
+
+
+# pg_dumpall's ALTER ROLE ... WITH ... PASSWORD 'hash' (a SCRAM verifier or md5 hash, never plaintext).
+_PASSWORD_CLAUSE = re.compile(r"\bPASSWORD\s+('(?:[^']|'')*')", re.IGNORECASE)
 
 
 class RolesScript:
@@ -123,6 +128,14 @@ class RolesScript:
             statements.extend(self.by_role.get(role, []))
         statements.extend(statement for _member, statement in self.memberships)
         return self._script(statements), changed
+
+    def password_of(self, role):
+        """SQL giving ``role`` its password hash from the backup, or None when the backup holds none for it."""
+        for statement in self.by_role.get(role, []):
+            match = _PASSWORD_CLAUSE.search(statement)
+            if match:
+                return self._script(['ALTER ROLE %s PASSWORD %s' % (quote_ident(role), match.group(1))])
+        return None
 
 
 def apply_roles_script(target, db, sql, what):

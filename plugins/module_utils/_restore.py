@@ -178,6 +178,8 @@ class RestoreBackend(Backend):
                     kept = self._tidy_previous(restorer, database.previous, stamp)
                     if database.main:
                         result['previous_database'] = kept
+            if roles is not None:
+                self._restore_own_password(roles, result)
         downtime = _since(outcome['downtime_began'])
         if start_errors:
             raise SupabaseBackupError('the restore succeeded but %s could not be started again: %s'
@@ -440,6 +442,23 @@ class RestoreBackend(Backend):
         journal.note(stopped_writers=running, phase='stopping writers')
         outcome['downtime_began'] = time.monotonic()
         writers.stop(running, outcome['stopped'])
+
+    def _restore_own_password(self, roles, result):
+        """The password of the role this restore connects as, from the backup, last: no later step of this run
+        connects again, and a new host's services log in with the old deployment's password."""
+        target = self.settings.target
+        sql = roles.password_of(target.login_user)
+        if sql is None:
+            return
+        try:
+            apply_roles_script(target, self.settings.maintenance_db, sql,
+                               'giving %s, the role this restore connects as, its password from the backup'
+                               % target.login_user)
+        except SupabaseBackupError as exc:
+            self.warnings.append('the restore succeeded but %s' % exc.msg)
+            return
+        result['roles_kept'] = [role for role in result['roles_kept'] if role != target.login_user]
+        result['password_restored'] = target.login_user
 
     def _tidy_previous(self, restorer, previous, stamp):
         """Keep at most one previous copy: the one just made, unless keep_previous is false."""

@@ -243,9 +243,15 @@ roles_changed:
   type: list
   elements: str
 roles_kept:
-  description: Roles of the backup left as they are (the role the restore connects as).
+  description: Roles of the backup whose attributes were left as they are (the role the restore connects as), and
+    whose password too when the backup holds none for it.
   returned: success, not in check mode
   type: list
+password_restored:
+  description: The role the restore connects as, when it got its password hash from the backup. That is done
+    last, after every other step, so that no later step needs the old password; a failure there is a warning.
+  returned: success with the globals component, when the backup holds that role's password
+  type: str
   elements: str
 files:
   description: What each file component's restore did (or, in check mode, would do).

@@ -256,7 +256,7 @@ def test_restore_roles_and_extra_database_onto_the_same_stack(point, run_module)
     assert_ok(result)
     assert result["roles_created"] == plan["roles_created"]
     assert DROPPED in result["roles_changed"] and ALTERED in result["roles_changed"]
-    assert result["roles_kept"] == ["postgres"]
+    assert result["roles_kept"] == [] and result["password_restored"] == "postgres"
     # The roles: the dropped one back with its old password and membership, the altered one as it was.
     assert can_log_in(DROPPED, OLD_PASSWORD) and can_log_in(ALTERED, OLD_PASSWORD)
     assert not can_log_in(ALTERED, ALTERED_PASSWORD)

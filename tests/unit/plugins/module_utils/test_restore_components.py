@@ -103,15 +103,18 @@ def test_roles_in_two_phases_around_the_swap_of_the_extra_database(world):
     assert databases['postgres'].tables == {'public.t': 1}
     assert result['components'] == ['extra_databases', 'globals'] and result['not_in_backup'] == []
     assert result['roles_created'] == ['anon'] and result['roles_changed'] == ['anon']
-    assert result['roles_kept'] == ['postgres']
+    # The role the restore connects as gets its password from the backup last, after the tidying.
+    assert result['roles_kept'] == [] and result['password_restored'] == 'postgres'
     assert result['databases'][0]['settings_from'] == 'backup' and result['databases'][0]['created'] is False
     # Phase 1 before the load, the swap, then phase 2 (the roles' attributes and passwords).
     order = [entry[2] if entry[2] in ('<roles>', '<input>') else 'swap' for entry in world.server.log
              if entry[2] in ('<roles>', '<input>') or 'RENAME TO' in entry[2]]
-    assert order == ['<roles>', '<input>', 'swap', '<roles>']
-    first, second = world.server.role_scripts
+    assert order == ['<roles>', '<input>', 'swap', '<roles>', '<roles>']
+    first, second, last = world.server.role_scripts
     assert 'CREATE ROLE "anon";' in first and 'PASSWORD' not in first
     assert 'ALTER ROLE anon WITH NOSUPERUSER' in second and 'ALTER ROLE postgres' not in second
+    # Last, alone: the connecting role's password hash from the backup, nothing else of it.
+    assert 'ALTER ROLE "postgres" PASSWORD \'' in last and 'SUPERUSER' not in last and 'anon' not in last
     assert result['stopped'] == result['started'] == WRITERS
     assert world.server.unmodelled == []
 
