@@ -2,12 +2,14 @@
 
     python3 benchmarks/dr_benchmark.py [--rows 20000] [--profile plain|supabase] [--keep]
 
-Two test-bed stacks of its own (never the test suite's): the old host, seeded and loaded with
-vector rows (1536 dimensions, an IVFFlat index) in schema `bench`, and the new host, created with
-empty volumes. The old host is backed up encrypted, with every part, to a real S3 server on
-loopback (`rclone serve s3`, a directory of this machine standing for the store). Then the drill
-runs on the new host from the remote alone: the runtime (a new virtualenv, packages from PyPI), the
-fetch and its checks, the restore of every component, the validation.
+A test-bed stack of its own (never the test suite's), `crbench-dr`, seeded and loaded with vector
+rows (1536 dimensions, an IVFFlat index) in schema `bench`: the old host. It is backed up
+encrypted, with every part (with `--profile supabase`: both databases, the roles, the root key, the
+project's `.env` and `docker-compose.yml`, Storage's files), to a real S3 server on loopback
+(`rclone serve s3`, a directory of this machine standing for the store). Then the host is lost: the
+stack goes with its volumes and project directory, and comes back empty, with a new password (the
+new host). The drill runs there from the remote alone: the runtime (a new virtualenv, packages from
+PyPI), the fetch and its checks, the restore of every component, the validation.
 
 Prints each phase and the total against the contract's RTO (30 minutes) and this collection's
 target for ~330 MB (5 minutes). Exits 1 if the drill fails or misses the target. Not part of
@@ -50,8 +52,10 @@ VACUUM ANALYZE bench.knowledge_base;
 SAME_ROWS = 'SELECT count(*), md5(string_agg(id::text, \',\' ORDER BY id)) FROM bench.knowledge_base'
 
 
-def stack(name, profile, *args):
+def stack(name, profile, *args, password=None):
     env = dict(os.environ, CORTEXREVIEW_TESTBED=name, CORTEXREVIEW_TESTBED_PROFILE=profile)
+    if password:
+        env['CORTEXREVIEW_TESTBED_POSTGRES_PASSWORD'] = password
     subprocess.run(['bash', STACK_SH] + list(args), env=env, check=True, stdout=subprocess.DEVNULL)
 
 
@@ -78,21 +82,20 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--rows', type=int, default=20000)
     parser.add_argument('--profile', default='plain', choices=['plain', 'supabase'])
-    parser.add_argument('--keep', action='store_true', help='leave the two stacks running')
+    parser.add_argument('--keep', action='store_true', help='leave the stack running')
     args = parser.parse_args()
-    old, new = 'crbench-old', 'crbench-new'
+    name = 'crbench-dr'
+    project = '/var/tmp/cortexreview-testbed-' + name
     workdir = tempfile.mkdtemp(prefix='cortexreview-dr-bench-')
     os.chmod(workdir, 0o700)
     s3 = S3Remote(path='dr')
+    db, writers = name + '-supabase-db', [name + '-api', name + '-worker']
     try:
-        for name in (old, new):
-            stack(name, args.profile, 'down')
-        stack(old, args.profile, 'up')
-        stack(new, args.profile, 'up', '--no-seed')
-        old_db, new_db = old + '-supabase-db', new + '-supabase-db'
-        psql(old_db, LOAD_SQL.replace('{rows}', str(args.rows)))
-        size = int(psql(old_db, "SELECT pg_database_size('postgres')"))
-        expected = psql(old_db, SAME_ROWS)
+        stack(name, args.profile, 'down')
+        stack(name, args.profile, 'up')
+        psql(db, LOAD_SQL.replace('{rows}', str(args.rows)))
+        size = int(psql(db, "SELECT pg_database_size('postgres')"))
+        expected = psql(db, SAME_ROWS)
         collections = os.path.join(workdir, 'collections', 'ansible_collections', 'cortexreview')
         os.makedirs(collections)
         os.symlink(REPO, os.path.join(collections, 'supabase_backup'))
@@ -106,10 +109,18 @@ def main():
                          '    - cortexreview.supabase_backup.supabase_dump: "{{ dump }}"\n')
         with open(s3.config, encoding='utf-8') as handle:
             rclone_config = handle.read()
-        backup_seconds, _output = playbook(env, inventory, backup_play, {'dump': {
-            'backup_dir': os.path.join(workdir, 'old-host'), 'container': old_db, 'encrypt_passphrase': PASSPHRASE,
-            'offsite_remote': s3.remote, 'offsite_config': s3.config}}, workdir)
-        uploaded = sum(os.path.getsize(os.path.join(s3.objects_dir, name)) for name in s3.names())
+        dump = {'backup_dir': os.path.join(workdir, 'old-host'), 'container': db, 'encrypt_passphrase': PASSPHRASE,
+                'offsite_remote': s3.remote, 'offsite_config': s3.config}
+        restore = {}
+        if args.profile == 'supabase':
+            dump.update(storage_path=os.path.join(project, 'volumes', 'storage'),
+                        deployment_files=[os.path.join(project, '.env'), os.path.join(project, 'docker-compose.yml')])
+            restore['supabase_restore_storage_container'] = name + '-storage'
+        backup_seconds, _output = playbook(env, inventory, backup_play, {'dump': dump}, workdir)
+        uploaded = sum(os.path.getsize(os.path.join(s3.objects_dir, item)) for item in s3.names())
+        # The host is lost: the stack goes with its volumes and files, and a new one starts empty.
+        stack(name, args.profile, 'down')
+        stack(name, args.profile, 'up', '--no-seed', password='a-new-hosts-password')
         etc = os.path.join(workdir, 'etc')
         os.makedirs(etc, mode=0o700)
         drill_seconds, output = playbook(env, inventory, os.path.join(REPO, 'playbooks', 'dr_restore.yml'), {
@@ -122,14 +133,14 @@ def main():
             'supabase_backup_log_file': os.path.join(workdir, 'backup.log'),
             'supabase_backup_metrics_file': os.path.join(workdir, 'metrics', 'supabase_backup.prom'),
             'supabase_backup_offsite_remote': s3.remote, 'supabase_backup_offsite_rclone_config': rclone_config,
-            'supabase_backup_encrypt_passphrase': PASSPHRASE, 'supabase_backup_container': new_db,
-            'supabase_restore_stop_containers': [new + '-api', new + '-worker'], 'supabase_restore_confirm': True,
+            'supabase_backup_encrypt_passphrase': PASSPHRASE, 'supabase_backup_container': db,
+            'supabase_restore_stop_containers': writers, 'supabase_restore_confirm': True, **restore,
         }, workdir)
         phases = {name: float(value) for name, value in
                   re.findall(r'"(runtime|fetch|restore|validate|total) +([0-9.]+) s"', output)}
         if set(phases) != set(PHASES):
             sys.exit('the drill printed no phases:\n%s' % output[-3000:])
-        same = psql(new_db, SAME_ROWS) == expected
+        same = psql(db, SAME_ROWS) == expected
         print('database %d MB (%d rows of bench.knowledge_base), %d MB on the remote, profile %s'
               % (size >> 20, args.rows, uploaded >> 20, args.profile))
         print('backup with upload: %.1f s (not part of the recovery)' % backup_seconds)
@@ -143,8 +154,7 @@ def main():
     finally:
         s3.close()
         if not args.keep:
-            for name in (old, new):
-                stack(name, args.profile, 'down')
+            stack(name, args.profile, 'down')
         shutil.rmtree(workdir, ignore_errors=True)
 
 

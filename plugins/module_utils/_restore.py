@@ -70,6 +70,10 @@ _SCRATCH_NAME = re.compile(r'^(?!.*_pre_restore_\d{8}_\d{6}$).*_restore_\d{8}_\d
 # Every selected part was verified (sha256, decryption) before anything changed.
 
 
+# Extensions whose objects can only be created in one named database (pg_cron: cron.database_name).
+SINGLE_DATABASE_EXTENSIONS = ('pg_cron',)
+
+
 class DatabaseRestore:
     """One database of a restore: the part it comes from and the names around it."""
 
@@ -141,6 +145,7 @@ class RestoreBackend(Backend):
         if 'globals' in parts.components:
             check_superuser(target)
         file_restorers = self._file_restorers(parts)
+        self._refuse_single_database_extensions(parts)
         directory = os.path.dirname(backup.path)
         journal_file = journal_path(directory, target)
         stamp = self.stamp()
@@ -220,6 +225,23 @@ class RestoreBackend(Backend):
                                   'was changed' % component)
             restorers.append((component, COMPONENT_RESTORERS[component](self, parts)))
         return restorers
+
+    @staticmethod
+    def _refuse_single_database_extensions(parts):
+        """pg_cron's objects can only be created in the database ``cron.database_name`` names, never in the scratch
+        database a restore loads first: such a backup would fail half-way, so it is refused before anything."""
+        if parts.manifest is None:
+            return
+        entries = ([parts.entry('database')] if 'database' in parts.components else []) \
+            + (parts.entries('extra_databases') if 'extra_databases' in parts.components else [])
+        for entry in entries:
+            found = sorted(set(entry.get('extensions') or {}) & set(SINGLE_DATABASE_EXTENSIONS))
+            if found:
+                raise ConfigError(
+                    'restore point %s: database %s has %s, whose objects can only be created in the database '
+                    'cron.database_name names, not in the scratch database this restore loads first; pause its '
+                    'jobs and restore that database with the contract procedure (gunzip | psql into it)'
+                    % (parts.stem, entry.get('database') or 'the main one', ', '.join(found)))
 
     def _databases(self, parts, backup, stamp, restorer):
         """The databases to restore, the main one first; each extra database named by its part's manifest."""

@@ -385,3 +385,21 @@ def test_validation_fails_on_an_altered_part_or_roles_that_differ_from_the_manif
     with pytest.raises(BackupFileError, match='does not match its checksum'):
         validate(world).run()
     assert sorted(world.server.databases) == ['_supabase', 'postgres', 'template1']
+
+
+@pytest.mark.parametrize('check_mode', [False, True])
+def test_a_database_with_pg_cron_is_refused_before_anything_changes(world, check_mode):
+    manifest_file = world.part('.manifest.json')
+    with open(manifest_file, encoding='utf-8') as handle:
+        manifest = json.load(handle)
+    for part in manifest['parts']:
+        if part['role'] == 'extra_database':
+            part['extensions'] = dict(part.get('extensions') or {}, pg_cron='1.6')
+    with open(manifest_file, 'w', encoding='utf-8') as handle:
+        json.dump(manifest, handle)
+    with pytest.raises(ConfigError, match=r'database _supabase has pg_cron, whose objects can only be created in '
+                                          r'the database cron.database_name names'):
+        world.backend(check_mode=check_mode, components=['all']).run()
+    assert world.changes() == []
+    # The main database alone is still restorable: the refusal is per database restored.
+    assert world.backend(check_mode=True, components=['database']).run()['changed'] is True
