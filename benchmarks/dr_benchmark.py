@@ -79,7 +79,7 @@ def playbook(env, inventory, path, variables, workdir):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--rows', type=int, default=20000)
     parser.add_argument('--profile', default='plain', choices=['plain', 'supabase'])
     parser.add_argument('--keep', action='store_true', help='leave the stack running')
