@@ -170,10 +170,15 @@ def volume_snapshot_argument_spec():
     return dict(VOLUME_SNAPSHOT_OPTIONS)
 
 
-STATUS_OPTIONS = dict(
+# The restore points of one kind in a backup directory (status, fetch).
+KIND_IN_DIRECTORY_OPTIONS = dict(
     backup_dir=dict(type='path', required=True),
     kind=dict(type='str', default='logical', choices=['logical', 'volume']),
     prefix=dict(type='str', default='supabase_backup'),
+)
+
+STATUS_OPTIONS = dict(
+    **KIND_IN_DIRECTORY_OPTIONS,
     max_age=dict(type='raw'),
     min_free=dict(type='raw'),
     require_validation=dict(type='bool', default=False),
@@ -188,9 +193,7 @@ def status_argument_spec():
 
 
 FETCH_OPTIONS = dict(
-    backup_dir=dict(type='path', required=True),
-    kind=dict(type='str', default='logical', choices=['logical', 'volume']),
-    prefix=dict(type='str', default='supabase_backup'),
+    **KIND_IN_DIRECTORY_OPTIONS,
     restore_point=dict(type='str'),
     lock_timeout=dict(type='int', default=600),
     **OFFSITE_OPTIONS
