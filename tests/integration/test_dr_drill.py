@@ -46,7 +46,7 @@ def test_a_new_host_is_rebuilt_from_the_off_site_copy(stack, make_stack, run_mod
         rclone_config = handle.read()
     etc = tmp_path / "etc"
     etc.mkdir(mode=0o700)
-    drill = run_playbook(PLAYBOOK, {
+    drill_vars = {
         "dr_restore_hosts": "localhost",
         "supabase_backup_dir": str(tmp_path / "new-host-backups"),
         "supabase_backup_config_file": str(etc / "backup.json"),
@@ -59,8 +59,17 @@ def test_a_new_host_is_rebuilt_from_the_off_site_copy(stack, make_stack, run_mod
         "supabase_backup_encrypt_passphrase": PASSPHRASE,
         "supabase_backup_container": new_host.db_container,
         "supabase_restore_stop_containers": [new_host.api_container, new_host.worker_container],
-        "supabase_restore_confirm": True,
-    })
+    }
+    # Without the confirmation and without a terminal: refused at the prompt, after the fetch, before anything
+    # on the new host is stopped or changed.
+    writers_started = {name: testbed.container(name).attrs["State"]["StartedAt"]
+                       for name in (new_host.api_container, new_host.worker_container)}
+    refused = run_playbook(PLAYBOOK, drill_vars)
+    assert refused.returncode != 0 and "stdin is not interactive" in refused.stdout, refused.stdout[-3000:]
+    assert testbed.psql_value("SELECT to_regclass('public.knowledge_base') IS NULL",
+                              container=new_host.db_container) == "t"
+    assert {name: testbed.container(name).attrs["State"]["StartedAt"] for name in writers_started} == writers_started
+    drill = run_playbook(PLAYBOOK, dict(drill_vars, supabase_restore_confirm=True))
     assert drill.returncode == 0, drill.stdout[-4000:] + drill.stderr[-2000:]
     assert testbed.psql_rows(SAME_ROWS, container=new_host.db_container) == expected
     assert s3.secret_key not in drill.stdout

@@ -233,3 +233,27 @@ def test_offsite_fetch_brings_the_newest_or_a_named_point(run_module, s3, backup
     assert named["changed"] and any(name.startswith(old["stem"]) for name in os.listdir(target))
     missing = run_module("offsite_fetch", dict(fetch, restore_point="supabase_backup_19990101_000000"))
     assert missing.get("failed") and "no complete restore point supabase_backup_19990101_000000" in missing["msg"]
+
+
+def test_a_volume_snapshot_goes_off_site_and_comes_back_from_there(stack, run_module, s3, tmp_path):
+    import volume_helpers as vh
+
+    with vh.seeded_box("cortexreview-offsite-voltest-db", "cortexreview-offsite-voltest-data") as box:
+        before = box.fingerprint()
+        snapshot = run_module("volume_snapshot", dict(box.module_args, backup_dir=str(tmp_path / "old-host"),
+                                                      encrypt_passphrase=PASSPHRASE, offsite_remote=s3.remote,
+                                                      offsite_config=s3.config))
+        vh.assert_ok(snapshot)
+        stem = snapshot["restore_point"]
+        assert snapshot["offsite"]["uploaded_points"] == [stem]
+        assert os.path.basename(snapshot["path"]) in s3.names() and stem + ".manifest.json" in s3.names()
+        box.psql("DROP TABLE learned_constraints CASCADE; DELETE FROM knowledge_base")
+        assert box.fingerprint() != before
+        # A new host: only the remote; the newest snapshot there is fetched, checked and restored.
+        restored = run_module("volume_snapshot", dict(box.module_args, state="restored", confirm=True,
+                                                      backup_dir=str(tmp_path / "new-host"),
+                                                      encrypt_passphrase=PASSPHRASE, offsite_remote=s3.remote,
+                                                      offsite_config=s3.config))
+        vh.assert_ok(restored)
+        assert restored["restore_point"] == stem and restored["checksum_verified"] is True
+        assert box.fingerprint() == before
