@@ -14,6 +14,7 @@ backup: a restore point that can go off-site but is not there yet is never remov
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -74,7 +75,9 @@ class OffsiteSyncBackend(Backend):
         settings = self.settings
         remote = RcloneRemote(settings.offsite)
         progress = {}
-        with DirectoryLock(settings.backup_dir, settings.lock_timeout):
+        # Check mode writes nothing and may run before the backup directory exists.
+        lock = contextlib.nullcontext() if self.check_mode else DirectoryLock(settings.backup_dir, settings.lock_timeout)
+        with lock:
             try:
                 sync = sync_restore_points(settings.kind, settings.backup_dir, settings.offsite, remote,
                                            settings.retention_days, settings.retention_keep_min, self.clock(),
@@ -87,7 +90,7 @@ class OffsiteSyncBackend(Backend):
                 raise
             removed_local = self.remove_expired_locally(set(sync['on_remote']), sync['skipped'])
         uploaded_bytes = sum(os.path.getsize(os.path.join(settings.backup_dir, name)) for name in sync['uploaded']
-                             if os.path.exists(os.path.join(settings.backup_dir, name)))
+                             if os.path.isfile(os.path.join(settings.backup_dir, name)))
         for skipped in sync['skipped']:
             self.warnings.append('restore point %s stays on this host only: %s' % (
                 skipped['stem'], 'it has no manifest (made by the shell procedure)' if skipped['reason'] == 'no manifest'

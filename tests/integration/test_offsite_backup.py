@@ -131,6 +131,12 @@ def test_check_mode_predicts_the_upload_and_sends_nothing(stack, run_module, s3,
                                              "offsite_remote": s3.remote, "offsite_config": s3.config}, check=True)
     assert predicted["changed"] and predicted["offsite"]["uploaded_points"] == [made["restore_point"]]
     assert s3.names() == []
+    # A new host's first check: the backup directory does not exist yet, and check mode does not make it.
+    new_dir = os.path.join(backup_dir, "not-yet")
+    first = run_module("supabase_dump", {"backup_dir": new_dir, "encrypt_passphrase": PASSPHRASE,
+                                         "offsite_remote": s3.remote, "offsite_config": s3.config}, check=True)
+    assert not first.get("failed"), first.get("msg")
+    assert first["changed"] and first["offsite"]["uploaded_points"] == [] and not os.path.exists(new_dir)
 
 
 def test_the_cron_runner_uploads_and_fails_in_one_line(stack, s3, backup_dir, tmp_path, collections_path):
