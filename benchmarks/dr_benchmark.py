@@ -30,25 +30,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 from offsite_helpers import S3Remote  # noqa: E402  (a real S3 server: rclone serve s3)
 
+from _bench import INDEX_SQL, LOAD_SQL  # noqa: E402  (the restore benchmark's rows and indexes)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STACK_SH = os.path.join(REPO, 'tests', 'testbed', 'stack.sh')
 CONTRACT_RTO = 30 * 60
 TARGET = 5 * 60
 PASSPHRASE = 'dr benchmark passphrase'
 PHASES = ('runtime', 'fetch', 'restore', 'validate', 'total')
-LOAD_SQL = '''
-CREATE SCHEMA IF NOT EXISTS bench;
-DROP TABLE IF EXISTS bench.knowledge_base;
-CREATE TABLE bench.knowledge_base (
-    id bigserial PRIMARY KEY, content text NOT NULL, metadata jsonb NOT NULL, embedding vector(1536));
-INSERT INTO bench.knowledge_base (content, metadata, embedding)
-SELECT 'review note ' || g || ': ' || repeat('prefer explicit error handling over silent fallbacks; ', 8),
-       jsonb_build_object('repo', 'service-' || (g % 50), 'lang', 'python', 'n', g),
-       (SELECT array_agg((random() * 2 - 1)::real) FROM generate_series(1, 1536) WHERE g > 0)::vector
-  FROM generate_series(1, {rows}) g;
-CREATE INDEX bench_kb_embedding_idx ON bench.knowledge_base USING ivfflat (embedding vector_cosine_ops) WITH (lists = 100);
-VACUUM ANALYZE bench.knowledge_base;
-'''
 SAME_ROWS = 'SELECT count(*), md5(string_agg(id::text, \',\' ORDER BY id)) FROM bench.knowledge_base'
 
 
@@ -93,7 +82,7 @@ def main():
     try:
         stack(name, args.profile, 'down')
         stack(name, args.profile, 'up')
-        psql(db, LOAD_SQL.replace('{rows}', str(args.rows)))
+        psql(db, LOAD_SQL.replace('{rows}', str(args.rows)) + INDEX_SQL + 'VACUUM ANALYZE bench.knowledge_base;')
         size = int(psql(db, "SELECT pg_database_size('postgres')"))
         expected = psql(db, SAME_ROWS)
         collections = os.path.join(workdir, 'collections', 'ansible_collections', 'cortexreview')

@@ -25,6 +25,8 @@ loads this file). Fixtures:
 ``run_module``        session: ``run_module(module, args, check=False, **kw) -> dict``
 ``run_playbook``      session: ``run_playbook(path, extra_vars=None, **kw) -> CompletedProcess``
 ``ansible_env``       session: env dict with ANSIBLE_COLLECTIONS_PATH etc.
+``s3``                function: a real S3 server (``rclone serve s3``) with its rclone config
+                      (:class:`offsite_helpers.S3Remote`), stopped and removed afterwards
 
 Without a Docker daemon the Docker fixtures fail (never skip): the tests exist to
 run against the real engine.
@@ -150,3 +152,13 @@ def workdir():
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture()
+def s3():
+    """A real S3 endpoint on loopback (rclone serve s3) and the rclone config that defines it."""
+    from offsite_helpers import S3Remote  # imports the collection: only where the off-site tests need it
+
+    remote = S3Remote()
+    yield remote
+    remote.close()

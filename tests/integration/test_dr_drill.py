@@ -15,22 +15,12 @@ import os
 import re
 from pathlib import Path
 
-import pytest
-
 import testbed
-from offsite_helpers import S3Remote
 
 PLAYBOOK = Path(__file__).resolve().parents[2] / "playbooks" / "dr_restore.yml"
 PASSPHRASE = "dr drill passphrase"
 SAME_ROWS = ("SELECT count(*), md5(string_agg(id::text || ':' || content, ',' ORDER BY id)) FROM public.knowledge_base "
              "UNION ALL SELECT count(*), md5(string_agg(id::text, ',' ORDER BY id)) FROM public.learned_constraints")
-
-
-@pytest.fixture()
-def s3():
-    remote = S3Remote()
-    yield remote
-    remote.close()
 
 
 def test_a_new_host_is_rebuilt_from_the_off_site_copy(stack, make_stack, run_module, run_playbook, s3, tmp_path):

@@ -23,17 +23,10 @@ import pytest
 
 import testbed
 from dump_helpers import DAY, parse_metrics, set_age
-from offsite_helpers import S3Remote, make_point
+from offsite_helpers import make_point
 from restore_helpers import assert_clean_failure, assert_ok, create_seeded_db, db_name, drop_databases, fingerprint
 
 PASSPHRASE = "offsite test passphrase"
-
-
-@pytest.fixture()
-def s3():
-    remote = S3Remote()
-    yield remote
-    remote.close()
 
 
 @pytest.fixture()

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from offsite_helpers import S3Remote, make_point, rclone_binary, stamp  # also puts this checkout on sys.path
+from offsite_helpers import make_point, rclone_binary, stamp  # also puts this checkout on sys.path
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils import _offsite
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
@@ -32,13 +32,6 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
 )
 
 DAY = 86400
-
-
-@pytest.fixture()
-def s3():
-    remote = S3Remote()
-    yield remote
-    remote.close()
 
 
 @pytest.fixture()
