@@ -44,6 +44,7 @@ author:
   - CortexReview engineering (@cortexreview)
 extends_documentation_fragment:
   - cortexreview.supabase_backup.attributes
+  - cortexreview.supabase_backup.pitr
 attributes:
   check_mode:
     support: full
@@ -56,47 +57,6 @@ attributes:
     support: none
     details: Every run takes a new base backup, so it always reports changed.
 options:
-  container:
-    description:
-      - Name or ID of the running DB container. The tool container runs its image, on its first network.
-    type: str
-    default: cortexreview-supabase-db
-  backup_dir:
-    description:
-      - The backup directory; the archive is C(<backup_dir>/pitr), the base backups C(<backup_dir>/pitr/base).
-    type: path
-    required: true
-  login_user:
-    description:
-      - The role C(pg_basebackup) connects as, over a replication connection; it needs C(REPLICATION) (or superuser).
-        The same role M(cortexreview.supabase_backup.pitr_archive) set up.
-    type: str
-    default: postgres
-  login_password:
-    description:
-      - Its password. Not needed here (the tools read C(<backup_dir>/pitr/.pgpass), which
-        M(cortexreview.supabase_backup.pitr_archive) writes); the queries that inspect the server run with it in the DB
-        container.
-    type: str
-  docker_host:
-    description:
-      - The Docker daemon, for example V(unix:///var/run/docker.sock); default C(DOCKER_HOST) or the local socket.
-    type: str
-  slot:
-    description:
-      - The replication slot of the archive's receiver; the backup refuses to run when it does not exist.
-    type: str
-    default: cortexreview_pitr
-  lock_timeout:
-    description:
-      - Seconds to wait for another base backup, retention or restore to release C(<backup_dir>/pitr/.lock).
-    type: int
-    default: 600
-  metrics_file:
-    description:
-      - Prometheus textfile-collector file; every run outside check mode records its outcome there
-        (C(kind="pitr"), C(operation="base_backup")).
-    type: path
   incremental:
     description:
       - Take an incremental base backup on the newest one, where the server supports it (see above); else a full one,
