@@ -220,6 +220,7 @@ class PitrBaseBackend(Backend):
         started = time.monotonic()
         settings = self.settings
         layout = settings.layout
+        self.check_layout()
         db = DbContainer(settings.target.docker_api, None, name=settings.container)
         ensure_running(db.api, db.name)
         info = db.info()
@@ -288,14 +289,20 @@ class PitrBaseBackend(Backend):
         self.check_archive(server, info)
         return facts
 
-    def check_archive(self, server, info):
-        """The archive pitr_archive sets up: its directories, .pgpass, slot and pg_hba.conf line."""
-        settings = self.settings
-        layout = settings.layout
-        where = 'the WAL archive of container %s is not set up' % settings.container
-        for path in (layout.wal, layout.pgpass):
+    def not_set_up(self):
+        return 'the WAL archive of container %s is not set up' % self.settings.container
+
+    def check_layout(self):
+        """The archive's directories and .pgpass, which pitr_archive makes (checked before Docker is asked)."""
+        layout = self.settings.layout
+        for path in (layout.wal, layout.base, layout.pgpass):
             if not os.path.exists(path):
-                raise ConfigError('%s (%s is missing); %s' % (where, path, ARCHIVE_HINT), path=path)
+                raise ConfigError('%s (%s is missing); %s' % (self.not_set_up(), path, ARCHIVE_HINT), path=path)
+
+    def check_archive(self, server, info):
+        """The archive's server side, which pitr_archive sets up: the slot and the pg_hba.conf line."""
+        settings = self.settings
+        where = self.not_set_up()
         slot = server.slot(settings.slot)
         if slot is None or slot['slot_type'] != 'physical':
             raise ConfigError("%s (no physical replication slot '%s'); %s" % (where, settings.slot, ARCHIVE_HINT),

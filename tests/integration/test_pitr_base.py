@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -83,9 +84,9 @@ def assert_verifies(pitr, name):
     """pg_verifybackup of our own, in the DB container's image: the backup on disk is what the catalog says."""
     stack = pitr["stack"]
     image = testbed.docker_client().api.inspect_container(stack.db_container)["Image"]
-    proc = testbed._run(["docker", "run", "--rm", "--user", "0:0", "--network", "none", "-v",
-                         f"{pitr['base']}:/base:ro", "--entrypoint", "pg_verifybackup", image, "--no-parse-wal",
-                         f"/base/{name}"], check=False)
+    proc = subprocess.run(["docker", "run", "--rm", "--user", "0:0", "--network", "none", "-v",
+                           f"{pitr['base']}:/base:ro", "--entrypoint", "pg_verifybackup", image, "--no-parse-wal",
+                           f"/base/{name}"], capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr
 
 
@@ -219,7 +220,8 @@ def test_retention_skips_everything_while_an_entry_is_unreadable(pitr, run_modul
     assert any("retention skipped" in warning and broken.name in warning for warning in result["warnings"])
     names_now = set(entry["name"] for entry in catalog(pitr))
     assert set(entry["name"] for entry in entries) <= names_now
-    assert wal_before - set(wal_names(pitr)) == set()
+    # (the receiver completes its .partial segment meanwhile)
+    assert set(name[:24] for name in wal_before) <= set(name[:24] for name in wal_names(pitr))
 
 
 def catalog_without(pitr, skip):
