@@ -144,8 +144,8 @@ class FakeTools:
 
 
 def make_backend(tmp_path, check_mode=False, **options):
-    params = validate_config(pitr_base_backup_argument_spec(), dict({'backup_dir': str(tmp_path / 'backups')},
-                                                                     **options))
+    options = dict({'backup_dir': str(tmp_path / 'backups')}, **options)
+    params = validate_config(pitr_base_backup_argument_spec(), options)
     backend = base.PitrBaseBackend.from_params(params, check_mode=check_mode, clock=lambda: NOW)
     layout = backend.settings.layout
     for path in (layout.root, layout.wal, layout.base):
