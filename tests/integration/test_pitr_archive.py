@@ -327,5 +327,13 @@ def test_role_turns_archiving_on_and_a_second_run_changes_nothing(pitr, run_play
         assert (changed, status) == (0, "ok")
         changed, status = _role_run(run_playbook, play, variables)
         assert (changed, status) == (0, "ok")
+        # The cron file's status refresh of the archive, run as cron would run it.
+        lines = [line for line in (managed / "cron.d" / "cortexreview-backup").read_text().splitlines()
+                 if " pitr-status " in line]
+        assert len(lines) == 1 and lines[0].startswith("*/2 * * * * root ")
+        command = lines[0].split(" root ", 1)[1]
+        assert testbed._run(["sh", "-c", command]).returncode == 0, (managed / "log" / "supabase_backup.log").read_text()
+        metrics = (managed / "node-exporter" / "supabase_backup.prom").read_text()
+        assert 'supabase_backup_pitr_receiver_up{kind="pitr",operation="archive"} 1' in metrics
     finally:
         testbed._run(["docker", "rm", "-f", pitr["receiver"]])
