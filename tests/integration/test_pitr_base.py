@@ -319,3 +319,6 @@ def test_the_playbook_takes_an_incremental(pitr, run_playbook):
     assert len(after) == len(before) + 1
     assert after[-1]["type"] == "incremental" and after[-1]["parent"] == before[-1]["name"]
     assert "pitr-base-" in proc.stdout
+    metrics = (pitr["backup_dir"] / "metrics.prom").read_text(encoding="utf-8")
+    assert 'supabase_backup_success{kind="pitr",operation="base_backup"} 1' in metrics
+    assert stack.db_password() not in proc.stdout + proc.stderr

@@ -465,3 +465,68 @@ def test_runner_pitr_base_failure_is_one_line(tmp_path, capsys):
     assert code == 1
     lines = err.splitlines()
     assert len(lines) == 1 and 'pitr base backup FAILED: retention_full must be at least 1' in lines[0]
+
+
+# ---------------------------------------------------------------------------------- a whole run --
+
+class FakeDb:
+    def __init__(self, *_args, **_kwargs):
+        self.api = None
+        self.name = 'db'
+
+    @staticmethod
+    def info():
+        return INFO
+
+
+def whole_run(tmp_path, monkeypatch, tools, server=None, **options):
+    backend = make_backend(tmp_path, **options)
+    open(backend.settings.layout.pgpass, 'w').close()
+    monkeypatch.setattr(base, 'DbContainer', FakeDb)
+    monkeypatch.setattr(base, 'ensure_running', lambda api, name: None)
+    monkeypatch.setattr(base.PitrBaseBackend, 'server_facts', lambda self, _server, _info: dict(server or SERVER))
+    monkeypatch.setattr(base, 'run_tool', tools(backend.settings.layout))
+    return backend
+
+
+def test_a_run_takes_verifies_catalogs_and_applies_retention(tmp_path, monkeypatch):
+    backend = whole_run(tmp_path, monkeypatch, FakeTools, incremental=True)
+    write_catalog(backend.settings.layout, [FULL_A])
+    write_wal(backend.settings.layout, [seg(n) for n in range(2, 11)])
+    result = backend.run()
+    assert result['type'] == 'incremental' and result['parent'] == FULL_A['name'] and result['verified'] is True
+    assert result['msg'].startswith('took an incremental base backup pitr-base-')
+    assert os.path.isdir(result['path']) and result['entry']['parent'] == FULL_A['name']
+    assert result['removed'] == [] and result['removed_partials'] == [] and backend.warnings == []
+
+
+class SummaryLessTools(FakeTools):
+    """The server has no WAL summaries back to the parent: an incremental pg_basebackup fails."""
+
+    def __call__(self, db, settings, argv, what, **kwargs):
+        if argv[0] == 'pg_basebackup' and any(arg.startswith('--incremental=') for arg in argv):
+            self.calls.append(list(argv))
+            raise CommandError('cannot %s: pg_basebackup: error: could not initiate base backup: ERROR:  WAL '
+                               'summaries are required on timeline 1 from 0/2000028 to 0/9000028' % what, rc=1,
+                               stderr='ERROR:  WAL summaries are required on timeline 1')
+        return super().__call__(db, settings, argv, what, **kwargs)
+
+
+def test_an_incremental_without_wal_summaries_becomes_a_full(tmp_path, monkeypatch):
+    backend = whole_run(tmp_path, monkeypatch, SummaryLessTools, incremental=True)
+    write_catalog(backend.settings.layout, [FULL_A])
+    result = backend.run()
+    assert result['type'] == 'full' and result['parent'] is None and result['entry']['type'] == 'full'
+    assert any('no WAL summaries back to %s' % FULL_A['name'] in warning for warning in backend.warnings)
+    assert [name for name in os.listdir(backend.settings.layout.base) if name.startswith('.')] == []
+
+
+def test_an_incremental_failing_otherwise_fails(tmp_path, monkeypatch):
+    def tools(layout):
+        return FakeTools(layout, fail='pg_basebackup', stderr='FATAL:  password authentication failed')
+
+    backend = whole_run(tmp_path, monkeypatch, tools, incremental=True)
+    write_catalog(backend.settings.layout, [FULL_A])
+    with pytest.raises(CommandError, match='boom'):
+        backend.run()
+    assert sorted(os.listdir(backend.settings.layout.base)) == [FULL_A['name'], FULL_A['name'] + '.json']
