@@ -38,6 +38,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._pitr
     oldest_start_wal,
     parse_wal_name,
     read_catalog,
+    read_histories,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._status import (
     human_duration,
@@ -94,18 +95,6 @@ def directory_size(path):
             except OSError:
                 pass
     return total
-
-
-def read_histories(directory, files):
-    histories = {}
-    for name, parsed, _mtime, _size in files:
-        if parsed.kind == HISTORY:
-            try:
-                with open(os.path.join(directory, name), encoding='utf-8') as handle:
-                    histories[parsed.timeline] = handle.read()
-            except (OSError, UnicodeDecodeError):
-                pass
-    return histories
 
 
 def archive_gaps(files, catalog, segment_size, histories):
@@ -184,7 +173,8 @@ class PitrStatusBackend(Backend):
                              'newest_age_seconds': max(0, int(now - newest_base['finished_epoch']))
                              if newest_base else None,
                              'problems': list(catalog.problems)},
-            'gaps': archive_gaps(files, catalog, segment_size, read_histories(settings.layout.wal, files)),
+            'gaps': archive_gaps(files, catalog, segment_size,
+                                 read_histories(settings.layout.wal, [item[0] for item in files])),
             'archive_size': directory_size(settings.layout.root),
             'free_bytes': free_bytes(settings.backup_dir),
         }
