@@ -263,3 +263,55 @@ def validate_config(spec, config):
     if missing:
         raise ConfigError('missing required option(s): %s' % ', '.join(missing))
     return params
+
+
+# Point-in-time recovery (issue 13), part A: the options every PITR entry point shares, and pitr_archive's.
+PITR_OPTIONS = dict(
+    container=dict(type='str', default='cortexreview-supabase-db'),
+    backup_dir=dict(type='path', required=True),
+    # Also the replication user of the receiver and the tools: it needs REPLICATION (or superuser).
+    login_user=dict(type='str', default='postgres'),
+    login_password=dict(type='str', no_log=True),
+    docker_host=dict(type='str'),
+    slot=dict(type='str', default='cortexreview_pitr'),
+    lock_timeout=dict(type='int', default=600),
+    metrics_file=dict(type='path'),
+)
+
+PITR_ARCHIVE_OPTIONS = dict(
+    state=dict(type='str', default='present', choices=['present', 'absent']),
+    allow_restart=dict(type='bool', default=False),
+    max_slot_wal_keep_size=dict(type='str', default='10GB'),
+    **PITR_OPTIONS
+)
+
+
+def pitr_archive_argument_spec():
+    return dict(PITR_ARCHIVE_OPTIONS)
+
+
+# Point-in-time recovery (issue 13), part B: pitr_base_backup's options.
+PITR_BASE_BACKUP_OPTIONS = dict(
+    incremental=dict(type='bool', default=False),
+    # Chains (a full and its incrementals): the newest retention_full are always kept.
+    retention_full=dict(type='int', default=2),
+    retention_days=dict(type='int', default=14),
+    **PITR_OPTIONS
+)
+
+
+def pitr_base_backup_argument_spec():
+    return dict(PITR_BASE_BACKUP_OPTIONS)
+
+
+# Part A: backup_status kind=pitr reaches the server and the receiver container too.
+PITR_STATUS_OPTIONS = dict(
+    container=PITR_OPTIONS['container'],
+    login_user=PITR_OPTIONS['login_user'],
+    login_password=PITR_OPTIONS['login_password'],
+    docker_host=PITR_OPTIONS['docker_host'],
+    slot=PITR_OPTIONS['slot'],
+    max_lag=dict(type='raw'),
+)
+STATUS_OPTIONS.update(PITR_STATUS_OPTIONS)
+STATUS_OPTIONS['kind'] = dict(STATUS_OPTIONS['kind'], choices=['logical', 'volume', 'pitr'])
