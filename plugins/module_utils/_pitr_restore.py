@@ -712,7 +712,7 @@ class PitrRestoreBackend(VolumeRestoreBackend):
         members = {AUTO_CONF: recovery_conf(current, self.settings.recovery_target.settings(restore_command)),
                    RECOVERY_SIGNAL: ''}
         prefix = db.pgdata + '/' if db.pgdata else ''
-        helper.put_archive([small_tar(dict((prefix + name, text) for name, text in members.items()), owner)])
+        helper.put_archive(small_tar(dict((prefix + name, text) for name, text in members.items()), owner))
         helper.run('give the data directory to the server\'s user', [
             'find', helper.root, '-mindepth', '1', '-maxdepth', '1', '!', '-name', aside,
             '-exec', 'chown', '-R', '%d:%d' % (owner['uid'], owner['gid']), '--', '{}', '+'])
