@@ -333,6 +333,21 @@ def parse_recovery_log(text):
     return found
 
 
+def recovery_failure(text):
+    """The server's own reason a recovery failed (its last FATAL or PANIC), or None.
+
+    Refusals of the connections that probe the starting server ("the database system is starting
+    up") are not the reason.
+    """
+    found = None
+    for line in text.splitlines():
+        for level in ('PANIC:', 'FATAL:'):
+            position = line.find(level)
+            if position >= 0 and 'the database system is ' not in line:
+                found = line[position:].strip()
+    return found
+
+
 def recovery_conf(current, settings):
     """postgresql.auto.conf with the recovery settings appended (a later line wins over an earlier one)."""
     text = current if current.strip() else AUTO_CONF_HEADER
@@ -730,20 +745,13 @@ class PitrRestoreBackend(VolumeRestoreBackend):
     def _wait_promoted(self, db, began):
         """Wait until the server has replayed, promoted and answers a query as a primary; what it reached."""
         settings = self.settings
-        deadline = time.monotonic() + settings.ready_timeout
-        db.wait_ready(settings.ready_timeout)
-        restarts = db.info().get('RestartCount')
-        while True:
-            rows = settings.target.query('SELECT pg_is_in_recovery()')
-            if rows and rows[0][0] == 'f':
-                break
-            info = db.info()
-            if not info['State'].get('Running') or info.get('RestartCount') != restarts:
-                raise DockerError('container %s stopped during the recovery: %s' % (db.name, db.log_tail() or 'no log'))
-            if time.monotonic() >= deadline:
-                raise DockerError('the server in %s is still recovering %ss after the start (ready_timeout): %s'
-                                  % (db.name, settings.ready_timeout, db.log_tail() or 'no log'))
-            time.sleep(PROMOTION_POLL_SECONDS)
+        try:
+            self._wait_primary(db)
+        except SupabaseBackupError as exc:
+            failure = recovery_failure(self._server_log(db, began))
+            if failure:
+                exc.msg = 'the recovery failed: %s' % failure
+            raise
         row = settings.target.query("SELECT coalesce(extract(epoch FROM pg_last_xact_replay_timestamp())::text, ''), "
                                     "substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)")[0]
         logged = parse_recovery_log(self._server_log(db, began))
@@ -757,6 +765,23 @@ class PitrRestoreBackend(VolumeRestoreBackend):
         description += '; last transaction replayed at %s' % (last or 'unknown (none replayed)')
         return {'time': last, 'stop': logged['stop'], 'stop_time': logged['stop_time'], 'timeline': timeline,
                 'redo_done': logged['redo_done'], 'description': description}
+
+    def _wait_primary(self, db):
+        settings = self.settings
+        deadline = time.monotonic() + settings.ready_timeout
+        db.wait_ready(settings.ready_timeout)
+        restarts = db.info().get('RestartCount')
+        while True:
+            rows = settings.target.query('SELECT pg_is_in_recovery()')
+            if rows and rows[0][0] == 'f':
+                return
+            info = db.info()
+            if not info['State'].get('Running') or info.get('RestartCount') != restarts:
+                raise DockerError('container %s stopped during the recovery: %s' % (db.name, db.log_tail() or 'no log'))
+            if time.monotonic() >= deadline:
+                raise DockerError('the server in %s is still recovering %ss after the start (ready_timeout): %s'
+                                  % (db.name, settings.ready_timeout, db.log_tail() or 'no log'))
+            time.sleep(PROMOTION_POLL_SECONDS)
 
     def _server_log(self, db, began):
         try:
@@ -838,6 +863,6 @@ class PitrRestorePointBackend(Backend):
             rows = settings.target.query('SELECT pg_create_restore_point(%s)' % quote_literal(settings.name))
             point = {'name': settings.name, 'lsn': rows[0][0], 'time': self.utc_now()}
             append_restore_point(layout.restore_points, point)
-        return dict(point, changed=True, path=layout.restore_points,
+        return dict(point, changed=True, restore_points_file=layout.restore_points,
                     msg="Created restore point '%s' at LSN %s" % (settings.name, point['lsn']))
 

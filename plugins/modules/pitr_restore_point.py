@@ -63,8 +63,8 @@ time:
   description: When it was made, UTC, ISO 8601 (null in check mode).
   returned: success
   type: str
-path:
-  description: The file it was recorded in.
+restore_points_file:
+  description: The file it was recorded in, C(<backup_dir>/pitr/restore_points.jsonl).
   returned: success, not in check mode
   type: str
 msg:

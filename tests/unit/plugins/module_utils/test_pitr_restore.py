@@ -294,3 +294,11 @@ def test_a_run_without_an_archive_is_refused(tmp_path):
     with pytest.raises(ConfigError, match='no point-in-time archive'):
         backend.run()
     assert os.listdir(str(tmp_path)) == []
+
+
+def test_the_reason_a_recovery_failed_is_its_own_fatal_not_a_refused_probe():
+    text = ('2026-11-27 14:03:50.712 UTC [34] FATAL:  the database system is starting up\n'
+            '2026-11-27 14:03:50.810 UTC [24] FATAL:  recovery ended before configured recovery target was reached\n'
+            '2026-11-27 14:03:51.712 UTC [35] FATAL:  the database system is not yet accepting connections\n')
+    assert restore.recovery_failure(text) == 'FATAL:  recovery ended before configured recovery target was reached'
+    assert restore.recovery_failure('LOG:  database system is ready to accept connections\n') is None
