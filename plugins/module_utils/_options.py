@@ -290,6 +290,20 @@ def pitr_archive_argument_spec():
     return dict(PITR_ARCHIVE_OPTIONS)
 
 
+# Point-in-time recovery (issue 13), part B: pitr_base_backup's options.
+PITR_BASE_BACKUP_OPTIONS = dict(
+    incremental=dict(type='bool', default=False),
+    # Chains (a full and its incrementals): the newest retention_full are always kept.
+    retention_full=dict(type='int', default=2),
+    retention_days=dict(type='int', default=14),
+    **PITR_OPTIONS
+)
+
+
+def pitr_base_backup_argument_spec():
+    return dict(PITR_BASE_BACKUP_OPTIONS)
+
+
 # Point-in-time recovery (issue 13), part C: pitr_restore and pitr_restore_point.
 PITR_RESTORE_OPTIONS = dict(
     # A timestamp with a zone, or a restore point's name; neither: the end of the archive (latest).

@@ -194,7 +194,7 @@ class PitrArchiveBackend(Backend):
                               'remove or narrow it' % (hba_file, rule['line_number'], settings.login_user))
         hba_append = rule is None
         if hba_append:
-            changes.append('append "%s" to %s' % (hba_line(settings.login_user), hba_file))
+            changes.append('append to %s: %s' % (hba_file, hba_line(settings.login_user)))
         slot = server.slot(settings.slot)
         if slot is not None and slot['slot_type'] != 'physical':
             raise ConfigError('replication slot %s exists and is %s; choose another slot name'

@@ -121,8 +121,8 @@ changes:
   returned: success
   type: list
   elements: str
-  sample: ["create directory /var/backups/supabase/pitr", "append \"host replication \\\"postgres\\\" samenet
-    scram-sha-256\" to /var/lib/postgresql/data/pg_hba.conf", "create physical replication slot cortexreview_pitr",
+  sample: ["create directory /var/backups/supabase/pitr", "append to /var/lib/postgresql/data/pg_hba.conf: host
+    replication \"postgres\" samenet scram-sha-256", "create physical replication slot cortexreview_pitr",
     "create receiver container cortexreview-supabase-db-pitr-receiver"]
 state:
   description: O(state).
