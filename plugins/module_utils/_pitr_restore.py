@@ -333,6 +333,14 @@ def parse_recovery_log(text):
     return found
 
 
+def receiver_active(receiver):
+    """Whether the receiver container runs or restarts (a receiver that cannot connect restarts in a loop):
+    either way it must stop before the archive is read."""
+    info = receiver.inspect()
+    state = (info or {}).get('State') or {}
+    return bool(state.get('Running') or state.get('Restarting'))
+
+
 def recovery_failure(text):
     """The server's own reason a recovery failed (its last FATAL or PANIC), or None.
 
@@ -501,8 +509,8 @@ class PitrRestoreBackend(VolumeRestoreBackend):
                                   % (layout.wal, ', '.join(gaps[:3]) + (' ...' if len(gaps) > 3 else ''),
                                      'is' if len(gaps) == 1 else 'are', last['name']), missing_wal=gaps)
         segments, partial = wal_to_copy(names, last['start_wal'], segment_size)
-        wal_bytes = sum(os.path.getsize(os.path.join(layout.wal, name)) for name in segments + ([partial] if partial
-                                                                                                  else []))
+        copied = segments + ([partial] if partial else [])
+        wal_bytes = sum(os.path.getsize(os.path.join(layout.wal, name)) for name in copied)
         base_bytes = sum(entry['size'] for entry in chain)
         combine = len(chain) > 1
         self._check_space(helper, base_bytes + wal_bytes, combine and base_bytes)
@@ -510,7 +518,7 @@ class PitrRestoreBackend(VolumeRestoreBackend):
         return _Plan(chain=chain, why=why, segments=segments, partial=partial, segment_size=segment_size,
                      wal_bytes=wal_bytes, base_bytes=base_bytes, combine=combine,
                      source=layout.base_dir(last['name']), receiver=receiver,
-                     receiver_running=receiver.state() == 'running',
+                     receiver_running=receiver_active(receiver),
                      writers=settings.writers.running(), earliest=iso(from_epoch(catalog[0]['finished_epoch'])))
 
     def _histories(self, names, segment_size):
@@ -797,8 +805,8 @@ class PitrRestoreBackend(VolumeRestoreBackend):
             self.settings.target.query('ALTER SYSTEM RESET %s' % name)
         if self.settings.target.query('SELECT pg_reload_conf()')[0][0] != 't':
             raise CommandError('the recovered server refused to reload its configuration')
-        helper.run('remove the staged WAL', ['rm', '-rf', '--', posixpath.join(db.path_in_container(db.pgdata),
-                                                                                 WAL_STAGE_DIR)])
+        staged = posixpath.join(db.path_in_container(db.pgdata), WAL_STAGE_DIR)
+        helper.run('remove the staged WAL', ['rm', '-rf', '--', staged])
 
     def _new_archive(self):
         """After the recovery: the old archive retired, the slot made again (the receiver then follows the new
@@ -865,4 +873,3 @@ class PitrRestorePointBackend(Backend):
             append_restore_point(layout.restore_points, point)
         return dict(point, changed=True, restore_points_file=layout.restore_points,
                     msg="Created restore point '%s' at LSN %s" % (settings.name, point['lsn']))
-

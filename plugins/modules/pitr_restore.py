@@ -174,7 +174,7 @@ chain:
   elements: str
   sample: ["pitr-base-20261122_020000", "pitr-base-20261127_020000"]
 base_backup:
-  description: The last base backup of O(chain).
+  description: The last base backup of RV(chain).
   returned: success
   type: str
 chain_reason:

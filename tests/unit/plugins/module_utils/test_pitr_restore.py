@@ -236,7 +236,7 @@ def test_restore_points_are_appended_atomically_and_privately(tmp_path):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     points, problems = restore.read_restore_points(path)
     assert [point['name'] for point in points] == ['a', 'b'] and problems == []
-    assert [name for name in os.listdir(str(tmp_path))] == ['restore_points.jsonl']
+    assert os.listdir(str(tmp_path)) == ['restore_points.jsonl']
 
 
 def test_an_unreadable_restore_point_line_is_a_problem_not_a_point(tmp_path):
