@@ -678,19 +678,13 @@ class PitrRestoreBackend(VolumeRestoreBackend):
                 # Once stopped, a failed start is rolled back like a failed write: new contents out, old back.
                 self._roll_back(db, helper, aside, 'writing' if phase == 'starting' else phase, root_before, exc)
                 raise
-            leftover = None
-            try:
-                helper.delete(aside)
-            except SupabaseBackupError as exc:
-                leftover = posixpath.join(db.destination, aside)
-                self.warnings.append('the recovery succeeded but the previous contents were not deleted: %s; delete %s '
-                                     '(in %s) by hand' % (exc.msg, aside, db.source))
+            previous = self._delete_previous(db, helper, aside)
         except BaseException as exc:
             started = self.start_again(db, exc) if was_running else []
             if isinstance(exc, SupabaseBackupError):
                 exc.details['started_db'] = started
             raise
-        return {'reached': reached, 'ready': True, 'previous_contents': 'deleted' if leftover is None else leftover}
+        return {'reached': reached, 'ready': True, 'previous_contents': previous}
 
     def _stop_for_rollback(self, db):
         """A server that failed its recovery may be restarting under its restart policy: stop it for good."""

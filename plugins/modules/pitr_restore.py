@@ -212,12 +212,12 @@ reached:
            "stop_time": "2026-11-27T10:42:00.112233+00:00", "timeline": 2, "redo_done": "0/5000148",
            "description": "recovery stopped before commit of transaction 791, ..."}
 stopped:
-  description: Containers stopped (in check mode, that would be stopped).
+  description: The writers, the DB container and the receiver, as far as they ran and were (would be) stopped.
   returned: always
   type: list
   elements: str
 started:
-  description: Containers started again (in check mode, that would be started).
+  description: The containers started again, or that check mode predicts would be; not the receiver after a recovery.
   returned: always
   type: list
   elements: str
