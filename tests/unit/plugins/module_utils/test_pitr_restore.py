@@ -11,7 +11,9 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils impor
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils import _pitr_wal as wal
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
     BackupFileError,
+    CommandError,
     ConfigError,
+    StorageError,
 )
 
 SIZE = 16 * 1024 * 1024
@@ -302,3 +304,113 @@ def test_the_reason_a_recovery_failed_is_its_own_fatal_not_a_refused_probe():
             '2026-11-27 14:03:51.712 UTC [35] FATAL:  the database system is not yet accepting connections\n')
     assert restore.recovery_failure(text) == 'FATAL:  recovery ended before configured recovery target was reached'
     assert restore.recovery_failure('LOG:  database system is ready to accept connections\n') is None
+
+
+# ---------------------------------------------- the checks before anything stops (Docker faked) --
+
+class FakeDb:
+    name = 'db'
+    source = "volume 'db-data'"
+    running = True
+
+    def __init__(self, version='18'):
+        self.version = version
+
+    def pg_version(self):
+        return self.version
+
+
+class FakeHelper:
+    root = '/var/lib/postgresql/data'
+
+    def __init__(self, free_blocks=1 << 30):
+        self.free_blocks = free_blocks
+        self.commands = []
+
+    def run(self, what, argv):
+        self.commands.append(argv)
+        return '%d 4096' % self.free_blocks
+
+
+class FakeReceiver:
+    name = 'db-pitr-receiver'
+
+    def __init__(self, db, settings):
+        pass
+
+    @staticmethod
+    def inspect():
+        return {'State': {'Running': True}}
+
+
+@pytest.fixture
+def planned(tmp_path, monkeypatch):
+    """A backend over a real archive directory (one full base backup, WAL 2..4 and a partial 5) whose
+    tools, helper and receiver are fakes; ``planned.tools`` lists the tool runs."""
+    root = tmp_path / 'pitr'
+    (root / 'wal').mkdir(parents=True)
+    (root / 'base' / FULL1['name']).mkdir(parents=True)
+    (root / 'base' / (FULL1['name'] + '.json')).write_text(json.dumps(FULL1))
+    for name in [seg(1, 2), seg(1, 3), seg(1, 4), seg(1, 5) + '.partial']:
+        (root / 'wal' / name).write_bytes(b'\0' * 1024)
+    tools = []
+
+    def run_tool(db, settings, argv, what, network=True):
+        tools.append((argv, what))
+        return ''
+
+    monkeypatch.setattr(restore, 'run_tool', run_tool)
+    monkeypatch.setattr(restore, 'ReceiverContainer', FakeReceiver)
+    backend = restore.PitrRestoreBackend(restore.PitrRestoreSettings(params(backup_dir=str(tmp_path), confirm=True)),
+                                         clock=lambda: 1e10)
+    monkeypatch.setattr(backend.settings.writers, 'running', lambda: ['api'])
+    backend.tools = tools
+    backend.root = root
+    return backend
+
+
+def test_the_plan_verifies_the_chain_and_copies_the_wal_from_its_start(planned):
+    plan = planned._plan(FakeDb(), FakeHelper())
+    assert [argv for argv, _what in planned.tools] == [
+        ['pg_verifybackup', '--quiet', '/pitr/base/' + FULL1['name']]]
+    assert plan.segments == [seg(1, 2), seg(1, 3), seg(1, 4)] and plan.partial == seg(1, 5) + '.partial'
+    assert plan.writers == ['api'] and plan.receiver_running is True and plan.combine is False
+
+
+def test_a_backup_that_fails_its_verification_stops_the_plan(planned, monkeypatch):
+    def failing(db, settings, argv, what, network=True):
+        raise CommandError('cannot %s: pg_verifybackup: error: checksum mismatch for file "base/1/1259"' % what)
+
+    monkeypatch.setattr(restore, 'run_tool', failing)
+    with pytest.raises(CommandError, match='verify base backup %s: .*checksum mismatch' % FULL1['name']):
+        planned._plan(FakeDb(), FakeHelper())
+
+
+def test_an_unreadable_catalog_entry_stops_the_plan(planned):
+    (planned.root / 'base' / 'pitr-base-20261121_020000.json').write_text('{broken')
+    with pytest.raises(BackupFileError, match='catalog cannot be read whole'):
+        planned._plan(FakeDb(), FakeHelper())
+    assert planned.tools == []
+
+
+def test_data_of_another_major_version_stops_the_plan(planned):
+    with pytest.raises(BackupFileError, match='holds PostgreSQL 18 data but .* holds PostgreSQL 17'):
+        planned._plan(FakeDb(version='17'), FakeHelper())
+    assert planned.tools == []
+
+
+def test_an_empty_volume_takes_any_version(planned):
+    assert planned._plan(FakeDb(version=None), FakeHelper()).chain == [FULL1]
+
+
+def test_too_little_room_in_the_volume_stops_the_plan(planned):
+    with pytest.raises(StorageError, match='MiB free but the recovery copies'):
+        planned._plan(FakeDb(), FakeHelper(free_blocks=10))
+
+
+def test_a_gap_in_the_wal_stops_the_plan_and_names_the_segment(planned):
+    os.unlink(str(planned.root / 'wal' / seg(1, 3)))
+    with pytest.raises(BackupFileError) as failure:
+        planned._plan(FakeDb(), FakeHelper())
+    assert seg(1, 3) in failure.value.msg and 'nothing was stopped' in failure.value.msg
+    assert failure.value.details['missing_wal'] == [seg(1, 3)]
