@@ -212,3 +212,59 @@ def test_absent_removes_receiver_and_slot_and_keeps_the_archive(pitr, run_module
     assert set(wal_before) <= set(_wal_files(pitr["backup_dir"]))
     assert (pitr["backup_dir"] / "pitr" / ".pgpass").exists()
     assert run_module("pitr_archive", args)["changed"] is False
+
+
+ROLE_PLAY = """- hosts: localhost
+  gather_facts: false
+  roles:
+    - cortexreview.supabase_backup.supabase_backup
+"""
+RECAP = re.compile(r"^localhost\s+: ok=\d+\s+changed=(?P<changed>\d+)\s+unreachable=0\s+failed=(?P<failed>\d+)", re.M)
+PITR_TASK = "Archive the database's WAL continuously into the backup directory"
+
+
+def _role_run(run_playbook, play, variables, check=False):
+    proc = run_playbook(play, variables, check=check, diff=False)
+    output = proc.stdout + proc.stderr
+    assert variables["supabase_backup_login_password"] not in output
+    recap = RECAP.search(proc.stdout)
+    assert proc.returncode == 0 and recap, output[-3000:]
+    # The task line, then its status line.
+    task = re.search(r"TASK \[[^\]]*%s\][^\n]*\n(?P<status>\w+):" % re.escape(PITR_TASK), proc.stdout)
+    assert task, output[-3000:]
+    return int(recap.group("changed")), task.group("status")
+
+
+def test_role_turns_archiving_on_and_a_second_run_changes_nothing(pitr, run_playbook, docker_client, tmp_path):
+    stack = pitr["stack"]
+    managed = tmp_path / "managed"
+    for directory in ("bin", "cron.d", "logrotate.d", "log"):
+        (managed / directory).mkdir(parents=True)
+    variables = {
+        "supabase_backup_dir": str(managed / "backups"),
+        "supabase_backup_install_dir": str(managed / "runtime"),
+        "supabase_backup_command": str(managed / "bin" / "cortexreview-supabase-backup"),
+        "supabase_backup_config_file": str(managed / "etc" / "backup.json"),
+        "supabase_backup_cron_file": str(managed / "cron.d" / "cortexreview-backup"),
+        "supabase_backup_log_file": str(managed / "log" / "supabase_backup.log"),
+        "supabase_backup_logrotate_file": str(managed / "logrotate.d" / "cortexreview-supabase-backup"),
+        "supabase_backup_textfile_collector_dir": str(managed / "node-exporter"),
+        "supabase_backup_manage_packages": False,
+        "supabase_backup_manage_cron_service": False,
+        "supabase_backup_container": stack.db_container,
+        "supabase_backup_login_password": pitr["args"]["login_password"],
+        "supabase_backup_pitr": True,
+    }
+    play = tmp_path / "site.yml"
+    play.write_text(ROLE_PLAY)
+    try:
+        changed, status = _role_run(run_playbook, play, variables)
+        assert changed > 0 and status == "changed"
+        assert _slot(stack) == ("physical", "t")
+        assert _receiver(docker_client, pitr["receiver"])["Mounts"][0]["Source"] == str(managed / "backups" / "pitr")
+        changed, status = _role_run(run_playbook, play, variables, check=True)
+        assert (changed, status) == (0, "ok")
+        changed, status = _role_run(run_playbook, play, variables)
+        assert (changed, status) == (0, "ok")
+    finally:
+        testbed._run(["docker", "rm", "-f", pitr["receiver"]])
