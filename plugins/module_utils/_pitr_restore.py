@@ -356,6 +356,21 @@ def recovery_failure(text):
     return found
 
 
+def describe_reached(logged, last, kind):
+    """One sentence on where the recovery stopped, from ``parse_recovery_log``'s findings and the last
+    transaction replayed (the server's own account when its log is in the container's output)."""
+    if logged['stop']:
+        description = 'recovery stopped %s%s' % (logged['stop'], ', time %s' % logged['stop_time']
+                                                 if logged['stop_time'] else '')
+    elif logged['redo_done'] or logged['timeline']:
+        description = 'replayed the whole archive'
+    else:
+        # Supabase's image logs to files (logging_collector): the container's output has no recovery lines.
+        description = ('recovery ended (at the end of the archive)' if kind == 'latest' else
+                       'recovery ended at the target') + ' (the server logs elsewhere than the container output)'
+    return description + '; last transaction replayed at %s' % (last or 'unknown (none replayed)')
+
+
 def recovery_conf(current, settings):
     """postgresql.auto.conf with the recovery settings appended (a later line wins over an earlier one)."""
     text = current if current.strip() else AUTO_CONF_HEADER
@@ -759,14 +774,9 @@ class PitrRestoreBackend(VolumeRestoreBackend):
         logged = parse_recovery_log(self._server_log(db, began))
         last = logged['last_transaction'] or (iso(from_epoch(float(row[0]))) if row[0] else None)
         timeline = logged['timeline'] or int(row[1], 16)
-        if logged['stop']:
-            description = 'recovery stopped %s%s' % (logged['stop'], ', time %s' % logged['stop_time']
-                                                     if logged['stop_time'] else '')
-        else:
-            description = 'replayed the whole archive'
-        description += '; last transaction replayed at %s' % (last or 'unknown (none replayed)')
         return {'time': last, 'stop': logged['stop'], 'stop_time': logged['stop_time'], 'timeline': timeline,
-                'redo_done': logged['redo_done'], 'description': description}
+                'redo_done': logged['redo_done'],
+                'description': describe_reached(logged, last, self.settings.recovery_target.kind)}
 
     def _wait_primary(self, db):
         settings = self.settings

@@ -414,3 +414,15 @@ def test_a_gap_in_the_wal_stops_the_plan_and_names_the_segment(planned):
         planned._plan(FakeDb(), FakeHelper())
     assert seg(1, 3) in failure.value.msg and 'nothing was stopped' in failure.value.msg
     assert failure.value.details['missing_wal'] == [seg(1, 3)]
+
+
+def test_the_moment_reached_is_described_from_the_log_or_without_it():
+    logged = restore.parse_recovery_log(LOG_TIME)
+    assert restore.describe_reached(logged, '2026-11-27T10:41:59+00:00', 'time') == (
+        'recovery stopped before commit of transaction 791, time 2026-11-27T10:42:00.301+00:00; '
+        'last transaction replayed at 2026-11-27T10:41:59+00:00')
+    silent = restore.parse_recovery_log('')
+    assert restore.describe_reached(silent, None, 'name').startswith('recovery ended at the target (the server logs')
+    assert restore.describe_reached(silent, None, 'latest').endswith('last transaction replayed at unknown (none replayed)')
+    ended = restore.parse_recovery_log('LOG:  redo done at 0/7000060 system usage: ...\n')
+    assert restore.describe_reached(ended, 'x', 'latest') == 'replayed the whole archive; last transaction replayed at x'
