@@ -304,6 +304,19 @@ def pitr_base_backup_argument_spec():
     return dict(PITR_BASE_BACKUP_OPTIONS)
 
 
+# Part A: backup_status kind=pitr reaches the server and the receiver container too.
+PITR_STATUS_OPTIONS = dict(
+    container=PITR_OPTIONS['container'],
+    login_user=PITR_OPTIONS['login_user'],
+    login_password=PITR_OPTIONS['login_password'],
+    docker_host=PITR_OPTIONS['docker_host'],
+    slot=PITR_OPTIONS['slot'],
+    max_lag=dict(type='raw'),
+)
+STATUS_OPTIONS.update(PITR_STATUS_OPTIONS)
+STATUS_OPTIONS['kind'] = dict(STATUS_OPTIONS['kind'], choices=['logical', 'volume', 'pitr'])
+
+
 # Point-in-time recovery (issue 13), part C: pitr_restore and pitr_restore_point.
 PITR_RESTORE_OPTIONS = dict(
     # A timestamp with a zone, or a restore point's name; neither: the end of the archive (latest).

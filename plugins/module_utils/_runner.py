@@ -18,6 +18,9 @@ cron mail, when the newest backup is too old or the disk too full.
 ``pitr-base [--incremental]`` takes a base backup of the point-in-time archive instead (the
 pitr_base_backup module's engine), with the same configuration file's connection options and
 backup directory; its own retention comes on the command line.
+
+``pitr-status`` refreshes the point-in-time archive's gauges in ``metrics_file`` (backup_status
+kind=pitr) and, like ``--status``, prints nothing unless the archive is not as required.
 """
 
 from __future__ import annotations
@@ -41,10 +44,12 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._opti
     validate_config,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._pitr_base import PitrBaseBackend
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._pitr_status import PitrStatusBackend
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._status import StatusBackend
 
 DEFAULT_CONFIG = '/etc/cortexreview-supabase-backup/backup.json'
 PITR_BASE_COMMAND = 'pitr-base'
+PITR_STATUS_COMMAND = 'pitr-status'
 # What a base backup takes from the backup configuration; the rest of it is the logical backup's.
 PITR_SHARED_OPTIONS = ('container', 'backup_dir', 'login_user', 'login_password', 'docker_host', 'lock_timeout',
                        'metrics_file')
@@ -71,6 +76,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == [PITR_BASE_COMMAND]:
         return run_pitr_base(pitr_base_parser().parse_args(argv[1:]))
+    if argv[:1] == [PITR_STATUS_COMMAND]:
+        return run_pitr_status(pitr_status_parser().parse_args(argv[1:]))
     parser = argparse.ArgumentParser(
         prog='cortexreview-supabase-backup',
         description='Back up the Supabase database with the cortexreview.supabase_backup engine.')
@@ -190,3 +197,31 @@ def run_pitr_base(args):
         % (result['path'], result['type'], result['parent'] or '-', result['size'], result['duration'],
            len(result['removed']), len(result['removed_wal'])))
     return 0
+
+
+def pitr_status_parser():
+    parser = argparse.ArgumentParser(
+        prog='cortexreview-supabase-backup %s' % PITR_STATUS_COMMAND,
+        description='Refresh the point-in-time archive\'s gauges in metrics_file (backup_status kind=pitr); '
+                    'silent unless the archive is not as required.')
+    parser.add_argument('--config', default=DEFAULT_CONFIG,
+                        help='JSON file of supabase_dump options; its connection options, backup_dir and metrics_file '
+                             'are used')
+    parser.add_argument('--slot', default=PITR_BASE_BACKUP_OPTIONS['slot']['default'],
+                        help='the archive\'s replication slot')
+    parser.add_argument('--max-age', metavar='AGE', help='fail when the newest base backup is older than AGE (8d, 26h)')
+    parser.add_argument('--max-lag', metavar='AGE',
+                        help="fail when the receiver's last contact is older than AGE (default 5m)")
+    return parser
+
+
+def run_pitr_status(args):
+    """Every few minutes from cron: the archive's gauges, and nothing on stdout."""
+
+    def status_options(params):
+        options = dict((name, params[name]) for name in PITR_SHARED_OPTIONS if name != 'lock_timeout')
+        options.update(kind='pitr', slot=args.slot, max_age=args.max_age, max_lag=args.max_lag)
+        return options
+
+    return run_engine(argparse.Namespace(config=args.config, check=False), PitrStatusBackend, 'pitr status',
+                      prepare=status_options)[1]

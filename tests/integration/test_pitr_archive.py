@@ -136,6 +136,67 @@ def test_second_run_changes_nothing(pitr, run_module, docker_client):
     assert docker_client.api.inspect_container(pitr["receiver"])["Id"] == receiver_id
 
 
+def _status(run_module, pitr, check=False, **extra):
+    args = {"backup_dir": pitr["args"]["backup_dir"], "kind": "pitr", "container": pitr["stack"].db_container}
+    args.update(extra)
+    return run_module("backup_status", args, check=check)
+
+
+def _segments(backup_dir):
+    return [name for name in _wal_files(backup_dir) if SEGMENT.match(name)]
+
+
+def test_status_reports_the_streaming_archive_and_writes_its_gauges(pitr, run_module, tmp_path):
+    stack = pitr["stack"]
+    while len(_segments(pitr["backup_dir"])) < 3:
+        count = len(_segments(pitr["backup_dir"]))
+        stack.psql("INSERT INTO pitr_probe DEFAULT VALUES; SELECT pg_switch_wal();")
+        stack.wait_until(lambda: len(_segments(pitr["backup_dir"])) > count, timeout=30)
+    metrics = tmp_path / "textfile" / "supabase_backup.prom"
+    result = _status(run_module, pitr, metrics_file=str(metrics))
+    assert not result.get("failed"), result.get("msg")
+    assert result["changed"] is False and result["streaming"] is True
+    assert result["receiver"]["running"] is True and result["slot"]["active"] is True
+    assert result["gaps"] == [] and result["wal"]["count"] >= 3
+    assert result["last_contact_age_seconds"] is not None and result["last_contact_age_seconds"] < 60
+    assert result["base_backups"]["count"] == 0 and result["archive_size"] > 16 << 20
+    text = metrics.read_text()
+    assert 'supabase_backup_pitr_receiver_up{kind="pitr",operation="archive"} 1' in text
+    assert 'supabase_backup_pitr_wal_gaps{kind="pitr",operation="archive"} 0' in text
+    assert 'supabase_backup_pitr_base_backup_timestamp_seconds{kind="pitr",operation="archive"} 0' in text
+    # No base backup yet: only a required one fails.
+    required = _status(run_module, pitr, max_age="1d")
+    assert required.get("failed") and "no base backup in" in required["msg"]
+
+
+def test_status_fails_on_a_gap_and_on_a_stopped_receiver(pitr, run_module, docker_client, tmp_path):
+    wal = pitr["backup_dir"] / "pitr" / "wal"
+    middle = _segments(pitr["backup_dir"])[1]
+    aside = tmp_path / middle
+    os.rename(wal / middle, aside)
+    metrics = tmp_path / "textfile" / "supabase_backup.prom"
+    try:
+        result = _status(run_module, pitr, metrics_file=str(metrics))
+        assert result.get("failed") and result["gaps"] == [middle]
+        assert "the WAL archive has a gap: 1 file(s) missing, first %s" % middle in result["msg"]
+        assert 'supabase_backup_pitr_wal_gaps{kind="pitr",operation="archive"} 1' in metrics.read_text()
+    finally:
+        os.rename(aside, wal / middle)
+    docker_client.api.stop(pitr["receiver"], timeout=5)
+    try:
+        result = _status(run_module, pitr, metrics_file=str(metrics))
+        assert result.get("failed")
+        assert "receiver container %s is not running (exited)" % pitr["receiver"] in result["msg"]
+        assert result["streaming"] is False
+        assert 'supabase_backup_pitr_receiver_up{kind="pitr",operation="archive"} 0' in metrics.read_text()
+        # The next run of the archive starts it again.
+        again = run_module("pitr_archive", pitr["args"])
+        assert again["changes"] == ["restart receiver container %s" % pitr["receiver"]]
+        assert not _status(run_module, pitr).get("failed")
+    finally:
+        docker_client.api.start(pitr["receiver"])
+
+
 def test_hba_line_removed_by_hand_is_put_back(pitr, run_module):
     stack = pitr["stack"]
     path, hba = _hba(stack)
@@ -266,5 +327,13 @@ def test_role_turns_archiving_on_and_a_second_run_changes_nothing(pitr, run_play
         assert (changed, status) == (0, "ok")
         changed, status = _role_run(run_playbook, play, variables)
         assert (changed, status) == (0, "ok")
+        # The cron file's status refresh of the archive, run as cron would run it.
+        lines = [line for line in (managed / "cron.d" / "cortexreview-backup").read_text().splitlines()
+                 if " pitr-status " in line]
+        assert len(lines) == 1 and lines[0].startswith("*/2 * * * * root ")
+        command = lines[0].split(" root ", 1)[1]
+        assert testbed._run(["sh", "-c", command]).returncode == 0, (managed / "log" / "supabase_backup.log").read_text()
+        metrics = (managed / "node-exporter" / "supabase_backup.prom").read_text()
+        assert 'supabase_backup_pitr_receiver_up{kind="pitr",operation="archive"} 1' in metrics
     finally:
         testbed._run(["docker", "rm", "-f", pitr["receiver"]])

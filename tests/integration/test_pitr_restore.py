@@ -362,6 +362,10 @@ def test_the_playbook_asks_and_recovers_and_archives_the_new_timeline(pitr, arch
              "supabase_backup_login_password": stack.db_password(), "supabase_pitr_volume": stack.volume,
              "supabase_pitr_stop_containers": list(stack.app_containers)}
     containers = started_at(stack, pitr["receiver"])
+    planned = run_playbook(REPO / "playbooks" / "pitr_restore.yml", extra, check=True)
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert "Check mode, nothing changed. Would stop " in planned.stdout
+    assert started_at(stack, pitr["receiver"]) == containers
     unconfirmed = run_playbook(REPO / "playbooks" / "pitr_restore.yml", extra)
     assert unconfirmed.returncode != 0
     assert "supabase_pitr_restore_confirm=true" in unconfirmed.stdout, unconfirmed.stdout

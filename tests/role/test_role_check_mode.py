@@ -304,7 +304,7 @@ def test_point_in_time_base_backups_add_two_cron_lines(sandbox):
     bad = sandbox.run(must_succeed=False, supabase_backup_pitr_full_cron_hour='1 2', **pitr)
     assert bad.rc != 0 and "The base backups' cron fields must be single cron tokens" in bad.output
     assert sandbox.state() == before
-    bad = sandbox.run(must_succeed=False, supabase_backup_pitr_retention_full=0, **pitr)
+    bad = sandbox.run(must_succeed=False, **dict(pitr, supabase_backup_pitr_retention_full=0))
     assert bad.rc != 0 and 'supabase_backup_pitr_retention_full at least 1' in bad.output
     # Turned off again, the two lines go.
     assert sandbox.run().changed == {CRON_TASK}

@@ -17,13 +17,15 @@ import yaml
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metrics import (
     read_samples,
     write_free_bytes,
+    write_gauges,
     write_metrics,
 )
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RULES = os.path.join(REPO_ROOT, 'roles', 'supabase_backup', 'files', 'supabase_backup.rules.yml')
 ALERTS = ('SupabaseBackupFailed', 'SupabaseRestoreFailed', 'SupabaseOffsiteCopyFailed', 'SupabaseBackupMissing',
-          'SupabaseBackupMetricsAbsent', 'SupabaseBackupDiskSpaceLow')
+          'SupabaseBackupMetricsAbsent', 'SupabaseBackupDiskSpaceLow', 'SupabasePitrReceiverDown',
+          'SupabasePitrArchiveBehind', 'SupabasePitrWalGap', 'SupabasePitrBaseBackupMissing')
 DAY = 86400
 # promtool's clock starts at 0: every case is judged at NOW, 10 days into it, so that
 # time() in the rules is NOW and "9 days ago" a real timestamp. The metrics file is scraped
@@ -234,7 +236,9 @@ def test_rule_file_names_only_metrics_and_labels_the_engine_writes(tmp_path):
     path = metrics_file(tmp_path)
     write_metrics(path, 'logical', True, 1.0, size=1, finished_at=1, free=1)
     series = textfile_series(path)
-    written = set(name.split('{')[0] for name in series)
+    archive = metrics_file(tmp_path, 'pitr.prom')
+    write_gauges(archive, 'pitr', 'archive', healthy_archive())
+    written = set(name.split('{')[0] for name in list(series) + list(textfile_series(archive)))
     with open(RULES, encoding='utf-8') as handle:
         rules = yaml.safe_load(handle)
     exprs = ' '.join(rule['expr'] for group in rules['groups'] for rule in group['rules'])
@@ -497,3 +501,103 @@ def test_a_failed_upload_is_its_own_alert_and_the_next_upload_clears_it(tmp_path
     write_metrics(never, 'volume', False, 2.0, finished_at=NOW - 3600, operation='offsite')
     run_rule_test(tmp_path, [(HISTORY, never)],
                   {'SupabaseOffsiteCopyFailed': [offsite_failed('volume', 'none has ever succeeded')]})
+
+
+# ------------------------------------------------------------- point-in-time archive --
+
+def healthy_archive(**overrides):
+    """The gauges backup_status kind=pitr writes for a streaming archive with a day-old base backup."""
+    gauges = {'pitr_receiver_up': 1, 'pitr_receiver_restarts': 0, 'pitr_last_contact_timestamp_seconds': NOW - 10,
+              'pitr_newest_wal_timestamp_seconds': NOW - 5, 'pitr_slot_lag_bytes': 1 << 20,
+              'pitr_base_backup_timestamp_seconds': NOW - DAY, 'pitr_archive_bytes': 5 * GB, 'pitr_wal_gaps': 0}
+    gauges.update(overrides)
+    return gauges
+
+
+def archive_file(tmp_path, name, **overrides):
+    path = metrics_file(tmp_path, name)
+    good_backups(path)
+    write_gauges(path, 'pitr', 'archive', healthy_archive(**overrides))
+    return path
+
+
+def pitr_labels(severity):
+    return {'kind': 'pitr', 'operation': 'archive', 'severity': severity, **SCRAPE_LABELS}
+
+
+def receiver_down(restarts):
+    return (pitr_labels('critical'),
+            {'summary': 'Supabase WAL receiver down on %s' % INSTANCE,
+             'description': 'The WAL receiver of the point-in-time archive on %s does not stream from the database '
+                            '(%s container restarts): nothing after its last contact can be recovered. See docker '
+                            'logs of the receiver container; pitr_archive (supabase_backup_pitr) starts it again.'
+                            % (INSTANCE, restarts)})
+
+
+def archive_behind(contact_age, lag):
+    return (pitr_labels('warning'),
+            {'summary': 'Supabase WAL archive behind on %s' % INSTANCE,
+             'description': "The point-in-time archive on %s is behind the database: the receiver's last contact "
+                            'was %s ago and the slot holds back %sB of WAL. Past max_slot_wal_keep_size the server '
+                            'drops it and the archive gets a gap.' % (INSTANCE, contact_age, lag)})
+
+
+def wal_gap(count):
+    return (pitr_labels('critical'),
+            {'summary': 'Supabase WAL archive has a gap on %s' % INSTANCE,
+             'description': '%s WAL file(s) are missing from the point-in-time archive on %s: no recovery can pass '
+                            'the first one. backup_status kind=pitr names them; take a new base backup '
+                            '(playbooks/pitr_backup.yml) so that recovery from now on does not need them.'
+                            % (count, INSTANCE)})
+
+
+def base_backup_missing(age=None):
+    if age is None:
+        head = 'The point-in-time archive on %s has no base backup' % INSTANCE
+    else:
+        head = 'The newest base backup of the point-in-time archive on %s finished %s ago' % (INSTANCE, age)
+    return (pitr_labels('warning'),
+            {'summary': 'No Supabase base backup on %s for more than 8 days' % INSTANCE,
+             'description': head + '; see the pitr base backup lines of the backup log.'})
+
+
+def test_a_streaming_archive_with_a_recent_base_backup_is_silent(tmp_path):
+    run_rule_test(tmp_path, [(HISTORY, archive_file(tmp_path, 'pitr.prom'))], {})
+
+
+def test_receiver_down_fires_after_five_minutes_and_names_the_restarts(tmp_path):
+    up = archive_file(tmp_path, 'up.prom')
+    down = archive_file(tmp_path, 'down.prom', pitr_receiver_up=0, pitr_receiver_restarts=4)
+    run_rule_test(tmp_path, [(HISTORY - 11, up), (11, down)], {'SupabasePitrReceiverDown': [receiver_down(4)]})
+    run_rule_test(tmp_path, [(HISTORY - 2, up), (2, down)], {})  # pending (for: 5m)
+    run_rule_test(tmp_path, [(HISTORY - 30, up), (28, down), (2, up)], {})  # streaming again
+
+
+def test_archive_behind_on_an_old_last_contact_or_a_large_slot_lag(tmp_path):
+    # The status refresh kept writing the same last contact: the receiver went silent 30 minutes ago,
+    # 15 minutes past the limit (for: 10m) ...
+    silent = archive_file(tmp_path, 'silent.prom', pitr_last_contact_timestamp_seconds=NOW - 30 * 60)
+    run_rule_test(tmp_path, [(HISTORY, silent)],
+                  {'SupabasePitrArchiveBehind': [archive_behind('30m 0s', '1Mi')]})
+    # ... 20 minutes ago: 5 minutes past it, pending.
+    pending = archive_file(tmp_path, 'pending.prom', pitr_last_contact_timestamp_seconds=NOW - 20 * 60)
+    run_rule_test(tmp_path, [(HISTORY, pending)], {})
+    lagging = archive_file(tmp_path, 'lag.prom', pitr_slot_lag_bytes=3 << 30)
+    run_rule_test(tmp_path, [(HISTORY, lagging)], {'SupabasePitrArchiveBehind': [archive_behind('10s', '3Gi')]})
+    recent = archive_file(tmp_path, 'recent.prom', pitr_last_contact_timestamp_seconds=NOW - 10 * 60)
+    run_rule_test(tmp_path, [(HISTORY, recent)], {})
+
+
+def test_a_gap_in_the_wal_fires(tmp_path):
+    run_rule_test(tmp_path, [(HISTORY, archive_file(tmp_path, 'gap.prom', pitr_wal_gaps=2))],
+                  {'SupabasePitrWalGap': [wal_gap(2)]})
+
+
+@pytest.mark.parametrize('finished,expected', [
+    (NOW - 9 * DAY, base_backup_missing('9d 0h 0m 0s')),
+    (0, base_backup_missing()),
+    (NOW - 7 * DAY, None),
+])
+def test_base_backup_missing_after_eight_days_or_never(tmp_path, finished, expected):
+    path = archive_file(tmp_path, 'base.prom', pitr_base_backup_timestamp_seconds=finished)
+    run_rule_test(tmp_path, [(HISTORY, path)], {'SupabasePitrBaseBackupMissing': [expected]} if expected else {})
