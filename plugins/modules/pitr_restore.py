@@ -49,11 +49,6 @@ description:
     (C(playbooks/pitr_restore.yml) does both).
   - Only the database is recovered. Storage's files, the deployment files and anything else outside the data volume
     are not rolled back.
-author:
-  - CortexReview engineering (@cortexreview)
-extends_documentation_fragment:
-  - cortexreview.supabase_backup.attributes
-  - cortexreview.supabase_backup.pitr
 attributes:
   check_mode:
     support: full
@@ -65,6 +60,9 @@ attributes:
   idempotent:
     support: none
     details: Every run recovers again and opens another timeline.
+extends_documentation_fragment:
+  - cortexreview.supabase_backup.attributes
+  - cortexreview.supabase_backup.pitr
 options:
   target_time:
     description:
@@ -128,6 +126,8 @@ seealso:
   - module: cortexreview.supabase_backup.pitr_archive
   - module: cortexreview.supabase_backup.pitr_base_backup
   - module: cortexreview.supabase_backup.pitr_restore_point
+author:
+  - CortexReview engineering (@cortexreview)
 '''
 
 EXAMPLES = r'''

@@ -21,8 +21,8 @@ description:
 author:
   - CortexReview engineering (@cortexreview)
 extends_documentation_fragment:
-  - cortexreview.supabase_backup.attributes
   - cortexreview.supabase_backup.pitr
+  - cortexreview.supabase_backup.attributes
 attributes:
   check_mode:
     support: full
