@@ -445,14 +445,10 @@ class PitrRestoreBackend(VolumeRestoreBackend):
     # The stamp and random part of the helper's name and of the directory the previous contents wait in.
     _suffix = None
 
-    def metrics_size(self, result):
-        return result.get('size')
-
     def run(self):
         started = time.monotonic()
         settings = self.settings
         layout = settings.layout
-        target = settings.recovery_target
         if not settings.confirm and not self.check_mode:
             raise ConfigError('confirm must be true: a point-in-time recovery replaces everything in %s of container '
                               '%s' % (settings.describe_source(), settings.container))
@@ -460,18 +456,20 @@ class PitrRestoreBackend(VolumeRestoreBackend):
             raise ConfigError('there is no point-in-time archive in %s (run pitr_archive and pitr_base_backup first)'
                               % layout.root)
         if self.check_mode and not os.path.exists(layout.lock):
-            return self._checked_run(started, lock=None)
-        with PitrLock(layout, settings.lock_timeout) as lock:
-            return self._checked_run(started, lock=lock)
+            # Check mode makes no lock file.
+            return self._checked_run(started)
+        with PitrLock(layout, settings.lock_timeout):
+            return self._checked_run(started)
 
-    def _checked_run(self, started, lock):
+    def _checked_run(self, started):
         settings = self.settings
         db = self.container()
         self._suffix = '%s-%s' % (self.stamp(), binascii.hexlify(os.urandom(4)).decode('ascii'))
         helper = VolumeHelper(db, self._suffix)
         staging = None
         try:
-            helper.create(extra_mounts=[volume_mount(CONTAINER_ROOT, path=settings.layout.root)])
+            # The archive is only read from the helper.
+            helper.create(extra_mounts=[volume_mount(CONTAINER_ROOT, path=settings.layout.root, read_only=True)])
             plan = self._plan(db, helper)
             if self.check_mode:
                 return self._prediction(db, plan, started)
