@@ -313,7 +313,8 @@ class PitrArchiveBackend(Backend):
     def _absent(self, server, receiver):
         settings = self.settings
         changes = []
-        exists = receiver.inspect() is not None
+        # state() refuses a container of that name that is not ours: it is never removed.
+        exists = receiver.state() != 'missing'
         if exists:
             changes.append('remove receiver container %s' % receiver.name)
         slot = server.slot(settings.slot)

@@ -50,15 +50,14 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._pitr
     CATALOG_FORMAT,
     FULL,
     INCREMENTAL,
-    HISTORY,
     chains,
     expired_chains,
     find_gaps,
     lsn_segment,
     oldest_start_wal,
     parse_lsn,
-    parse_wal_name,
     read_catalog,
+    read_histories,
     wal_before,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._volume_container import DbContainer
@@ -191,20 +190,6 @@ def remove_tree(path):
             os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-def wal_histories(wal_dir, names):
-    """{timeline: text} of the ``.history`` files among ``names`` (unreadable ones left out)."""
-    histories = {}
-    for name in names:
-        parsed = parse_wal_name(name)
-        if parsed is not None and parsed.kind == HISTORY:
-            try:
-                with open(os.path.join(wal_dir, name), encoding='utf-8') as stream:
-                    histories[parsed.timeline] = stream.read()
-            except (OSError, ValueError):
-                continue
-    return histories
 
 
 # ---------------------------------------------------------------------------------------- backend --
@@ -439,7 +424,7 @@ class PitrBaseBackend(Backend):
             removed.append(name)
             removed_bytes += info.st_size
         remaining = sorted(set(names) - set(removed))
-        gaps = find_gaps(remaining, start, segment_size, histories=wal_histories(layout.wal, remaining))
+        gaps = find_gaps(remaining, start, segment_size, histories=read_histories(layout.wal, remaining))
         if gaps:
             self.warnings.append('the WAL archive has gaps since %s, the oldest base backup kept: %s missing (%s); '
                                  'point-in-time recovery cannot cross them'

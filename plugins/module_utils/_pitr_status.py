@@ -17,12 +17,7 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
-    ConfigError,
-    StatusError,
-    SupabaseBackupError,
-)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import ConfigError
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._metrics import free_bytes, write_gauges
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._pitr import (
     RECEIVER_APPLICATION,
@@ -38,8 +33,10 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._pitr
     oldest_start_wal,
     parse_wal_name,
     read_catalog,
+    read_histories,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._status import (
+    StatusBackend,
     human_duration,
     human_size,
     parse_duration,
@@ -96,18 +93,6 @@ def directory_size(path):
     return total
 
 
-def read_histories(directory, files):
-    histories = {}
-    for name, parsed, _mtime, _size in files:
-        if parsed.kind == HISTORY:
-            try:
-                with open(os.path.join(directory, name), encoding='utf-8') as handle:
-                    histories[parsed.timeline] = handle.read()
-            except (OSError, UnicodeDecodeError):
-                pass
-    return histories
-
-
 def archive_gaps(files, catalog, segment_size, histories):
     """Missing WAL names from the oldest base backup's start (or the oldest segment received) on."""
     segments = sorted((parsed.timeline, parsed.number, name) for name, parsed, _m, _s in files
@@ -120,29 +105,13 @@ def archive_gaps(files, catalog, segment_size, histories):
     return find_gaps([name for name, _p, _m, _s in files], start, segment_size, histories=histories)
 
 
-class PitrStatusBackend(Backend):
+class PitrStatusBackend(StatusBackend):
     """Reports the point-in-time archive; ``run()`` raises StatusError, with the status, when it is not as required."""
 
     settings_class = PitrStatusSettings
 
-    def run(self):
-        settings = self.settings
-        if not os.path.isdir(settings.backup_dir):
-            what = 'is not a directory' if os.path.lexists(settings.backup_dir) else 'does not exist'
-            raise ConfigError('backup_dir %s %s' % (settings.backup_dir, what), backup_dir=settings.backup_dir)
-        status = self.status()
-        problems = self.problems(status)
-        if settings.metrics_file and not self.check_mode:
-            try:
-                write_gauges(settings.metrics_file, KIND, OPERATION, self.gauges(status))
-            except (OSError, SupabaseBackupError) as exc:
-                problems.append('metrics_file %s not written: %s' % (settings.metrics_file,
-                                                                     getattr(exc, 'msg', None) or exc))
-        status['problems'] = problems
-        if problems:
-            raise StatusError('; '.join(problems), **status)
-        status['msg'] = self.summary(status)
-        return status
+    def refresh_metrics(self, status):
+        write_gauges(self.settings.metrics_file, KIND, OPERATION, self.gauges(status))
 
     def status(self):
         settings = self.settings
@@ -184,7 +153,8 @@ class PitrStatusBackend(Backend):
                              'newest_age_seconds': max(0, int(now - newest_base['finished_epoch']))
                              if newest_base else None,
                              'problems': list(catalog.problems)},
-            'gaps': archive_gaps(files, catalog, segment_size, read_histories(settings.layout.wal, files)),
+            'gaps': archive_gaps(files, catalog, segment_size,
+                                 read_histories(settings.layout.wal, [item[0] for item in files])),
             'archive_size': directory_size(settings.layout.root),
             'free_bytes': free_bytes(settings.backup_dir),
         }
@@ -221,10 +191,7 @@ class PitrStatusBackend(Backend):
                 problems.append('newest base backup %s is %s old, more than max_age %s'
                                 % (base['newest'], human_duration(base['newest_age_seconds']),
                                    human_duration(settings.max_age)))
-        if settings.min_free is not None and status['free_bytes'] is not None \
-                and status['free_bytes'] < settings.min_free:
-            problems.append('%s free on %s, less than min_free %s'
-                            % (human_size(status['free_bytes']), settings.backup_dir, human_size(settings.min_free)))
+        problems.extend(self.free_space_problems(status))
         return problems
 
     def gauges(self, status):

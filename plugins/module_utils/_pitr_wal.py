@@ -222,6 +222,23 @@ def _timeline_chain(start_timeline, start, newest, timelines, present, histories
     return chain, set()
 
 
+def read_histories(wal_dir, names):
+    """{timeline: text} of the ``.history`` files among ``names`` in ``wal_dir``, for find_gaps' ``histories``.
+
+    One that cannot be read is left out: find_gaps then takes its timeline to begin at its first segment.
+    """
+    histories = {}
+    for name in names:
+        parsed = parse_wal_name(name)
+        if parsed is not None and parsed.kind == HISTORY:
+            try:
+                with open(os.path.join(wal_dir, name), encoding='utf-8') as stream:
+                    histories[parsed.timeline] = stream.read()
+            except (OSError, ValueError):
+                continue
+    return histories
+
+
 def wal_before(names, start_wal, segment_size=DEFAULT_SEGMENT_SIZE):
     """The segments and ``.partial`` files no replay from ``start_wal`` on can need, oldest first.
 

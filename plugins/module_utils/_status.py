@@ -166,9 +166,9 @@ class StatusBackend(Backend):
             raise ConfigError('backup_dir %s %s' % (settings.backup_dir, what), backup_dir=settings.backup_dir)
         status = self.status()
         problems = self.problems(status)
-        if settings.metrics_file and not self.check_mode and status['free_bytes'] is not None:
+        if settings.metrics_file and not self.check_mode:
             try:
-                write_free_bytes(settings.metrics_file, settings.kind, status['free_bytes'])
+                self.refresh_metrics(status)
             except (OSError, SupabaseBackupError) as exc:
                 problems.append('metrics_file %s not written: %s' % (settings.metrics_file,
                                                                      getattr(exc, 'msg', None) or exc))
@@ -177,6 +177,11 @@ class StatusBackend(Backend):
             raise StatusError('; '.join(problems), **status)
         status['msg'] = self.summary(status)
         return status
+
+    def refresh_metrics(self, status):
+        """Bookkeeping in metrics_file: the free-space gauge of the kind."""
+        if status['free_bytes'] is not None:
+            write_free_bytes(self.settings.metrics_file, self.settings.kind, status['free_bytes'])
 
     def backups(self):
         """The restore points of the kind, oldest first."""
@@ -236,14 +241,19 @@ class StatusBackend(Backend):
                 problems.append('newest %s restore point on %s, %s, is %s old, more than offsite_max_age %s'
                                 % (settings.kind, offsite['remote'], offsite['newest'],
                                    human_duration(offsite['age_seconds']), human_duration(settings.offsite_max_age)))
-        if settings.min_free is not None:
-            if status['free_bytes'] is None:
-                problems.append('free space on %s is unknown (statvfs failed)' % settings.backup_dir)
-            elif status['free_bytes'] < settings.min_free:
-                problems.append('%s free on %s, less than min_free %s'
-                                % (human_size(status['free_bytes']), settings.backup_dir,
-                                   human_size(settings.min_free)))
+        problems.extend(self.free_space_problems(status))
         return problems
+
+    def free_space_problems(self, status):
+        settings = self.settings
+        if settings.min_free is None:
+            return []
+        if status['free_bytes'] is None:
+            return ['free space on %s is unknown (statvfs failed)' % settings.backup_dir]
+        if status['free_bytes'] < settings.min_free:
+            return ['%s free on %s, less than min_free %s'
+                    % (human_size(status['free_bytes']), settings.backup_dir, human_size(settings.min_free))]
+        return []
 
     @staticmethod
     def validation_problem(newest, validation):

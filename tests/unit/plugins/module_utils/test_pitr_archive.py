@@ -213,3 +213,28 @@ def test_present_needs_a_password_or_an_existing_pgpass(tmp_path):
 
 def test_subnet_of_the_fake_network_is_the_one_checked():
     assert ipaddress.ip_network('172.18.0.0/16').subnet_of(ipaddress.ip_network('172.16.0.0/12'))
+
+
+def test_absent_never_removes_a_container_that_is_not_the_receiver(fake_run, monkeypatch):
+    server, run = fake_run
+
+    def foreign(self):
+        raise ConfigError('a container named x exists but is not the receiver of db')
+
+    monkeypatch.setattr(FakeReceiver, 'state', foreign)
+    with pytest.raises(ConfigError, match='not the receiver'):
+        run(state='absent')
+    assert server.calls == [] and FakeReceiver.actions == []
+
+
+def test_absent_removes_the_receiver_then_drops_the_slot(fake_run, monkeypatch):
+    server, run = fake_run
+    monkeypatch.setattr(FakeReceiver, 'state', lambda self: 'running')
+    slots = [{'slot_type': 'physical', 'active': True}, {'slot_type': 'physical', 'active': True},
+             {'slot_type': 'physical', 'active': False}]
+    monkeypatch.setattr(server, 'slot', lambda name: slots.pop(0) if slots else None, raising=False)
+    monkeypatch.setattr(archive, 'POLL_SECONDS', 0)
+    result = run(state='absent')
+    assert result['changes'] == ['remove receiver container cortexreview-supabase-db-pitr-receiver',
+                                 'drop replication slot cortexreview_pitr']
+    assert FakeReceiver.actions == ['remove'] and server.calls == [('drop_slot', 'cortexreview_pitr')]

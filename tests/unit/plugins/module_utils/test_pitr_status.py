@@ -45,8 +45,8 @@ def test_gaps_count_from_the_oldest_base_backup(tmp_path):
     _wal(wal, '000000010000000000000003', '000000010000000000000004.partial')
     files = status.wal_files(wal, SEGMENT_SIZE)
     catalog = [_entry('pitr-base-20260101_000000', '000000010000000000000001', NOW)]
-    assert status.archive_gaps(files, catalog, SEGMENT_SIZE, {}) == ['000000010000000000000001',
-                                                                      '000000010000000000000002']
+    expected = ['000000010000000000000001', '000000010000000000000002']
+    assert status.archive_gaps(files, catalog, SEGMENT_SIZE, {}) == expected
 
 
 def test_a_new_timeline_without_its_history_is_a_gap(tmp_path):

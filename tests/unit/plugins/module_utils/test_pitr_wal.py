@@ -184,6 +184,16 @@ def test_older_timelines_than_the_start_are_ignored():
     assert wal.find_gaps(names, seg(2, 5), SIZE) == []
 
 
+def test_read_histories_reads_history_files_only(tmp_path):
+    (tmp_path / '00000002.history').write_text('1\t0/5000098\tx\n')
+    (tmp_path / '00000003.history').write_bytes(b'\xff\xfe not utf-8')
+    (tmp_path / seg(2, 5)).write_text('segment')
+    names = ['00000002.history', '00000003.history', seg(2, 5), '00000004.history']  # 4: listed, then gone
+    histories = wal.read_histories(str(tmp_path), names)
+    assert histories == {2: '1\t0/5000098\tx\n'}
+    assert wal.find_gaps([seg(1, 4), seg(2, 5)] + names[:1], seg(1, 4), SIZE, histories=histories) == []
+
+
 # ------------------------------------------------------------------------------------ wal_before --
 
 def test_wal_before_keeps_history_newer_timelines_and_unknown_files():
