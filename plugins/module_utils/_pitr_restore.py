@@ -64,11 +64,12 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._pitr
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._pitr_wal import (
     HISTORY,
     PARTIAL,
+    chain_for,
     find_gaps,
     parse_lsn,
     parse_wal_name,
     read_catalog,
-    chain_for,
+    read_histories,
     select_for_time,
     wal_before,
 )
@@ -514,8 +515,8 @@ class PitrRestoreBackend(VolumeRestoreBackend):
             names = sorted(os.listdir(layout.wal))
         except OSError as exc:
             raise BackupFileError('cannot list the WAL archive %s: %s' % (layout.wal, exc.strerror or exc)) from None
-        histories = self._histories(names, segment_size)
-        gaps = find_gaps(names, last['start_wal'], segment_size, stop_wal=last['stop_wal'], histories=histories)
+        gaps = find_gaps(names, last['start_wal'], segment_size, stop_wal=last['stop_wal'],
+                         histories=read_histories(layout.wal, names))
         if gaps:
             raise BackupFileError('the WAL archive %s has a gap: %s %s missing (needed after base backup %s); nothing '
                                   'was stopped, the live data is untouched'
@@ -533,18 +534,6 @@ class PitrRestoreBackend(VolumeRestoreBackend):
                      source=layout.base_dir(last['name']), receiver=receiver,
                      receiver_running=receiver_active(receiver),
                      writers=settings.writers.running(), earliest=iso(from_epoch(catalog[0]['finished_epoch'])))
-
-    def _histories(self, names, segment_size):
-        histories = {}
-        for name in names:
-            parsed = parse_wal_name(name, segment_size)
-            if parsed is not None and parsed.kind == HISTORY:
-                try:
-                    with open(os.path.join(self.settings.layout.wal, name), encoding='utf-8') as stream:
-                        histories[parsed.timeline] = stream.read()
-                except (OSError, ValueError) as exc:
-                    raise BackupFileError('cannot read timeline history %s: %s' % (name, exc)) from None
-        return histories
 
     def _check_space(self, helper, volume_bytes, staging_bytes):
         out = helper.run('read the free space of the volume', ['stat', '-f', '-c', '%a %S', helper.root]).split()
