@@ -64,9 +64,11 @@ def docker_client(docker_host=None, timeout=CONTROL_TIMEOUT):
                           % (kwargs.get('base_url', 'the default socket'), exc)) from None
 
 
-def volume_mount(destination, volume=None, path=None):
+def volume_mount(destination, volume=None, path=None, read_only=False):
     """The mount of a named ``volume``, or else of the host directory ``path``, at ``destination``."""
-    return Mount(destination, volume, type='volume') if volume else Mount(destination, path, type='bind')
+    if volume:
+        return Mount(destination, volume, type='volume', read_only=read_only)
+    return Mount(destination, path, type='bind', read_only=read_only)
 
 
 def api_call(what, call, *args, **kwargs):

@@ -315,3 +315,36 @@ PITR_STATUS_OPTIONS = dict(
 )
 STATUS_OPTIONS.update(PITR_STATUS_OPTIONS)
 STATUS_OPTIONS['kind'] = dict(STATUS_OPTIONS['kind'], choices=['logical', 'volume', 'pitr'])
+
+
+# Point-in-time recovery (issue 13), part C: pitr_restore and pitr_restore_point.
+PITR_RESTORE_OPTIONS = dict(
+    # A timestamp with a zone, or a restore point's name; neither: the end of the archive (latest).
+    target_time=dict(type='str'),
+    target_name=dict(type='str'),
+    confirm=dict(type='bool', default=False),
+    volume=dict(type='str', default='cortexreview-supabase-db-data'),
+    path=dict(type='path'),
+    stop_containers=dict(type='list', elements='str', default=['cortexreview-api', 'cortexreview-worker']),
+    stop_compose_project=dict(type='str'),
+    stop_compose_services=dict(type='list', elements='str', default=[]),
+    stop_timeout=dict(type='int', default=120),
+    # Replaying a week of WAL takes a while: the wait covers the replay and the promotion.
+    ready_timeout=dict(type='int', default=900),
+    **PITR_OPTIONS
+)
+
+PITR_RESTORE_RULES = dict(mutually_exclusive=[('target_time', 'target_name'), ('volume', 'path')])
+
+PITR_RESTORE_POINT_OPTIONS = dict(
+    name=dict(type='str', required=True),
+    **PITR_OPTIONS
+)
+
+
+def pitr_restore_argument_spec():
+    return dict(PITR_RESTORE_OPTIONS)
+
+
+def pitr_restore_point_argument_spec():
+    return dict(PITR_RESTORE_POINT_OPTIONS)

@@ -109,13 +109,7 @@ class VolumeRestoreBackend(VolumeBackend):
                 self._roll_back(db, helper, aside, phase, root_before, exc)
                 raise
             downtime = round(time.monotonic() - stop_began, 3) if stop_began is not None else None
-            leftover = None
-            try:
-                helper.delete(aside)
-            except SupabaseBackupError as exc:
-                leftover = posixpath.join(db.destination, aside)
-                self.warnings.append('restore succeeded but the previous contents were not deleted: %s; '
-                                     'delete %s (in %s) by hand' % (exc.msg, aside, db.source))
+            previous = self._delete_previous(db, helper, aside)
         except BaseException as exc:
             # The container runs again if it ran before, on whatever contents are in place now.
             started = self.start_again(db, exc) if stopped else []
@@ -127,7 +121,17 @@ class VolumeRestoreBackend(VolumeBackend):
             if problem:
                 self.warnings.append(problem)
         return {'stopped': stopped, 'started': [db.name], 'ready': True, 'downtime': downtime,
-                'previous_contents': 'deleted' if leftover is None else leftover}
+                'previous_contents': previous}
+
+    def _delete_previous(self, db, helper, aside):
+        """Delete the previous contents once the new ones run: 'deleted', or where they still are (and a warning)."""
+        try:
+            helper.delete(aside)
+        except SupabaseBackupError as exc:
+            self.warnings.append('restore succeeded but the previous contents were not deleted: %s; '
+                                 'delete %s (in %s) by hand' % (exc.msg, aside, db.source))
+            return posixpath.join(db.destination, aside)
+        return 'deleted'
 
     def _roll_back(self, db, helper, aside, phase, root_before, failure):
         """Put the previous contents back, with the container stopped."""

@@ -17,7 +17,7 @@ loads this file). Fixtures:
 ``second_stack``      session: ``make_stack("second")``, an empty stack (a new host)
 ``supabase_stack``    session: ``make_stack("supabase", seed=True, profile="supabase")``, a
                       seeded stack shaped like a self-hosted Supabase (README: test bed)
-``pitr_stack``        session: ``make_stack("pitr")``, a stack of its own for point-in-time recovery
+``pitr_stack``        session: ``make_stack("pitr", seed=True)``, a seeded stack of its own for point-in-time recovery
 ``healthy_stack``     function: like ``stack`` but re-checks/repairs the stack
                       (containers running, DB seeded) before the test
 ``docker_client``     session: ``docker.from_env()``
@@ -113,7 +113,7 @@ def supabase_stack(make_stack) -> testbed.Stack:
 @pytest.fixture(scope="session")
 def pitr_stack(make_stack) -> testbed.Stack:
     """A stack of its own for point-in-time recovery (its writers insert timestamped rows)."""
-    return make_stack("pitr")
+    return make_stack("pitr", seed=True)
 
 
 @pytest.fixture
