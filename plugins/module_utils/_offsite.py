@@ -317,7 +317,7 @@ def upload_restore_point(remote, directory, manifest, listing, allow_plain):
                                   % (path, manifest['stem']))
         digests = file_digests(path)
         size = os.path.getsize(path)
-        if name in listing and _same_copy(listing[name], digests, size):
+        if name in listing and same_copy(listing[name], digests, size):
             continue
         remote.upload(path, name)
         after = remote.listing()
@@ -327,7 +327,8 @@ def upload_restore_point(remote, directory, manifest, listing, allow_plain):
     return uploaded
 
 
-def _same_copy(entry, digests, size):
+def same_copy(entry, digests, size):
+    """Whether the remote ``entry`` (size, hashes) is a copy of the local file with ``digests`` and ``size``."""
     if entry.get('size') != size:
         return False
     hashes = {key.lower(): (value or '').lower() for key, value in (entry.get('hashes') or {}).items()}
