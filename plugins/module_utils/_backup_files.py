@@ -93,9 +93,12 @@ class DirectoryLock:
         self._timeout = timeout
         self._fd = None
 
+    def _open(self):
+        return os.open(self._path, os.O_RDONLY | os.O_DIRECTORY)
+
     def __enter__(self):
         try:
-            self._fd = os.open(self._path, os.O_RDONLY | os.O_DIRECTORY)
+            self._fd = self._open()
         except OSError as exc:
             raise storage_error('lock', self._path, exc) from None
         deadline = time.monotonic() + self._timeout

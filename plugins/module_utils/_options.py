@@ -263,3 +263,28 @@ def validate_config(spec, config):
     if missing:
         raise ConfigError('missing required option(s): %s' % ', '.join(missing))
     return params
+
+
+# Point-in-time recovery (issue 13), part A: the options every PITR entry point shares, and pitr_archive's.
+PITR_OPTIONS = dict(
+    container=dict(type='str', default='cortexreview-supabase-db'),
+    backup_dir=dict(type='path', required=True),
+    # Also the replication user of the receiver and the tools: it needs REPLICATION (or superuser).
+    login_user=dict(type='str', default='postgres'),
+    login_password=dict(type='str', no_log=True),
+    docker_host=dict(type='str'),
+    slot=dict(type='str', default='cortexreview_pitr'),
+    lock_timeout=dict(type='int', default=600),
+    metrics_file=dict(type='path'),
+)
+
+PITR_ARCHIVE_OPTIONS = dict(
+    state=dict(type='str', default='present', choices=['present', 'absent']),
+    allow_restart=dict(type='bool', default=False),
+    max_slot_wal_keep_size=dict(type='str', default='10GB'),
+    **PITR_OPTIONS
+)
+
+
+def pitr_archive_argument_spec():
+    return dict(PITR_ARCHIVE_OPTIONS)
