@@ -26,7 +26,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import re
 import shutil
 import tarfile
 import tempfile
@@ -35,6 +34,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._back
     AtomicFile,
     fsync_directory,
     storage_error,
+    write_file_atomically,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_output import CompressedOutput
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_reader import BackupFile, _decompressed
@@ -49,6 +49,15 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._offs
     file_digests,
     same_copy,
 )
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._pitr_wal import (
+    HISTORY,
+    PARTIAL,
+    SEGMENT,
+    catalog_entry_problem,
+    is_base_name,
+    parse_wal_name,
+    read_catalog,
+)
 
 REMOTE_ROOT = 'pitr'
 COMPRESSED = '.gz'
@@ -57,9 +66,9 @@ BASE_ARCHIVE = '.tar'
 CATALOG_SUFFIX = '.json'
 PARTIAL_SUFFIX = '.partial'
 STAGING = '.offsite-staging'
-_SEGMENT = re.compile(r'^[0-9A-F]{24}\Z')
-_HISTORY = re.compile(r'^[0-9A-F]{8}\.history\Z')
-_BASE_NAME = re.compile(r'^pitr-base-\d{8}_\d{6}\Z')
+# The plain digest of the partial segment last sent: its encrypted copies differ every time.
+PARTIAL_STATE = '.offsite-partial.json'
+SMALLEST_SEGMENT_SIZE = 1 << 20
 
 
 def sub_remote(settings, path):
@@ -82,18 +91,18 @@ class OutputOptions:
 class PitrOffsite:
     """The archive of one ``pitr`` directory and its copy on one remote."""
 
-    def __init__(self, pitr_dir, offsite, output_options, catalog_reader):
-        """``offsite``: OffsiteSettings (enabled); ``output_options``: OutputOptions (passphrase None: plain);
-        ``catalog_reader(pitr_dir)``: the base backups' catalog entries, oldest first."""
+    def __init__(self, layout, offsite, output_options):
+        """``layout``: the PitrLayout; ``offsite``: OffsiteSettings (enabled); ``output_options``: OutputOptions
+        (passphrase None: plain)."""
         if output_options.passphrase is None and not offsite.allow_plain:
             raise ConfigError('the point-in-time archive holds all the data: it goes off-site encrypted (set '
                               'encrypt_passphrase), or set offsite_allow_plain: true')
-        self.pitr_dir = pitr_dir
-        self.wal_dir = os.path.join(pitr_dir, 'wal')
-        self.base_dir = os.path.join(pitr_dir, 'base')
+        self.layout = layout
+        self.pitr_dir = layout.root
+        self.wal_dir = layout.wal
+        self.base_dir = layout.base
         self.options = output_options
         self.suffix = COMPRESSED + (ENCRYPTED if output_options.passphrase is not None else '')
-        self.read_catalog = catalog_reader
         self.wal_remote = RcloneRemote(sub_remote(offsite, REMOTE_ROOT + '/wal'))
         self.base_remote = RcloneRemote(sub_remote(offsite, REMOTE_ROOT + '/base'))
         self.retention = offsite.retention
@@ -111,15 +120,16 @@ class PitrOffsite:
             return [], None
         except OSError as exc:
             raise storage_error('list', self.wal_dir, exc) from None
-        done = [name for name in names if _SEGMENT.match(name) or _HISTORY.match(name)]
-        partials = [name for name in names if name.endswith(PARTIAL_SUFFIX) and _SEGMENT.match(name[:-len(PARTIAL_SUFFIX)])]
+        kinds = {name: _kind(name) for name in names}
+        done = [name for name in names if kinds[name] in (SEGMENT, HISTORY)]
+        partials = [name for name in names if kinds[name] == PARTIAL]
         return done, (partials[-1] if partials else None)
 
     def plan_upload(self):
         """What the remote lacks: (base backup names, WAL names, the partial segment or None), and the listings."""
         wal_listing = self.wal_remote.listing()
         base_listing = self.base_remote.listing()
-        entries = self.read_catalog(self.pitr_dir)
+        entries = read_catalog(self.layout)
         bases = [entry['name'] for entry in entries if entry['name'] + CATALOG_SUFFIX not in base_listing]
         done, partial = self.local_wal()
         segments = [name for name in done if name + self.suffix not in wal_listing]
@@ -145,8 +155,7 @@ class PitrOffsite:
                 packed = self._pack_file(os.path.join(self.wal_dir, name), staging)
                 self._send(self.wal_remote, packed, name + self.suffix, wal_listing, result)
             if partial is not None:
-                packed = self._pack_file(os.path.join(self.wal_dir, partial), staging)
-                self._send(self.wal_remote, packed, partial + self.suffix, wal_listing, result)
+                self._send_partial(partial, staging, wal_listing, result)
             result['partial'] = partial
             # A partial segment's copy goes once its completed segment is there, never before.
             stale = [name for name in wal_listing if name.endswith(PARTIAL_SUFFIX + self.suffix)
@@ -164,8 +173,28 @@ class PitrOffsite:
             shutil.rmtree(staging, ignore_errors=True)
         return result
 
+    def _send_partial(self, partial, staging, wal_listing, result):
+        """The segment being received, unless the remote holds a copy of these very bytes (a copy is encrypted
+        anew each time, so the plain digest of the last one sent is kept here)."""
+        path = os.path.join(self.wal_dir, partial)
+        sent = {'name': partial + self.suffix, 'sha256': file_digests(path)['sha256']}
+        state_path = os.path.join(self.pitr_dir, PARTIAL_STATE)
+        try:
+            with open(state_path, encoding='utf-8') as handle:
+                last = json.load(handle)
+        except (OSError, ValueError):
+            last = None
+        if last == sent and sent['name'] in wal_listing:
+            return
+        self._send(self.wal_remote, self._pack_file(path, staging), sent['name'], wal_listing, result)
+        write_file_atomically(state_path, json.dumps(sent), 0o600)
+
     def _expired(self, wal_listing, base_listing):
-        return expired_remote_copies(self.read_catalog(self.pitr_dir), wal_listing, base_listing)
+        catalog = read_catalog(self.layout)
+        if catalog.problems:
+            # Retention never acts on a partial view of the catalog.
+            return []
+        return expired_remote_copies(catalog, wal_listing, base_listing)
 
     def _send(self, remote, path, name, listing, result):
         digests = file_digests(path)
@@ -231,9 +260,14 @@ class PitrOffsite:
     def remote_catalog(self, base_listing=None):
         """The complete base backups on the remote (their entry is there), oldest first, entries as read."""
         base_listing = self.base_remote.listing() if base_listing is None else base_listing
-        names = sorted(name[:-len(CATALOG_SUFFIX)] for name in base_listing
-                       if name.endswith(CATALOG_SUFFIX) and _BASE_NAME.match(name[:-len(CATALOG_SUFFIX)]))
-        return names
+        return sorted(name[:-len(CATALOG_SUFFIX)] for name in base_listing
+                      if name.endswith(CATALOG_SUFFIX) and is_base_name(name[:-len(CATALOG_SUFFIX)]))
+
+    def remote_entry(self, name):
+        """The catalog entry of base backup ``name`` as the remote holds it, checked."""
+        text = self.base_remote.run('read of %s' % (name + CATALOG_SUFFIX),
+                                    ['cat', self.base_remote.target(name + CATALOG_SUFFIX)])
+        return _parse_entry(text, name)
 
     def fetch(self, chain, check_mode=False):
         """Bring base backups ``chain`` (names, full first) and every WAL file from the first one's start into
@@ -245,9 +279,6 @@ class PitrOffsite:
         for name in chain:
             if name + CATALOG_SUFFIX not in base_listing or name + BASE_ARCHIVE + self.suffix not in base_listing:
                 raise OffsiteError('base backup %s is not complete on %s' % (name, self.base_remote.describe()))
-        if not check_mode:
-            for directory in (self.pitr_dir, self.wal_dir, self.base_dir):
-                _private_directory(directory)
         staging = None if check_mode else self._staging()
         try:
             for name in chain:
@@ -282,11 +313,7 @@ class PitrOffsite:
     def _fetch_entry(self, name, staging, check_mode):
         local = os.path.join(self.base_dir, name + CATALOG_SUFFIX)
         if check_mode:
-            if os.path.isfile(local):
-                return _read_entry(local, name)
-            text = self.base_remote.run('read of %s' % (name + CATALOG_SUFFIX),
-                                        ['cat', self.base_remote.target(name + CATALOG_SUFFIX)])
-            return _parse_entry(text, name)
+            return _read_entry(local, name) if os.path.isfile(local) else self.remote_entry(name)
         fetched = os.path.join(staging, name + CATALOG_SUFFIX)
         self.base_remote.download(name + CATALOG_SUFFIX, fetched)
         return _read_entry(fetched, name)
@@ -313,6 +340,7 @@ class PitrOffsite:
         except (tarfile.TarError, OSError) as exc:
             raise BackupFileError('base backup %s fetched from %s cannot be unpacked: %s'
                                   % (name, self.base_remote.describe(), exc)) from None
+        _make_private(unpacked)
         if not os.path.isfile(os.path.join(unpacked, 'backup_manifest')):
             raise BackupFileError('base backup %s fetched from %s has no backup_manifest'
                                   % (name, self.base_remote.describe()))
@@ -372,31 +400,40 @@ def expired_remote_copies(entries, wal_listing, base_listing):
     removed = []
     for name in sorted(base_listing, key=lambda item: (not item.endswith(CATALOG_SUFFIX), item)):
         stem = name.split('.', 1)[0]
-        if _BASE_NAME.match(stem) and stem < oldest_base:
+        if is_base_name(stem) and stem < oldest_base:
             removed.append('base/' + name)
     for name in sorted(wal_listing):
         segment = name.split('.', 1)[0]
-        if _SEGMENT.match(segment) and PARTIAL_SUFFIX not in name and segment[8:] < oldest_wal:
+        if _kind(segment) == SEGMENT and PARTIAL_SUFFIX not in name and segment[8:] < oldest_wal:
             removed.append('wal/' + name)
     return removed
 
 
 def _wanted_wal(name, start):
     """History files always; segments (and the partial one) from ``start`` on, whatever their timeline."""
-    if _HISTORY.match(name):
+    kind = _kind(name)
+    if kind == HISTORY:
         return True
-    segment = name[:-len(PARTIAL_SUFFIX)] if name.endswith(PARTIAL_SUFFIX) else name
-    if not _SEGMENT.match(segment):
+    if kind not in (SEGMENT, PARTIAL):
         return False
-    return start is None or segment[8:] >= start[8:]
+    return start is None or name[8:24] >= start[8:]
 
 
-def _private_directory(path):
-    try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        os.chmod(path, 0o700)
-    except OSError as exc:
-        raise storage_error('create', path, exc) from None
+def _kind(name):
+    """SEGMENT, PARTIAL or HISTORY for the archive's file names, else None (1 MB segments, the smallest, allow
+    every name that any segment size can give)."""
+    parsed = parse_wal_name(name, SMALLEST_SEGMENT_SIZE)
+    return parsed.kind if parsed is not None else None
+
+
+def _make_private(root):
+    """Directories 0700 and files 0600, as the archive keeps them (tar's stream mode leaves directories as umask made them)."""
+    for directory, _dirs, files in os.walk(root):
+        os.chmod(directory, 0o700)
+        for name in files:
+            path = os.path.join(directory, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o600)
 
 
 def _read_entry(path, name):
@@ -412,8 +449,9 @@ def _parse_entry(text, name):
         entry = json.loads(text)
     except ValueError:
         entry = None
-    if not isinstance(entry, dict) or entry.get('name') != name or not isinstance(entry.get('start_wal'), str):
-        raise BackupFileError('the catalog entry of base backup %s is not valid' % name)
+    problem = catalog_entry_problem(entry, name)
+    if problem is not None:
+        raise BackupFileError('the catalog entry of base backup %s is not valid: %s' % (name, problem))
     return entry
 
 

@@ -10,12 +10,10 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import DirectoryLock
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
     BackupFileError,
     ConfigError,
@@ -24,12 +22,9 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._gpg import Passphrase
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._offsite import offsite_settings
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._parallel_gzip import default_threads
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._pitr_offsite import (
-    CATALOG_SUFFIX,
-    OutputOptions,
-    PitrOffsite,
-)
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._pitr_wal import read_catalog
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._pitr import PitrLayout, PitrLock
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._pitr_offsite import OutputOptions, PitrOffsite
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._pitr_wal import chain_for
 
 
 class PitrOffsiteSettings:
@@ -38,8 +33,7 @@ class PitrOffsiteSettings:
     def __init__(self, params):
         if not params.get('backup_dir'):
             raise ConfigError('backup_dir must not be empty')
-        self.backup_dir = os.path.abspath(params['backup_dir'])
-        self.pitr_dir = os.path.join(self.backup_dir, 'pitr')
+        self.layout = PitrLayout(os.path.abspath(params['backup_dir']))
         self.state = params.get('state') or 'present'
         self.base_backup = params.get('base_backup')
         if self.base_backup and self.state != 'fetched':
@@ -72,7 +66,7 @@ class PitrOffsiteBackend(Backend):
     def run(self):
         started = time.monotonic()
         settings = self.settings
-        archive = PitrOffsite(settings.pitr_dir, settings.offsite, settings.output, read_catalog)
+        archive = PitrOffsite(settings.layout, settings.offsite, settings.output)
         if settings.state == 'fetched':
             result = self._fetch(archive)
         else:
@@ -81,17 +75,17 @@ class PitrOffsiteBackend(Backend):
         result['remote'] = archive.describe()
         return result
 
-    def _lock(self, directory):
-        if self.check_mode or not os.path.isdir(directory):
+    def _lock(self):
+        """The archive's lock (retention and restores never run meanwhile); none in check mode, which writes nothing."""
+        if self.check_mode or not os.path.isdir(self.settings.layout.root):
             return contextlib.nullcontext()
-        return DirectoryLock(directory, self.settings.lock_timeout)
+        return PitrLock(self.settings.layout, self.settings.lock_timeout)
 
     def _upload(self, archive):
-        settings = self.settings
-        if not os.path.isdir(settings.pitr_dir):
-            raise ConfigError('there is no point-in-time archive in %s: set it up with pitr_archive first'
-                              % settings.pitr_dir)
-        with self._lock(settings.pitr_dir):
+        layout = self.settings.layout
+        if not os.path.isdir(layout.root):
+            raise ConfigError('there is no point-in-time archive in %s: set it up with pitr_archive first' % layout.root)
+        with self._lock():
             result = archive.upload(check_mode=self.check_mode)
         changed = bool(result['uploaded'] or result['removed'] or (self.check_mode and result['pending']))
         verb = 'Would upload' if self.check_mode else 'Uploaded'
@@ -101,15 +95,16 @@ class PitrOffsiteBackend(Backend):
         return result
 
     def _fetch(self, archive):
-        settings = self.settings
         chain = self.chain(archive)
-        with self._lock(settings.pitr_dir):
+        if not self.check_mode:
+            self.settings.layout.ensure()
+        with self._lock():
             result = archive.fetch(chain, check_mode=self.check_mode)
         verb = 'Would fetch' if self.check_mode else 'Fetched'
         result.update(changed=bool(result['fetched']), chain=chain,
                       msg='%s base backup %s and %d WAL file(s) from %s into %s'
                           % (verb, ' + '.join(chain), len([name for name in result['fetched'] if name.startswith('wal/')]),
-                             archive.describe(), settings.pitr_dir))
+                             archive.describe(), self.settings.layout.root))
         return result
 
     def chain(self, archive):
@@ -121,24 +116,7 @@ class PitrOffsiteBackend(Backend):
         if name not in names:
             raise OffsiteError('base backup %s is not complete on %s (there: %s)'
                                % (name, archive.describe(), ', '.join(names)))
-        chain = []
-        while name is not None:
-            if name in chain or name not in names:
-                raise BackupFileError('base backup %s on %s builds on %s, which is not there'
-                                      % (chain[-1] if chain else name, archive.describe(), name))
-            chain.insert(0, name)
-            entry = self.remote_entry(archive, name)
-            name = entry.get('parent') if entry.get('type') == 'incremental' else None
-        return chain
-
-    @staticmethod
-    def remote_entry(archive, name):
-        text = archive.base_remote.run('read of %s' % (name + CATALOG_SUFFIX),
-                                       ['cat', archive.base_remote.target(name + CATALOG_SUFFIX)])
         try:
-            entry = json.loads(text)
-        except ValueError:
-            entry = None
-        if not isinstance(entry, dict) or entry.get('name') != name:
-            raise BackupFileError('the catalog entry of base backup %s on %s is not valid' % (name, archive.describe()))
-        return entry
+            return [entry['name'] for entry in chain_for([archive.remote_entry(item) for item in names], name)]
+        except ValueError as exc:
+            raise BackupFileError('on %s: %s' % (archive.describe(), exc)) from None
