@@ -290,6 +290,52 @@ def pitr_archive_argument_spec():
     return dict(PITR_ARCHIVE_OPTIONS)
 
 
+# Point-in-time recovery (issue 13), part B: pitr_base_backup's options.
+PITR_BASE_BACKUP_OPTIONS = dict(
+    incremental=dict(type='bool', default=False),
+    # Chains (a full and its incrementals): the newest retention_full are always kept.
+    retention_full=dict(type='int', default=2),
+    retention_days=dict(type='int', default=14),
+    **PITR_OPTIONS
+)
+
+
+def pitr_base_backup_argument_spec():
+    return dict(PITR_BASE_BACKUP_OPTIONS)
+
+
+# Point-in-time recovery (issue 13), part C: pitr_restore and pitr_restore_point.
+PITR_RESTORE_OPTIONS = dict(
+    # A timestamp with a zone, or a restore point's name; neither: the end of the archive (latest).
+    target_time=dict(type='str'),
+    target_name=dict(type='str'),
+    confirm=dict(type='bool', default=False),
+    volume=dict(type='str', default='cortexreview-supabase-db-data'),
+    path=dict(type='path'),
+    stop_containers=dict(type='list', elements='str', default=['cortexreview-api', 'cortexreview-worker']),
+    stop_compose_project=dict(type='str'),
+    stop_compose_services=dict(type='list', elements='str', default=[]),
+    stop_timeout=dict(type='int', default=120),
+    # Replaying a week of WAL takes a while: the wait covers the replay and the promotion.
+    ready_timeout=dict(type='int', default=900),
+    **PITR_OPTIONS
+)
+
+PITR_RESTORE_RULES = dict(mutually_exclusive=[('target_time', 'target_name'), ('volume', 'path')])
+
+PITR_RESTORE_POINT_OPTIONS = dict(
+    name=dict(type='str', required=True),
+    **PITR_OPTIONS
+)
+
+
+def pitr_restore_argument_spec():
+    return dict(PITR_RESTORE_OPTIONS)
+
+
+def pitr_restore_point_argument_spec():
+    return dict(PITR_RESTORE_POINT_OPTIONS)
+
 # Point-in-time recovery: the archive's off-site copy (pitr_offsite).
 PITR_OFFSITE_OPTIONS = dict(
     state=dict(type='str', default='present', choices=['present', 'fetched']),

@@ -237,12 +237,12 @@ class PitrServer:
         return int(self.value('SHOW server_version_num'))
 
     def settings(self, names):
-        """{name: {'setting', 'unit', 'context', 'pending_restart'}} of the settings that exist."""
+        """{name: {'setting', 'unit', 'context', 'source', 'pending_restart'}} of the settings that exist."""
         listed = ', '.join(quote_literal(name) for name in names)
-        rows = self.query("SELECT name, setting, coalesce(unit, ''), context, pending_restart FROM pg_settings "
-                          'WHERE name IN (%s)' % listed)
-        return dict((row[0], {'setting': row[1], 'unit': row[2], 'context': row[3],
-                              'pending_restart': parse_bool(row[4])}) for row in rows)
+        rows = self.query("SELECT name, setting, coalesce(unit, ''), context, source, pending_restart "
+                          'FROM pg_settings WHERE name IN (%s)' % listed)
+        return dict((row[0], {'setting': row[1], 'unit': row[2], 'context': row[3], 'source': row[4],
+                              'pending_restart': parse_bool(row[5])}) for row in rows)
 
     def role(self, name):
         """(superuser, replication) of a role, or None when there is no such role."""
@@ -483,12 +483,18 @@ class ReceiverContainer:
             raise DockerError('cannot inspect container %s: %s' % (self.name, reason(exc))) from None
 
     def state(self, info=None):
-        """'missing', 'outdated' (other config, or not ours), 'stopped' or 'running'."""
+        """'missing', 'outdated' (made with another config), 'stopped' or 'running'.
+
+        A container of that name that is not ours is never touched: a ConfigError.
+        """
         info = self.inspect() if info is None else info
         if info is None:
             return 'missing'
         labels = (info.get('Config') or {}).get('Labels') or {}
-        if labels.get(PITR_LABEL) != self.db_name or labels.get(CONFIG_LABEL) != self.config_hash():
+        if labels.get(PITR_LABEL) != self.db_name:
+            raise ConfigError('a container named %s exists but is not the receiver of %s (label %s); remove or rename it'
+                              % (self.name, self.db_name, PITR_LABEL))
+        if labels.get(CONFIG_LABEL) != self.config_hash():
             return 'outdated'
         running = (info.get('State') or {}).get('Running') and not info['State'].get('Restarting')
         return 'running' if running else 'stopped'
@@ -506,6 +512,10 @@ class ReceiverContainer:
 
     def start(self, container=None):
         api_call('start the receiver container %s' % self.name, self.api.start, container or self.name)
+
+    def restart(self):
+        """Restart whatever its state (stopped, or waiting in the restart policy's back-off)."""
+        api_call('restart the receiver container %s' % self.name, self.api.restart, self.name, timeout=10)
 
     def remove(self):
         """Remove the container when it exists; returns whether it did."""

@@ -69,6 +69,8 @@ STAGING = '.offsite-staging'
 # The plain digest of the partial segment last sent: its encrypted copies differ every time.
 PARTIAL_STATE = '.offsite-partial.json'
 SMALLEST_SEGMENT_SIZE = 1 << 20
+# Segments packed, uploaded, then verified against one listing at a time (bounds the staging space).
+WAL_BATCH = 16
 
 
 def sub_remote(settings, path):
@@ -148,12 +150,16 @@ class PitrOffsite:
         try:
             for name in bases:
                 archive = self._pack_base(name, staging)
-                self._send(self.base_remote, archive, name + BASE_ARCHIVE + self.suffix, base_listing, result)
+                self._send(self.base_remote, [(archive, name + BASE_ARCHIVE + self.suffix)], base_listing, result)
+                os.unlink(archive)
                 entry = os.path.join(self.base_dir, name + CATALOG_SUFFIX)
-                self._send(self.base_remote, entry, name + CATALOG_SUFFIX, base_listing, result)
-            for name in segments:
-                packed = self._pack_file(os.path.join(self.wal_dir, name), staging)
-                self._send(self.wal_remote, packed, name + self.suffix, wal_listing, result)
+                self._send(self.base_remote, [(entry, name + CATALOG_SUFFIX)], base_listing, result)
+            for start in range(0, len(segments), WAL_BATCH):
+                batch = [(self._pack_file(os.path.join(self.wal_dir, name), staging), name + self.suffix)
+                         for name in segments[start:start + WAL_BATCH]]
+                self._send(self.wal_remote, batch, wal_listing, result)
+                for path, _name in batch:
+                    os.unlink(path)
             if partial is not None:
                 self._send_partial(partial, staging, wal_listing, result)
             result['partial'] = partial
@@ -186,7 +192,7 @@ class PitrOffsite:
             last = None
         if last == sent and sent['name'] in wal_listing:
             return
-        self._send(self.wal_remote, self._pack_file(path, staging), sent['name'], wal_listing, result)
+        self._send(self.wal_remote, [(self._pack_file(path, staging), sent['name'])], wal_listing, result)
         write_file_atomically(state_path, json.dumps(sent), 0o600)
 
     def _expired(self, wal_listing, base_listing):
@@ -196,18 +202,25 @@ class PitrOffsite:
             return []
         return expired_remote_copies(catalog, wal_listing, base_listing)
 
-    def _send(self, remote, path, name, listing, result):
-        digests = file_digests(path)
-        size = os.path.getsize(path)
-        if name in listing and same_copy(listing[name], digests, size):
+    def _send(self, remote, files, listing, result):
+        """Upload ``files`` ([(local path, remote name)]), then verify them all against one listing."""
+        sent = []
+        for path, name in files:
+            digests = file_digests(path)
+            size = os.path.getsize(path)
+            if name in listing and same_copy(listing[name], digests, size):
+                continue
+            remote.upload(path, name)
+            sent.append((name, digests, size))
+        if not sent:
             return
-        remote.upload(path, name)
         after = remote.listing()
-        remote.verify(name, digests, size, after)
-        listing[name] = after[name]
         prefix = 'base/' if remote is self.base_remote else 'wal/'
-        result['uploaded'].append(prefix + name)
-        result['uploaded_bytes'] += size
+        for name, digests, size in sent:
+            remote.verify(name, digests, size, after)
+            listing[name] = after[name]
+            result['uploaded'].append(prefix + name)
+            result['uploaded_bytes'] += size
 
     def _staging(self):
         try:

@@ -169,7 +169,7 @@ def find_gaps(names, start_wal, segment_size, stop_wal=None, histories=None):
                 kinds[parsed.number] = parsed.kind
     timelines = sorted(timeline for timeline, kinds in present.items() if any(number >= start for number in kinds))
     newest = max(timelines + [start_timeline])
-    end = max([number for number in present.get(newest, {})] + [start])
+    end = max(list(present.get(newest, {})) + [start])
     if stop_wal is not None:
         end = max(end, segment_number(stop_wal, segment_size))
 
@@ -253,12 +253,9 @@ class Catalog(list):
 
 
 def base_dir_of(layout_or_dir):
-    """The ``pitr/base`` directory of a PitrLayout (its ``base_dir``) or the path itself."""
-    for attribute in ('base_dir', 'base'):
-        value = getattr(layout_or_dir, attribute, None)
-        if isinstance(value, (str, os.PathLike)):
-            return os.fspath(value)
-    return os.fspath(layout_or_dir)
+    """The ``pitr/base`` directory of a PitrLayout (its ``base``) or the path itself."""
+    value = getattr(layout_or_dir, 'base', None)
+    return os.fspath(value if isinstance(value, (str, os.PathLike)) else layout_or_dir)
 
 
 def is_base_name(name):

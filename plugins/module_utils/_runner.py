@@ -14,6 +14,10 @@ database password, so it must not be readable by group or others.
 gauge in ``metrics_file`` (the backup_status module's engine) and prints nothing unless
 it fails, so it can run every few minutes; ``--max-age``/``--min-free`` make it fail, and
 cron mail, when the newest backup is too old or the disk too full.
+
+``pitr-base [--incremental]`` takes a base backup of the point-in-time archive instead (the
+pitr_base_backup module's engine), with the same configuration file's connection options and
+backup directory; its own retention comes on the command line.
 """
 
 from __future__ import annotations
@@ -32,12 +36,18 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._offsite_backend import LogicalOffsiteBackend
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import (
+    PITR_BASE_BACKUP_OPTIONS,
     dump_argument_spec,
     validate_config,
 )
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._pitr_base import PitrBaseBackend
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._status import StatusBackend
 
 DEFAULT_CONFIG = '/etc/cortexreview-supabase-backup/backup.json'
+PITR_BASE_COMMAND = 'pitr-base'
+# What a base backup takes from the backup configuration; the rest of it is the logical backup's.
+PITR_SHARED_OPTIONS = ('container', 'backup_dir', 'login_user', 'login_password', 'docker_host', 'lock_timeout',
+                       'metrics_file')
 
 
 def log(message, stream=None):
@@ -58,6 +68,9 @@ def load_config(path):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == [PITR_BASE_COMMAND]:
+        return run_pitr_base(pitr_base_parser().parse_args(argv[1:]))
     parser = argparse.ArgumentParser(
         prog='cortexreview-supabase-backup',
         description='Back up the Supabase database with the cortexreview.supabase_backup engine.')
@@ -138,3 +151,42 @@ def run_status(args):
                 'metrics_file': params['metrics_file'], 'max_age': args.max_age, 'min_free': args.min_free}
 
     return run_engine(args, StatusBackend, 'status', prepare=status_options)[1]
+
+
+def pitr_base_parser():
+    defaults = PITR_BASE_BACKUP_OPTIONS
+    parser = argparse.ArgumentParser(
+        prog='cortexreview-supabase-backup %s' % PITR_BASE_COMMAND,
+        description='Take a base backup of the point-in-time archive (pitr_base_backup), then apply its retention.')
+    parser.add_argument('--config', default=DEFAULT_CONFIG,
+                        help='JSON file of supabase_dump options; its connection options and backup_dir are used')
+    parser.add_argument('--check', action='store_true', help='only say what would be done')
+    parser.add_argument('--incremental', action='store_true',
+                        help='an incremental base backup where the server supports it (else a full one, with a warning)')
+    parser.add_argument('--slot', default=defaults['slot']['default'], help='the archive\'s replication slot')
+    parser.add_argument('--retention-full', type=int, default=defaults['retention_full']['default'],
+                        help='the newest N chains (a full with its incrementals) are always kept')
+    parser.add_argument('--retention-days', type=int, default=defaults['retention_days']['default'],
+                        help='older chains go once the next full is older than N days, with their WAL')
+    return parser
+
+
+def run_pitr_base(args):
+    """One base backup from cron: one log line for the outcome (and one per warning)."""
+
+    def pitr_options(params):
+        options = dict((name, params[name]) for name in PITR_SHARED_OPTIONS)
+        options.update(slot=args.slot, incremental=args.incremental, retention_full=args.retention_full,
+                       retention_days=args.retention_days)
+        return options
+
+    result, code = run_engine(args, PitrBaseBackend, 'pitr base backup', prepare=pitr_options)
+    if code:
+        return code
+    if args.check:
+        log(result['msg'])
+        return 0
+    log('pitr base backup OK: %s type=%s parent=%s size=%d duration=%.1fs removed=%d removed_wal=%d'
+        % (result['path'], result['type'], result['parent'] or '-', result['size'], result['duration'],
+           len(result['removed']), len(result['removed_wal'])))
+    return 0

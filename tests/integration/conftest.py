@@ -17,6 +17,7 @@ loads this file). Fixtures:
 ``second_stack``      session: ``make_stack("second")``, an empty stack (a new host)
 ``supabase_stack``    session: ``make_stack("supabase", seed=True, profile="supabase")``, a
                       seeded stack shaped like a self-hosted Supabase (README: test bed)
+``pitr_stack``        session: ``make_stack("pitr", seed=True)``, a seeded stack of its own for point-in-time recovery
 ``healthy_stack``     function: like ``stack`` but re-checks/repairs the stack
                       (containers running, DB seeded) before the test
 ``docker_client``     session: ``docker.from_env()``
@@ -107,6 +108,12 @@ def second_stack(make_stack) -> testbed.Stack:
 def supabase_stack(make_stack) -> testbed.Stack:
     """A seeded stack shaped like a self-hosted Supabase (the supabase profile)."""
     return make_stack("supabase", seed=True, profile="supabase")
+
+
+@pytest.fixture(scope="session")
+def pitr_stack(make_stack) -> testbed.Stack:
+    """A stack of its own for point-in-time recovery (its writers insert timestamped rows)."""
+    return make_stack("pitr", seed=True)
 
 
 @pytest.fixture

@@ -580,6 +580,7 @@ def stack_module_defaults(stack: "Stack") -> Dict[str, Dict[str, Any]]:
         f"group/{COLLECTION_PREFIX}.supabase": {"container": stack.db_container},
         fqcn("supabase_restore"): {"stop_containers": list(stack.app_containers)},
         fqcn("volume_snapshot"): {"volume": stack.volume},
+        fqcn("pitr_restore"): {"stop_containers": list(stack.app_containers), "volume": stack.volume},
     }
 
 

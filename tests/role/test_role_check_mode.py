@@ -272,6 +272,45 @@ def test_the_off_site_remote_gets_a_private_rclone_config_and_loses_it_with_the_
     assert sandbox.run().changed == set()
 
 
+def test_point_in_time_base_backups_add_two_cron_lines(sandbox):
+    pitr = {'supabase_backup_pitr_cron_enabled': True, 'supabase_backup_pitr_retention_full': 3}
+    before = sandbox.state()
+    check = sandbox.run(check=True, **pitr)
+    assert check.changed == {CRON_TASK}, check.output
+    assert sandbox.state() == before
+    run = sandbox.run(**pitr)
+    assert run.changed == {CRON_TASK}, run.output
+    command, config = sandbox.variables['supabase_backup_command'], sandbox.variables['supabase_backup_config_file']
+    log_file = sandbox.variables['supabase_backup_log_file']
+    jobs = cron_jobs(sandbox)
+    base = '%s pitr-base --config %s --slot cortexreview_pitr --retention-full 3 --retention-days 14' % (command, config)
+    assert [(job['schedule'].split(), job['command']) for job in jobs[-2:]] == [
+        (['30', '1', '*', '*', '0'], '%s >> %s 2>&1' % (base, log_file)),
+        (['30', '1', '*', '*', '1-6'], '%s --incremental >> %s 2>&1' % (base, log_file)),
+    ]
+    assert sandbox.run(**pitr).changed == set()
+    # As cron runs it, on a backup directory without an archive: one line in the log, naming the way out.
+    log_size = os.path.getsize(log_file)
+    proc = subprocess.run(['env', '-i', 'PATH=/usr/bin:/bin', 'sh', '-c', jobs[-1]['command']],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 1 and proc.stdout == proc.stderr == '', proc
+    with open(log_file, encoding='utf-8') as handle:
+        handle.seek(log_size)
+        lines = handle.read().splitlines()
+    assert len(lines) == 1 and 'pitr base backup FAILED: the WAL archive of container' in lines[0], lines
+    assert 'pitr_archive' in lines[0]
+    # A schedule field that is not one cron token fails before anything changes.
+    before = sandbox.state()
+    bad = sandbox.run(must_succeed=False, supabase_backup_pitr_full_cron_hour='1 2', **pitr)
+    assert bad.rc != 0 and "The base backups' cron fields must be single cron tokens" in bad.output
+    assert sandbox.state() == before
+    bad = sandbox.run(must_succeed=False, supabase_backup_pitr_retention_full=0, **pitr)
+    assert bad.rc != 0 and 'supabase_backup_pitr_retention_full at least 1' in bad.output
+    # Turned off again, the two lines go.
+    assert sandbox.run().changed == {CRON_TASK}
+    assert len(cron_jobs(sandbox)) == len(jobs) - 2
+
+
 def test_check_mode_predicts_exactly_a_configuration_change(sandbox):
     before = sandbox.state()
     check = sandbox.run(check=True, supabase_backup_retention_days=30)

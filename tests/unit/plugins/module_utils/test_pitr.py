@@ -327,4 +327,5 @@ def test_receiver_states_follow_its_config_label(tmp_path):
     other = pitr.PitrSettings(_params(tmp_path, slot='other_slot'))
     assert pitr.ReceiverContainer(FakeDb(api), other).state() == 'outdated'
     api.containers['db-pitr-receiver']['Config']['Labels'] = {}
-    assert receiver.state() == 'outdated'
+    with pytest.raises(ConfigError, match='not the receiver'):
+        receiver.state()

@@ -136,8 +136,8 @@ def test_gaps_across_a_log_boundary_for_several_segment_sizes():
 
 def test_a_timeline_switch_with_its_history_is_no_gap():
     # timeline 2 branched in segment 5: its copy of 5 replaces timeline 1's partial one.
-    names = [seg(1, n) for n in (2, 3, 4)] + [seg(1, 5) + '.partial', '00000002.history',
-                                             seg(2, 5), seg(2, 6), seg(2, 7) + '.partial']
+    names = [seg(1, n) for n in (2, 3, 4)]
+    names += [seg(1, 5) + '.partial', '00000002.history', seg(2, 5), seg(2, 6), seg(2, 7) + '.partial']
     assert wal.find_gaps(names, seg(1, 2), SIZE) == []
     assert wal.find_gaps(names, seg(1, 2), SIZE, histories={2: '1\t0/5000098\tx\n'}) == []
 
@@ -257,7 +257,7 @@ def test_read_catalog_of_a_missing_directory_is_empty_and_accepts_a_layout(tmp_p
     assert wal.read_catalog(str(tmp_path / 'nothing')) == []
 
     class Layout:
-        base_dir = str(tmp_path)
+        base = str(tmp_path)
 
     write_entry(tmp_path, entry('pitr-base-20261127_120000', NOW))
     assert len(wal.read_catalog(Layout())) == 1
