@@ -41,10 +41,12 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._opti
     validate_config,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._pitr_base import PitrBaseBackend
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._pitr_offsite_backend import PitrOffsiteBackend
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._status import StatusBackend
 
 DEFAULT_CONFIG = '/etc/cortexreview-supabase-backup/backup.json'
 PITR_BASE_COMMAND = 'pitr-base'
+PITR_OFFSITE_COMMAND = 'pitr-offsite'
 # What a base backup takes from the backup configuration; the rest of it is the logical backup's.
 PITR_SHARED_OPTIONS = ('container', 'backup_dir', 'login_user', 'login_password', 'docker_host', 'lock_timeout',
                        'metrics_file')
@@ -71,6 +73,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == [PITR_BASE_COMMAND]:
         return run_pitr_base(pitr_base_parser().parse_args(argv[1:]))
+    if argv[:1] == [PITR_OFFSITE_COMMAND]:
+        return run_pitr_offsite(pitr_offsite_parser().parse_args(argv[1:]))
     parser = argparse.ArgumentParser(
         prog='cortexreview-supabase-backup',
         description='Back up the Supabase database with the cortexreview.supabase_backup engine.')
@@ -189,4 +193,35 @@ def run_pitr_base(args):
     log('pitr base backup OK: %s type=%s parent=%s size=%d duration=%.1fs removed=%d removed_wal=%d'
         % (result['path'], result['type'], result['parent'] or '-', result['size'], result['duration'],
            len(result['removed']), len(result['removed_wal'])))
+    return 0
+
+
+# What the archive's off-site copy takes from the backup configuration.
+PITR_OFFSITE_SHARED_OPTIONS = ('backup_dir', 'encrypt_passphrase', 'encrypt_passphrase_file', 'offsite_remote',
+                               'offsite_config', 'rclone_path', 'offsite_allow_plain', 'offsite_retention',
+                               'offsite_bwlimit', 'offsite_retries', 'compression_level', 'compress_threads',
+                               'lock_timeout', 'metrics_file')
+
+
+def pitr_offsite_parser():
+    parser = argparse.ArgumentParser(
+        prog='cortexreview-supabase-backup %s' % PITR_OFFSITE_COMMAND,
+        description='Copy the point-in-time archive\'s new files to offsite_remote (pitr_offsite), every few minutes.')
+    parser.add_argument('--config', default=DEFAULT_CONFIG,
+                        help='JSON file of supabase_dump options; its backup_dir, encryption and offsite options are used')
+    parser.add_argument('--check', action='store_true', help='only say what would be done')
+    return parser
+
+
+def run_pitr_offsite(args):
+    """From cron: upload what the remote lacks; silent unless it uploaded or failed (one line each)."""
+
+    def offsite_options(params):
+        return dict((name, params[name]) for name in PITR_OFFSITE_SHARED_OPTIONS)
+
+    result, code = run_engine(args, PitrOffsiteBackend, 'pitr offsite upload', prepare=offsite_options)
+    if code:
+        return code
+    if args.check or result['changed']:
+        log('pitr offsite OK: %s' % result['msg'])
     return 0

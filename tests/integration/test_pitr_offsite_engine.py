@@ -17,6 +17,8 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -206,3 +208,27 @@ def test_remote_retention_follows_the_local_one_and_never_a_broken_catalog(run_m
     assert "wal/000000010000000000000004.gz.gpg" not in names and "wal/000000010000000000000005.gz.gpg" in names
     no_retention = offsite(run_module, s3, archive, offsite_retention=False)
     assert no_retention["changed"] is False
+
+
+def test_the_cron_runner_uploads_quietly_and_fails_in_one_line(s3, archive, tmp_path, collections_path):
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_text(PASSPHRASE + "\n")
+    passphrase.chmod(0o600)
+    config = tmp_path / "backup.json"
+    config.write_text(json.dumps({"backup_dir": archive, "encrypt_passphrase_file": str(passphrase),
+                                  "offsite_remote": s3.remote, "offsite_config": s3.config, "offsite_retries": 1}))
+    config.chmod(0o600)
+    env = dict(os.environ, PYTHONPATH=collections_path)
+    runner = [sys.executable, "-c", "import sys; from ansible_collections.cortexreview.supabase_backup.plugins."
+              "module_utils import _runner; sys.exit(_runner.main())", "pitr-offsite", "--config", str(config)]
+    done = subprocess.run(runner, capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "pitr offsite OK" in done.stdout and "wal/000000010000000000000007.gz.gpg" in remote_names(s3)
+    quiet = subprocess.run(runner, capture_output=True, text=True, env=env, check=False)
+    assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
+    s3.stop()
+    add_wal(archive, "000000010000000000000008")
+    failed = subprocess.run(runner, capture_output=True, text=True, env=env, check=False)
+    assert failed.returncode == 1
+    lines = failed.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pitr offsite upload FAILED" in lines[0], failed.stderr
