@@ -39,6 +39,15 @@ METRICS = (
     ('last_run_timestamp_seconds', 'Unix time the last run of this kind and operation finished, successful or not.'),
     ('success', '1 if the last run of this kind and operation succeeded, 0 if it failed.'),
     ('free_bytes', 'Free space, for unprivileged users, on the filesystem of the backup directory.'),
+    # The point-in-time archive's state (kind="pitr", operation="archive"), refreshed by its status.
+    ('pitr_receiver_up', '1 if the WAL receiver streams from the server, 0 if not.'),
+    ('pitr_receiver_restarts', 'Restarts of the WAL receiver container (Docker restart count).'),
+    ('pitr_last_contact_timestamp_seconds', 'Unix time the WAL receiver last reported to the server.'),
+    ('pitr_newest_wal_timestamp_seconds', 'Unix time the newest WAL file of the archive was last written.'),
+    ('pitr_slot_lag_bytes', 'WAL bytes the replication slot holds back on the server (current LSN - restart_lsn).'),
+    ('pitr_base_backup_timestamp_seconds', 'Unix time the newest base backup finished, 0 if there is none.'),
+    ('pitr_archive_bytes', 'Size of the point-in-time archive (WAL and base backups).'),
+    ('pitr_wal_gaps', 'WAL files missing from the archive (a gap or a broken timeline), 0 when it is whole.'),
 )
 DEFAULT_OPERATION = 'backup'
 # Files written before the operation label: kind="validation" was the validation of the logical backups.
@@ -163,6 +172,15 @@ def write_free_bytes(path, kind, free, operation=DEFAULT_OPERATION):
     with _exclusive(path):
         samples = read_samples(path)
         samples[(_metric('free_bytes'), kind, operation)] = free
+        _write_samples(path, samples)
+
+
+def write_gauges(path, kind, operation, gauges):
+    """Replace the ``{short name: value}`` gauges of (kind, operation); every other sample is kept."""
+    with _exclusive(path):
+        samples = read_samples(path)
+        for short, value in gauges.items():
+            samples[(_metric(short), kind, operation)] = value
         _write_samples(path, samples)
 
 

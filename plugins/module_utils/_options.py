@@ -336,6 +336,7 @@ def pitr_restore_argument_spec():
 def pitr_restore_point_argument_spec():
     return dict(PITR_RESTORE_POINT_OPTIONS)
 
+
 # Point-in-time recovery: the archive's off-site copy (pitr_offsite).
 PITR_OFFSITE_OPTIONS = dict(
     state=dict(type='str', default='present', choices=['present', 'fetched']),
@@ -354,3 +355,16 @@ PITR_OFFSITE_RULES = dict(mutually_exclusive=[('encrypt_passphrase', 'encrypt_pa
 
 def pitr_offsite_argument_spec():
     return dict(PITR_OFFSITE_OPTIONS)
+
+
+# Part A: backup_status kind=pitr reaches the server and the receiver container too.
+PITR_STATUS_OPTIONS = dict(
+    container=PITR_OPTIONS['container'],
+    login_user=PITR_OPTIONS['login_user'],
+    login_password=PITR_OPTIONS['login_password'],
+    docker_host=PITR_OPTIONS['docker_host'],
+    slot=PITR_OPTIONS['slot'],
+    max_lag=dict(type='raw'),
+)
+STATUS_OPTIONS.update(PITR_STATUS_OPTIONS)
+STATUS_OPTIONS['kind'] = dict(STATUS_OPTIONS['kind'], choices=['logical', 'volume', 'pitr'])

@@ -350,8 +350,8 @@ class PitrBaseBackend(Backend):
         argv = (['pg_basebackup', '-D', layout.in_container(partial), '-Fp', '-X', 'stream', '--checkpoint=fast',
                  '--label=%s' % name] + connection_argv(info, settings.login_user))
         if kind == INCREMENTAL:
-            argv.append('--incremental=%s' % layout.in_container(os.path.join(layout.base_dir(parent['name']),
-                                                                               'backup_manifest')))
+            parent_manifest = os.path.join(layout.base_dir(parent['name']), 'backup_manifest')
+            argv.append('--incremental=%s' % layout.in_container(parent_manifest))
         entry_written = False
         try:
             run_tool(db, settings, argv, 'take the base backup %s with pg_basebackup' % name)
@@ -502,4 +502,3 @@ def _size_text(size):
             return '%.1f %s' % (size, unit) if unit != 'B' else '%d B' % size
         size /= 1024.0
     return str(size)
-

@@ -22,6 +22,13 @@ description:
   - The age of a backup is that of its file's modification time, which the engine sets when the backup is complete;
     it does not depend on the node's time zone. Copying backups without keeping their modification times
     (C(rsync) without C(-t)) makes them look new.
+  - "O(kind=pitr) reports the point-in-time archive of M(cortexreview.supabase_backup.pitr_archive) instead: the receiver
+    container (running, restart count), its replication slot and connection (C(pg_stat_replication): streaming, last
+    contact; the slot's C(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn))), the newest WAL file, the newest base
+    backup of the catalog C(pitr/base/*.json), the archive's size and any gap in the WAL sequence (from the oldest base
+    backup's start, timelines included). It fails when the receiver is not running or not streaming, its last contact
+    is older than O(max_lag), the slot lost WAL, the archive has a gap, a catalog entry is unreadable, or the newest
+    base backup is older than O(max_age)."
   - Nothing is ever changed, so the result is never C(changed). With O(metrics_file), the free-space gauge is refreshed
     there (outside check mode); that is bookkeeping and not reported as a change.
 author:
@@ -50,9 +57,11 @@ options:
         C(<prefix>_YYYYMMDD_HHMMSS.sql.gz) and C(.sql.gz.gpg).
       - V(volume) looks at the snapshots of M(cortexreview.supabase_backup.volume_snapshot),
         C(supabase-volume-YYYYMMDD_HHMMSS.tar.gz) and C(.tar.gz.gpg); O(prefix) is ignored.
+      - V(pitr) looks at the point-in-time archive in C(<backup_dir>/pitr) and at its receiver and slot on the server
+        (O(container), O(login_user), O(slot)).
       - Also the C(kind) label of the metrics written to O(metrics_file).
     type: str
-    choices: [logical, volume]
+    choices: [logical, volume, pitr]
     default: logical
   prefix:
     description:
@@ -61,7 +70,8 @@ options:
     default: supabase_backup
   max_age:
     description:
-      - Fail when the newest backup is older than this, or when there is no backup.
+      - Fail when the newest backup (with O(kind=pitr), the newest base backup) is older than this, or when there is
+        none.
       - A number of seconds, or a number with a unit, V(s), V(m), V(h), V(d) or V(w), such as V(26h), V(8d) or
         V(1d12h).
       - Default is not to check the age.
@@ -81,6 +91,35 @@ options:
         of M(cortexreview.supabase_backup.supabase_validate) are not seen.
     type: bool
     default: false
+  max_lag:
+    description:
+      - With O(kind=pitr), fail when the receiver's last contact with the server (its status reports come every 10
+        seconds) is older than this, in the units of O(max_age).
+      - Default V(5m) for O(kind=pitr).
+    type: raw
+  container:
+    description:
+      - With O(kind=pitr), the database container; C(psql) runs in it and its receiver is C(<container>-pitr-receiver).
+    type: str
+    default: cortexreview-supabase-db
+  login_user:
+    description:
+      - With O(kind=pitr), the PostgreSQL role that reads the slot and C(pg_stat_replication).
+    type: str
+    default: postgres
+  login_password:
+    description:
+      - With O(kind=pitr), the password of O(login_user), if the container's local socket needs one.
+    type: str
+  docker_host:
+    description:
+      - With O(kind=pitr), the Docker engine to talk to. Default is E(DOCKER_HOST) or the local socket.
+    type: str
+  slot:
+    description:
+      - With O(kind=pitr), the receiver's replication slot.
+    type: str
+    default: cortexreview_pitr
   offsite_max_age:
     description:
       - With O(offsite_remote), fail when the newest complete restore point on the remote is older than this
@@ -91,6 +130,10 @@ options:
     description:
       - Prometheus textfile-collector file whose C(supabase_backup_free_bytes) gauge of label C(kind=<kind>) is
         refreshed; other samples in it are kept. Not written in check mode. Fails when it cannot be written.
+      - With O(kind=pitr), the archive's gauges (label C(kind="pitr"), C(operation="archive")) instead,
+        C(supabase_backup_pitr_receiver_up), C(_receiver_restarts), C(_last_contact_timestamp_seconds),
+        C(_newest_wal_timestamp_seconds), C(_slot_lag_bytes), C(_base_backup_timestamp_seconds), C(_archive_bytes)
+        and C(_wal_gaps).
     type: path
 notes:
   - The cron command the C(cortexreview.supabase_backup.supabase_backup) role installs has the same engine; its
@@ -113,6 +156,14 @@ EXAMPLES = r'''
     backup_dir: /var/backups/supabase
     kind: volume
     max_age: 8d
+
+- name: Fail when WAL archiving stalls, has a gap, or the newest base backup is older than 2 days
+  cortexreview.supabase_backup.backup_status:
+    backup_dir: /var/backups/supabase
+    kind: pitr
+    max_age: 2d
+    max_lag: 5m
+    metrics_file: /var/lib/node_exporter/textfile_collector/supabase_backup.prom
 
 - name: Report the backups and refresh the free-space gauge
   cortexreview.supabase_backup.backup_status:
@@ -228,18 +279,53 @@ problems:
   returned: when backup_dir exists
   type: list
   elements: str
+receiver:
+  description: With O(kind=pitr), the receiver container, C(name), C(exists), C(running), C(status), C(restart_count).
+  returned: kind=pitr, when backup_dir exists
+  type: dict
+slot:
+  description: With O(kind=pitr), the replication slot (C(slot_type), C(active), C(restart_lsn), C(wal_status), and
+    C(behind), the bytes of WAL it holds back); null when it does not exist.
+  returned: kind=pitr, when backup_dir exists
+  type: dict
+streaming:
+  description: With O(kind=pitr), whether the receiver streams (connected, state C(streaming), slot active).
+  returned: kind=pitr, when backup_dir exists
+  type: bool
+last_contact_age_seconds:
+  description: With O(kind=pitr), seconds since the receiver last reported to the server; null when not connected.
+  returned: kind=pitr, when backup_dir exists
+  type: float
+wal:
+  description: With O(kind=pitr), the WAL directory, its number of segments, the newest file and its age.
+  returned: kind=pitr, when backup_dir exists
+  type: dict
+base_backups:
+  description: With O(kind=pitr), the number of base backups in the catalog, the newest, its age, and catalog problems.
+  returned: kind=pitr, when backup_dir exists
+  type: dict
+gaps:
+  description: With O(kind=pitr), the WAL files missing from the archive, in replay order.
+  returned: kind=pitr, when backup_dir exists
+  type: list
+  elements: str
+archive_size:
+  description: With O(kind=pitr), bytes under C(<backup_dir>/pitr).
+  returned: kind=pitr, when backup_dir exists
+  type: int
 '''
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._ansible_module import run_module
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import status_argument_spec
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._pitr_status import PitrStatusBackend
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._status import StatusBackend
 
 
 def main():
     module = AnsibleModule(argument_spec=status_argument_spec(), supports_check_mode=True)
-    run_module(module, StatusBackend)
+    run_module(module, PitrStatusBackend if module.params['kind'] == 'pitr' else StatusBackend)
 
 
 if __name__ == '__main__':

@@ -34,7 +34,7 @@ description:
   - A change that needs a restart of the database (C(wal_level), C(max_wal_senders), C(max_replication_slots)) fails
     with what is needed and changes nothing, unless O(allow_restart) is set; then the container is restarted and the
     run waits until PostgreSQL accepts connections. A setting given on the server's command line cannot be changed
-    with C(ALTER SYSTEM): the module fails and says so.
+    with C(ALTER SYSTEM), so the module fails and says so.
   - O(state=absent) removes the receiver container and drops the slot, so the server no longer keeps WAL for it. The
     archive, the base backups, C(.pgpass), the C(pg_hba.conf) line and the settings are kept.
 author:
@@ -71,8 +71,8 @@ options:
   max_slot_wal_keep_size:
     description:
       - The most WAL the slot may hold back for an absent receiver (C(max_slot_wal_keep_size)), so a receiver that is
-        down cannot fill the database's disk. Beyond it the server removes WAL the archive has not received: a gap,
-        which M(cortexreview.supabase_backup.backup_status) reports.
+        down cannot fill the database's disk. Beyond it the server removes WAL the archive has not received (a gap,
+        which M(cortexreview.supabase_backup.backup_status) reports).
       - A size with the unit V(kB), V(MB), V(GB) or V(TB) (a whole number of megabytes), or V(-1) for no limit.
     type: str
     default: 10GB

@@ -26,12 +26,12 @@ description:
     where the server is PostgreSQL 17 or later, C(summarize_wal) is on and a full base backup exists; otherwise a
     full one is taken with a warning that says why (the server is detected, not configured). On PostgreSQL 15 and 16
     every base backup is full.
-  - After a successful backup, retention removes whole chains (a full backup with the incrementals built on it):
+  - After a successful backup, retention removes whole chains (a full backup with the incrementals built on it),
     those beyond the newest O(retention_full) chains and older than O(retention_days), the age of a chain being the
     time the next full backup finished, so that every moment of the window stays recoverable. Each catalog entry goes
     before its directory, the newest member of a chain first. Then the WAL segments older than the oldest kept base
     backup's first segment are removed from C(<backup_dir>/pitr/wal); C(.history) files are never removed, and
-    nothing at all is removed while a catalog entry cannot be read. Problems of retention are warnings: the backup
+    nothing at all is removed while a catalog entry cannot be read. Problems of retention are warnings; the backup
     just taken stands.
   - Base backup, retention and point-in-time restore hold the same lock, C(<backup_dir>/pitr/.lock); partial
     directories left by a run that died are removed by the next one.

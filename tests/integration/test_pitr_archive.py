@@ -136,6 +136,67 @@ def test_second_run_changes_nothing(pitr, run_module, docker_client):
     assert docker_client.api.inspect_container(pitr["receiver"])["Id"] == receiver_id
 
 
+def _status(run_module, pitr, check=False, **extra):
+    args = {"backup_dir": pitr["args"]["backup_dir"], "kind": "pitr", "container": pitr["stack"].db_container}
+    args.update(extra)
+    return run_module("backup_status", args, check=check)
+
+
+def _segments(backup_dir):
+    return [name for name in _wal_files(backup_dir) if SEGMENT.match(name)]
+
+
+def test_status_reports_the_streaming_archive_and_writes_its_gauges(pitr, run_module, tmp_path):
+    stack = pitr["stack"]
+    while len(_segments(pitr["backup_dir"])) < 3:
+        count = len(_segments(pitr["backup_dir"]))
+        stack.psql("INSERT INTO pitr_probe DEFAULT VALUES; SELECT pg_switch_wal();")
+        stack.wait_until(lambda: len(_segments(pitr["backup_dir"])) > count, timeout=30)
+    metrics = tmp_path / "textfile" / "supabase_backup.prom"
+    result = _status(run_module, pitr, metrics_file=str(metrics))
+    assert not result.get("failed"), result.get("msg")
+    assert result["changed"] is False and result["streaming"] is True
+    assert result["receiver"]["running"] is True and result["slot"]["active"] is True
+    assert result["gaps"] == [] and result["wal"]["count"] >= 3
+    assert result["last_contact_age_seconds"] is not None and result["last_contact_age_seconds"] < 60
+    assert result["base_backups"]["count"] == 0 and result["archive_size"] > 16 << 20
+    text = metrics.read_text()
+    assert 'supabase_backup_pitr_receiver_up{kind="pitr",operation="archive"} 1' in text
+    assert 'supabase_backup_pitr_wal_gaps{kind="pitr",operation="archive"} 0' in text
+    assert 'supabase_backup_pitr_base_backup_timestamp_seconds{kind="pitr",operation="archive"} 0' in text
+    # No base backup yet: only a required one fails.
+    required = _status(run_module, pitr, max_age="1d")
+    assert required.get("failed") and "no base backup in" in required["msg"]
+
+
+def test_status_fails_on_a_gap_and_on_a_stopped_receiver(pitr, run_module, docker_client, tmp_path):
+    wal = pitr["backup_dir"] / "pitr" / "wal"
+    middle = _segments(pitr["backup_dir"])[1]
+    aside = tmp_path / middle
+    os.rename(wal / middle, aside)
+    metrics = tmp_path / "textfile" / "supabase_backup.prom"
+    try:
+        result = _status(run_module, pitr, metrics_file=str(metrics))
+        assert result.get("failed") and result["gaps"] == [middle]
+        assert "the WAL archive has a gap: 1 file(s) missing, first %s" % middle in result["msg"]
+        assert 'supabase_backup_pitr_wal_gaps{kind="pitr",operation="archive"} 1' in metrics.read_text()
+    finally:
+        os.rename(aside, wal / middle)
+    docker_client.api.stop(pitr["receiver"], timeout=5)
+    try:
+        result = _status(run_module, pitr, metrics_file=str(metrics))
+        assert result.get("failed")
+        assert "receiver container %s is not running (exited)" % pitr["receiver"] in result["msg"]
+        assert result["streaming"] is False
+        assert 'supabase_backup_pitr_receiver_up{kind="pitr",operation="archive"} 0' in metrics.read_text()
+        # The next run of the archive starts it again.
+        again = run_module("pitr_archive", pitr["args"])
+        assert again["changes"] == ["restart receiver container %s" % pitr["receiver"]]
+        assert not _status(run_module, pitr).get("failed")
+    finally:
+        docker_client.api.start(pitr["receiver"])
+
+
 def test_hba_line_removed_by_hand_is_put_back(pitr, run_module):
     stack = pitr["stack"]
     path, hba = _hba(stack)
@@ -212,3 +273,59 @@ def test_absent_removes_receiver_and_slot_and_keeps_the_archive(pitr, run_module
     assert set(wal_before) <= set(_wal_files(pitr["backup_dir"]))
     assert (pitr["backup_dir"] / "pitr" / ".pgpass").exists()
     assert run_module("pitr_archive", args)["changed"] is False
+
+
+ROLE_PLAY = """- hosts: localhost
+  gather_facts: false
+  roles:
+    - cortexreview.supabase_backup.supabase_backup
+"""
+RECAP = re.compile(r"^localhost\s+: ok=\d+\s+changed=(?P<changed>\d+)\s+unreachable=0\s+failed=(?P<failed>\d+)", re.M)
+PITR_TASK = "Archive the database's WAL continuously into the backup directory"
+
+
+def _role_run(run_playbook, play, variables, check=False):
+    proc = run_playbook(play, variables, check=check, diff=False)
+    output = proc.stdout + proc.stderr
+    assert variables["supabase_backup_login_password"] not in output
+    recap = RECAP.search(proc.stdout)
+    assert proc.returncode == 0 and recap, output[-3000:]
+    # The task line, then its status line.
+    task = re.search(r"TASK \[[^\]]*%s\][^\n]*\n(?P<status>\w+):" % re.escape(PITR_TASK), proc.stdout)
+    assert task, output[-3000:]
+    return int(recap.group("changed")), task.group("status")
+
+
+def test_role_turns_archiving_on_and_a_second_run_changes_nothing(pitr, run_playbook, docker_client, tmp_path):
+    stack = pitr["stack"]
+    managed = tmp_path / "managed"
+    for directory in ("bin", "cron.d", "logrotate.d", "log"):
+        (managed / directory).mkdir(parents=True)
+    variables = {
+        "supabase_backup_dir": str(managed / "backups"),
+        "supabase_backup_install_dir": str(managed / "runtime"),
+        "supabase_backup_command": str(managed / "bin" / "cortexreview-supabase-backup"),
+        "supabase_backup_config_file": str(managed / "etc" / "backup.json"),
+        "supabase_backup_cron_file": str(managed / "cron.d" / "cortexreview-backup"),
+        "supabase_backup_log_file": str(managed / "log" / "supabase_backup.log"),
+        "supabase_backup_logrotate_file": str(managed / "logrotate.d" / "cortexreview-supabase-backup"),
+        "supabase_backup_textfile_collector_dir": str(managed / "node-exporter"),
+        "supabase_backup_manage_packages": False,
+        "supabase_backup_manage_cron_service": False,
+        "supabase_backup_container": stack.db_container,
+        "supabase_backup_login_password": pitr["args"]["login_password"],
+        "supabase_backup_pitr": True,
+    }
+    play = tmp_path / "site.yml"
+    play.write_text(ROLE_PLAY)
+    try:
+        changed, status = _role_run(run_playbook, play, variables)
+        assert changed > 0 and status == "changed"
+        assert _slot(stack) == ("physical", "t")
+        assert _receiver(docker_client, pitr["receiver"])["Mounts"][0]["Source"] == str(managed / "backups" / "pitr")
+        changed, status = _role_run(run_playbook, play, variables, check=True)
+        assert (changed, status) == (0, "ok")
+        changed, status = _role_run(run_playbook, play, variables)
+        assert (changed, status) == (0, "ok")
+    finally:
+        testbed._run(["docker", "rm", "-f", pitr["receiver"]])

@@ -119,10 +119,11 @@ def test_choose_kind(incremental, server, catalog, expected, why):
 class FakeTools:
     """run_tool at the Docker boundary: pg_basebackup writes a backup into the partial directory."""
 
-    def __init__(self, layout, fail=None, stderr=''):
+    def __init__(self, layout, fail=None, stderr='', label=LABEL, manifest=MANIFEST):
         self.layout = layout
         self.fail = fail
         self.stderr = stderr
+        self.files = (('backup_label', label), ('backup_manifest', manifest), ('base/1/1', 'x' * 100))
         self.calls = []
 
     def host_path(self, container_path):
@@ -133,7 +134,7 @@ class FakeTools:
         if argv[0] == 'pg_basebackup':
             target = self.host_path(argv[argv.index('-D') + 1])
             os.makedirs(os.path.join(target, 'base', '1'), mode=0o755)
-            for name, text in (('backup_label', LABEL), ('backup_manifest', MANIFEST), ('base/1/1', 'x' * 100)):
+            for name, text in self.files:
                 with open(os.path.join(target, name), 'w', encoding='utf-8') as stream:
                     stream.write(text)
                 os.chmod(os.path.join(target, name), 0o644)
@@ -143,8 +144,8 @@ class FakeTools:
 
 
 def make_backend(tmp_path, check_mode=False, **options):
-    params = validate_config(pitr_base_backup_argument_spec(), dict({'backup_dir': str(tmp_path / 'backups')},
-                                                                     **options))
+    options = dict({'backup_dir': str(tmp_path / 'backups')}, **options)
+    params = validate_config(pitr_base_backup_argument_spec(), options)
     backend = base.PitrBaseBackend.from_params(params, check_mode=check_mode, clock=lambda: NOW)
     layout = backend.settings.layout
     for path in (layout.root, layout.wal, layout.base):
@@ -189,47 +190,29 @@ def test_an_incremental_names_its_parents_manifest(tmp_path, monkeypatch):
     assert new['type'] == 'incremental' and new['parent'] == FULL_A['name']
 
 
-@pytest.mark.parametrize('fail', ['pg_basebackup', 'pg_verifybackup'])
-def test_a_failing_tool_leaves_nothing(tmp_path, monkeypatch, fail):
+def _refuse_rename(_source, _destination):
+    raise PermissionError(13, 'Permission denied')
+
+
+def _refuse_write(path, _content, _mode):
+    raise StorageError('cannot write %s: No space left on device' % path)
+
+
+@pytest.mark.parametrize('tool_options, patch, error, match', [
+    ({'fail': 'pg_basebackup'}, None, CommandError, 'boom'),
+    ({'fail': 'pg_verifybackup'}, None, CommandError, 'boom'),
+    ({'label': 'LABEL: not a base backup\n'}, None, BackupFileError, 'backup_label'),
+    ({'manifest': '{"Files": []}'}, None, BackupFileError, 'WAL-Ranges'),
+    ({}, ('write_file_atomically', _refuse_write), StorageError, 'No space left'),
+    ({}, ('os.rename', _refuse_rename), StorageError, 'move the base backup into place'),
+])
+def test_a_failure_at_any_step_leaves_nothing(tmp_path, monkeypatch, tool_options, patch, error, match):
+    """Tool, label, manifest, catalog write or rename: no partial directory, no catalog entry."""
     backend = make_backend(tmp_path)
-    monkeypatch.setattr(base, 'run_tool', FakeTools(backend.settings.layout, fail=fail))
-    with pytest.raises(CommandError, match='boom'):
-        backend.take(None, INFO, SERVER, 'pitr-base-20261127_101500', 'full', None)
-    assert os.listdir(backend.settings.layout.base) == []
-
-
-def test_an_unreadable_backup_label_leaves_nothing(tmp_path, monkeypatch):
-    backend = make_backend(tmp_path)
-    tools = FakeTools(backend.settings.layout)
-    monkeypatch.setattr(base, 'run_tool', tools)
-    monkeypatch.setattr(base, 'parse_backup_label', lambda text: (_ for _ in ()).throw(BackupFileError('bad label')))
-    with pytest.raises(BackupFileError, match='bad label'):
-        backend.take(None, INFO, SERVER, 'pitr-base-20261127_101500', 'full', None)
-    assert os.listdir(backend.settings.layout.base) == []
-
-
-def test_a_failing_rename_removes_the_entry_and_the_partial(tmp_path, monkeypatch):
-    backend = make_backend(tmp_path)
-    monkeypatch.setattr(base, 'run_tool', FakeTools(backend.settings.layout))
-
-    def refuse(_source, _destination):
-        raise PermissionError(13, 'Permission denied')
-
-    monkeypatch.setattr(base.os, 'rename', refuse)
-    with pytest.raises(StorageError, match='move the base backup into place'):
-        backend.take(None, INFO, SERVER, 'pitr-base-20261127_101500', 'full', None)
-    assert os.listdir(backend.settings.layout.base) == []
-
-
-def test_a_failing_catalog_write_removes_the_partial(tmp_path, monkeypatch):
-    backend = make_backend(tmp_path)
-    monkeypatch.setattr(base, 'run_tool', FakeTools(backend.settings.layout))
-
-    def refuse(path, content, mode):
-        raise StorageError('cannot write %s: No space left on device' % path)
-
-    monkeypatch.setattr(base, 'write_file_atomically', refuse)
-    with pytest.raises(StorageError, match='No space left'):
+    monkeypatch.setattr(base, 'run_tool', FakeTools(backend.settings.layout, **tool_options))
+    if patch:
+        monkeypatch.setattr(base.os if patch[0] == 'os.rename' else base, patch[0].split('.')[-1], patch[1])
+    with pytest.raises(error, match=match):
         backend.take(None, INFO, SERVER, 'pitr-base-20261127_101500', 'full', None)
     assert os.listdir(backend.settings.layout.base) == []
 
