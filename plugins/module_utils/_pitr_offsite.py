@@ -66,6 +66,8 @@ BASE_ARCHIVE = '.tar'
 CATALOG_SUFFIX = '.json'
 PARTIAL_SUFFIX = '.partial'
 STAGING = '.offsite-staging'
+# Where pitr_restore moves the archive it replaced (see _pitr.PitrLayout.retired).
+RETIRED_PREFIX = 'retired-'
 # The plain digest of the partial segment last sent: its encrypted copies differ every time.
 PARTIAL_STATE = '.offsite-partial.json'
 SMALLEST_SEGMENT_SIZE = 1 << 20
@@ -196,11 +198,19 @@ class PitrOffsite:
         write_file_atomically(state_path, json.dumps(sent), 0o600)
 
     def _expired(self, wal_listing, base_listing):
+        """What remote retention removes. The archives a point-in-time restore retired (``retired-*``) are kept
+        here, so their copies are kept there too; nothing goes while a catalog cannot be read whole."""
         catalog = read_catalog(self.layout)
-        if catalog.problems:
-            # Retention never acts on a partial view of the catalog.
+        if not catalog or catalog.problems:
             return []
-        return expired_remote_copies(catalog, wal_listing, base_listing)
+        kept = list(catalog)
+        for name in sorted(os.listdir(self.pitr_dir)):
+            if name.startswith(RETIRED_PREFIX) and os.path.isdir(os.path.join(self.pitr_dir, name, 'base')):
+                retired = read_catalog(os.path.join(self.pitr_dir, name, 'base'))
+                if retired.problems:
+                    return []
+                kept += retired
+        return expired_remote_copies(kept, wal_listing, base_listing)
 
     def _send(self, remote, files, listing, result):
         """Upload ``files`` ([(local path, remote name)]), then verify them all against one listing."""
@@ -423,13 +433,14 @@ def expired_remote_copies(entries, wal_listing, base_listing):
 
 
 def _wanted_wal(name, start):
-    """History files always; segments (and the partial one) from ``start`` on, whatever their timeline."""
+    """History files always; segments (and the partial one) from ``start`` on, on its timeline or a later one
+    (an earlier timeline's segments past a switch are not the chain's history)."""
     kind = _kind(name)
     if kind == HISTORY:
         return True
     if kind not in (SEGMENT, PARTIAL):
         return False
-    return start is None or name[8:24] >= start[8:]
+    return start is None or (name[:8] >= start[:8] and name[8:24] >= start[8:])
 
 
 def _kind(name):

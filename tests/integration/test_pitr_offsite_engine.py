@@ -208,6 +208,20 @@ def test_remote_retention_follows_the_local_one_and_never_a_broken_catalog(run_m
     assert "wal/000000010000000000000004.gz.gpg" not in names and "wal/000000010000000000000005.gz.gpg" in names
     no_retention = offsite(run_module, s3, archive, offsite_retention=False)
     assert no_retention["changed"] is False
+    # A point-in-time restore retires the archive here and a new timeline begins: the retired archive's copies stay.
+    pitr = os.path.join(archive, "pitr")
+    retired = os.path.join(pitr, "retired-20261127_120000")
+    os.makedirs(retired, mode=0o700)
+    for sub in ("wal", "base"):
+        os.rename(os.path.join(pitr, sub), os.path.join(retired, sub))
+        os.makedirs(os.path.join(pitr, sub), mode=0o700)
+    add_base(archive, "pitr-base-20261127_120500", "00000002000000000000000A", time.time())
+    add_wal(archive, "00000002.history", "00000002000000000000000A")
+    after_restore = offsite(run_module, s3, archive)
+    assert_ok(after_restore)
+    assert after_restore["removed"] == []
+    names = remote_names(s3)
+    assert "base/pitr-base-20261127_020000.json" in names and "base/pitr-base-20261127_120500.json" in names
 
 
 def test_the_cron_runner_uploads_quietly_and_fails_in_one_line(s3, archive, tmp_path, collections_path):

@@ -47,10 +47,17 @@ def test_retention_removes_nothing_without_a_catalog():
     ('000000010000000000000005', True),
     ('000000020000000000000006.partial', True),
     ('000000010000000000000004.partial', False),
+    ('000000020000000000000006', True),
+    ('000000000000000000000009', False),
     ('.000000010000000000000007.tmp', False),
 ])
 def test_a_fetch_takes_history_files_and_wal_from_the_chains_start(name, wanted):
     assert _wanted_wal(name, '000000010000000000000005') is wanted
+
+
+def test_a_fetch_leaves_an_earlier_timeline_past_the_chains_start():
+    assert _wanted_wal('000000010000000000000009', '000000020000000000000005') is False
+    assert _wanted_wal('000000020000000000000009', '000000020000000000000005') is True
 
 
 def test_remote_paths_below_the_configured_one():
