@@ -145,9 +145,7 @@ def main():
         print('database %d MB (%d rows of bench.knowledge_base); archiving set up in %.1f s'
               % (size >> 20, args.rows, archive_seconds))
         print('base backup (full):   %6.1f s  against the logical dump %6.1f s  = %.2fx  (%d MB on disk)'
-              % (base_seconds, dump_seconds, base_seconds / dump_seconds, (base.get('size') or 0) >> 20))
-        if not base.get('size'):
-            print('  (pitr_base_backup returned: %s)' % sorted(base))
+              % (base_seconds, dump_seconds, base_seconds / dump_seconds, (base.get('size') or 0) // 1000000))
         print('recovery to a time:   %6.1f s  against the logical restore %5.1f s  = %.2fx  (reached %s; rows up '
               'to T and none after: %s)' % (pitr_seconds, restore_seconds, pitr_seconds / restore_seconds,
                                             (recovered.get('reached') or {}).get('time'), to_time_ok))

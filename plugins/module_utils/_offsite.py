@@ -422,14 +422,19 @@ def check_room(directory, manifest):
     """Enough free space for the parts not here yet, with a margin of 5%, before any is fetched."""
     needed = sum(int(part.get('size') or 0) for part in manifest['parts']
                  if not os.path.isfile(os.path.join(directory, part['name'])))
+    require_room(directory, int(needed * 1.05), 'fetch restore point %s' % manifest['stem'])
+
+
+def require_room(directory, needed, what):
+    """A StorageError unless ``directory``'s filesystem has ``needed`` bytes free (for ``what``, in the message)."""
     try:
         info = os.statvfs(directory)
     except OSError as exc:
         raise storage_error('inspect', directory, exc) from None
     free = info.f_bavail * info.f_frsize
-    if needed * 1.05 > free:
-        raise StorageError('not enough room in %s to fetch restore point %s: it needs %d bytes, %d are free'
-                           % (directory, manifest['stem'], needed, free), path=directory)
+    if needed > free:
+        raise StorageError('not enough room in %s to %s: it needs %d bytes, %d are free'
+                           % (directory, what, needed, free), path=directory)
 
 
 def _fetch_parts(remote, directory, manifest, listing):

@@ -42,11 +42,11 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
     BackupFileError,
     ConfigError,
     OffsiteError,
-    StorageError,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._offsite import (
     RcloneRemote,
     file_digests,
+    require_room,
     same_copy,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._pitr_wal import (
@@ -240,34 +240,33 @@ class PitrOffsite:
 
     def _pack_file(self, path, staging):
         """``path`` gzip-compressed (and encrypted) into ``staging``, 0600."""
-        target = os.path.join(staging, os.path.basename(path) + self.suffix)
-        with AtomicFile(target, 0o600) as output:
-            packed = CompressedOutput(output, self.options)
-            try:
-                with open(path, 'rb') as handle:
-                    for data in iter(lambda: handle.read(1 << 20), b''):
-                        packed.write(data)
-            except OSError as exc:
-                packed.abort()
-                raise storage_error('read', path, exc) from None
-            except BaseException:
-                packed.abort()
-                raise
-            packed.close()
-            output.commit()
-        return target
+
+        def copy(packed):
+            with open(path, 'rb') as handle:
+                for data in iter(lambda: handle.read(1 << 20), b''):
+                    packed.write(data)
+
+        return self._pack(path, os.path.basename(path) + self.suffix, staging, copy)
 
     def _pack_base(self, name, staging):
         """The base backup directory as one tar stream, gzip-compressed (and encrypted), into ``staging``."""
         source = os.path.join(self.base_dir, name)
         if not os.path.isdir(source):
             raise BackupFileError('base backup %s is in the catalog but %s is missing' % (name, source))
-        target = os.path.join(staging, name + BASE_ARCHIVE + self.suffix)
+
+        def archive(packed):
+            with tarfile.open(fileobj=packed, mode='w|', format=tarfile.PAX_FORMAT) as tar:
+                tar.add(source, arcname='.')
+
+        return self._pack(source, name + BASE_ARCHIVE + self.suffix, staging, archive)
+
+    def _pack(self, source, name, staging, write):
+        """``write(sink)`` through gzip (and gpg) into the atomic file ``staging/name`` (0600); its path."""
+        target = os.path.join(staging, name)
         with AtomicFile(target, 0o600) as output:
             packed = CompressedOutput(output, self.options)
             try:
-                with tarfile.open(fileobj=packed, mode='w|', format=tarfile.PAX_FORMAT) as archive:
-                    archive.add(source, arcname='.')
+                write(packed)
             except OSError as exc:
                 packed.abort()
                 raise storage_error('read', source, exc) from None
@@ -351,7 +350,8 @@ class PitrOffsite:
 
     def _fetch_base(self, name, staging, base_listing):
         remote_name = name + BASE_ARCHIVE + self.suffix
-        _check_room(self.base_dir, base_listing[remote_name].get('size') or 0, name)
+        # Room for the archive and what it unpacks into (at least twice its size).
+        require_room(self.base_dir, 3 * (base_listing[remote_name].get('size') or 0), 'fetch base backup %s' % name)
         archive = os.path.join(staging, remote_name)
         self.base_remote.download(remote_name, archive)
         unpacked = os.path.join(staging, name)
@@ -477,15 +477,3 @@ def _parse_entry(text, name):
     if problem is not None:
         raise BackupFileError('the catalog entry of base backup %s is not valid: %s' % (name, problem))
     return entry
-
-
-def _check_room(directory, needed, name):
-    """Room for the archive and what it unpacks into (at least twice its size), before it is fetched."""
-    try:
-        info = os.statvfs(directory)
-    except OSError as exc:
-        raise storage_error('inspect', directory, exc) from None
-    free = info.f_bavail * info.f_frsize
-    if needed * 3 > free:
-        raise StorageError('not enough room in %s to fetch base backup %s: about %d bytes needed, %d free'
-                           % (directory, name, needed * 3, free), path=directory)

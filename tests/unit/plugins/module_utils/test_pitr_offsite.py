@@ -82,3 +82,19 @@ def test_a_remote_entry_must_be_a_valid_catalog_entry_of_its_name():
         _parse_entry('{"name": "pitr-base-20261120_020000"}', 'pitr-base-20261120_020000')
     with pytest.raises(BackupFileError, match='not valid'):
         _parse_entry('not json', 'pitr-base-20261120_020000')
+
+
+def test_a_fetch_without_room_is_refused_before_anything_is_downloaded(monkeypatch, tmp_path):
+    from ansible_collections.cortexreview.supabase_backup.plugins.module_utils import _offsite
+    from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import StorageError
+
+    class Full:
+        f_bavail, f_frsize = 10, 4096
+
+    monkeypatch.setattr(_offsite.os, 'statvfs', lambda path: Full)
+    _offsite.require_room(str(tmp_path), 40960, 'fetch base backup x')
+    with pytest.raises(StorageError, match='not enough room in .* to fetch base backup x: it needs 40961 bytes, '
+                                           '40960 are free'):
+        _offsite.require_room(str(tmp_path), 40961, 'fetch base backup x')
+    with pytest.raises(StorageError, match='to fetch restore point p: it needs 42000 bytes'):
+        _offsite.check_room(str(tmp_path), {'stem': 'p', 'parts': [{'name': 'absent', 'size': 40000}]})
