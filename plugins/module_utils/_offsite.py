@@ -317,7 +317,7 @@ def upload_restore_point(remote, directory, manifest, listing, allow_plain):
                                   % (path, manifest['stem']))
         digests = file_digests(path)
         size = os.path.getsize(path)
-        if name in listing and _same_copy(listing[name], digests, size):
+        if name in listing and same_copy(listing[name], digests, size):
             continue
         remote.upload(path, name)
         after = remote.listing()
@@ -327,7 +327,8 @@ def upload_restore_point(remote, directory, manifest, listing, allow_plain):
     return uploaded
 
 
-def _same_copy(entry, digests, size):
+def same_copy(entry, digests, size):
+    """Whether the remote ``entry`` (size, hashes) is a copy of the local file with ``digests`` and ``size``."""
     if entry.get('size') != size:
         return False
     hashes = {key.lower(): (value or '').lower() for key, value in (entry.get('hashes') or {}).items()}
@@ -421,14 +422,19 @@ def check_room(directory, manifest):
     """Enough free space for the parts not here yet, with a margin of 5%, before any is fetched."""
     needed = sum(int(part.get('size') or 0) for part in manifest['parts']
                  if not os.path.isfile(os.path.join(directory, part['name'])))
+    require_room(directory, int(needed * 1.05), 'fetch restore point %s' % manifest['stem'])
+
+
+def require_room(directory, needed, what):
+    """A StorageError unless ``directory``'s filesystem has ``needed`` bytes free (for ``what``, in the message)."""
     try:
         info = os.statvfs(directory)
     except OSError as exc:
         raise storage_error('inspect', directory, exc) from None
     free = info.f_bavail * info.f_frsize
-    if needed * 1.05 > free:
-        raise StorageError('not enough room in %s to fetch restore point %s: it needs %d bytes, %d are free'
-                           % (directory, manifest['stem'], needed, free), path=directory)
+    if needed > free:
+        raise StorageError('not enough room in %s to %s: it needs %d bytes, %d are free'
+                           % (directory, what, needed, free), path=directory)
 
 
 def _fetch_parts(remote, directory, manifest, listing):

@@ -348,3 +348,23 @@ def pitr_restore_argument_spec():
 
 def pitr_restore_point_argument_spec():
     return dict(PITR_RESTORE_POINT_OPTIONS)
+
+
+# Point-in-time recovery: the archive's off-site copy (pitr_offsite).
+PITR_OFFSITE_OPTIONS = dict(
+    state=dict(type='str', default='present', choices=['present', 'fetched']),
+    backup_dir=dict(type='path', required=True),
+    base_backup=dict(type='str'),
+    compression_level=dict(type='int', default=5),
+    compress_threads=dict(type='int', default=0),
+    lock_timeout=dict(type='int', default=600),
+    metrics_file=dict(type='path'),
+    **ENCRYPTION_OPTIONS,
+    **OFFSITE_UPLOAD_OPTIONS
+)
+PITR_OFFSITE_RULES = dict(mutually_exclusive=[('encrypt_passphrase', 'encrypt_passphrase_file')],
+                          required_if=[('state', 'fetched', ('offsite_remote',)), ('state', 'present', ('offsite_remote',))])
+
+
+def pitr_offsite_argument_spec():
+    return dict(PITR_OFFSITE_OPTIONS)

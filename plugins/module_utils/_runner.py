@@ -21,6 +21,9 @@ backup directory; its own retention comes on the command line.
 
 ``pitr-status`` refreshes the point-in-time archive's gauges in ``metrics_file`` (backup_status
 kind=pitr) and, like ``--status``, prints nothing unless the archive is not as required.
+
+``pitr-offsite`` copies the archive's new files to ``offsite_remote`` (the pitr_offsite module's engine),
+with the configuration's backup directory, passphrase and off-site options; it logs only uploads and failures.
 """
 
 from __future__ import annotations
@@ -44,12 +47,14 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._opti
     validate_config,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._pitr_base import PitrBaseBackend
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._pitr_offsite_backend import PitrOffsiteBackend
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._pitr_status import PitrStatusBackend
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._status import StatusBackend
 
 DEFAULT_CONFIG = '/etc/cortexreview-supabase-backup/backup.json'
 PITR_BASE_COMMAND = 'pitr-base'
 PITR_STATUS_COMMAND = 'pitr-status'
+PITR_OFFSITE_COMMAND = 'pitr-offsite'
 # What a base backup takes from the backup configuration; the rest of it is the logical backup's.
 PITR_SHARED_OPTIONS = ('container', 'backup_dir', 'login_user', 'login_password', 'docker_host', 'lock_timeout',
                        'metrics_file')
@@ -78,6 +83,8 @@ def main(argv=None):
         return run_pitr_base(pitr_base_parser().parse_args(argv[1:]))
     if argv[:1] == [PITR_STATUS_COMMAND]:
         return run_pitr_status(pitr_status_parser().parse_args(argv[1:]))
+    if argv[:1] == [PITR_OFFSITE_COMMAND]:
+        return run_pitr_offsite(pitr_offsite_parser().parse_args(argv[1:]))
     parser = argparse.ArgumentParser(
         prog='cortexreview-supabase-backup',
         description='Back up the Supabase database with the cortexreview.supabase_backup engine.')
@@ -225,3 +232,32 @@ def run_pitr_status(args):
 
     return run_engine(argparse.Namespace(config=args.config, check=False), PitrStatusBackend, 'pitr status',
                       prepare=status_options)[1]
+# What the archive's off-site copy takes from the backup configuration.
+PITR_OFFSITE_SHARED_OPTIONS = ('backup_dir', 'encrypt_passphrase', 'encrypt_passphrase_file', 'offsite_remote',
+                               'offsite_config', 'rclone_path', 'offsite_allow_plain', 'offsite_retention',
+                               'offsite_bwlimit', 'offsite_retries', 'compression_level', 'compress_threads',
+                               'lock_timeout', 'metrics_file')
+
+
+def pitr_offsite_parser():
+    parser = argparse.ArgumentParser(
+        prog='cortexreview-supabase-backup %s' % PITR_OFFSITE_COMMAND,
+        description='Copy the point-in-time archive\'s new files to offsite_remote (pitr_offsite), every few minutes.')
+    parser.add_argument('--config', default=DEFAULT_CONFIG,
+                        help='JSON file of supabase_dump options; its backup_dir, encryption and offsite options are used')
+    parser.add_argument('--check', action='store_true', help='only say what would be done')
+    return parser
+
+
+def run_pitr_offsite(args):
+    """From cron: upload what the remote lacks; silent unless it uploaded or failed (one line each)."""
+
+    def offsite_options(params):
+        return dict((name, params[name]) for name in PITR_OFFSITE_SHARED_OPTIONS)
+
+    result, code = run_engine(args, PitrOffsiteBackend, 'pitr offsite upload', prepare=offsite_options)
+    if code:
+        return code
+    if args.check or result['changed']:
+        log('pitr offsite OK: %s' % result['msg'])
+    return 0

@@ -331,3 +331,25 @@ def test_disabling_the_schedule_removes_it(sandbox):
     run = sandbox.run(supabase_backup_retention_days=30, supabase_backup_cron_enabled=False)
     assert run.changed == {'Remove the cron schedule'}, run.output
     assert not os.path.exists(cron_file)
+
+
+def test_the_point_in_time_archive_goes_off_site_every_five_minutes(sandbox):
+    settings = {'supabase_backup_pitr_cron_enabled': True, 'supabase_backup_offsite_remote': 's3role:bucket/db1',
+                'supabase_backup_offsite_allow_plain': True,
+                'supabase_backup_offsite_rclone_config': '[s3role]\ntype = s3\nprovider = Rclone\n'}
+    assert sandbox.run(**settings).changed
+    command, config = sandbox.variables['supabase_backup_command'], sandbox.variables['supabase_backup_config_file']
+    jobs = [job for job in cron_jobs(sandbox) if ' pitr-offsite ' in job['command']]
+    assert [(job['schedule'].split(), job['command']) for job in jobs] == [(
+        ['*/5', '*', '*', '*', '*'],
+        '%s pitr-offsite --config %s >> %s 2>&1' % (command, config, sandbox.variables['supabase_backup_log_file']))]
+    assert sandbox.run(**settings).changed == set()
+    before = sandbox.state()
+    bad = sandbox.run(must_succeed=False, supabase_backup_pitr_offsite_cron_minute='5 *', **settings)
+    assert bad.rc != 0 and 'supabase_backup_pitr_offsite_cron_minute one cron minute token' in bad.output
+    assert sandbox.state() == before
+    # Without the remote the line goes; the base backups' lines stay.
+    settings['supabase_backup_offsite_remote'] = ''
+    assert CRON_TASK in sandbox.run(**settings).changed
+    assert not [job for job in cron_jobs(sandbox) if 'pitr-offsite' in job['command']]
+    assert [job for job in cron_jobs(sandbox) if 'pitr-base' in job['command']]
