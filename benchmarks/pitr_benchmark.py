@@ -113,7 +113,7 @@ def main():
         psql(LOAD_SQL.replace('{rows}', str(args.rows)) + INDEX_SQL + 'VACUUM ANALYZE bench.knowledge_base;')
         size = int(psql("SELECT pg_database_size('postgres')"))
         plays = Plays(workdir)
-        archive_seconds, _ = plays.run('pitr_archive', dict(common, state='present', login_password=PASSWORD))
+        archive_seconds, _result = plays.run('pitr_archive', dict(common, state='present', login_password=PASSWORD))
         dump_seconds, dump = plays.run('supabase_dump', {'container': DB, 'backup_dir': os.path.join(workdir, 'logical')})
         base_seconds, base = plays.run('pitr_base_backup', dict(common))
         # A moment between two writes, with writes before and after it.
@@ -126,19 +126,19 @@ def main():
             common, target_time=target.isoformat(), confirm=True, stop_containers=WRITERS,
             volume=VOLUME))
         # Rows the writers add once they run again are newer than the start of the recovery.
+        window = (target.isoformat(), target.isoformat(), began.isoformat())
         got = psql("SELECT count(*) FILTER (WHERE created_at <= '%s'), count(*) FILTER (WHERE created_at > '%s' "
-                   "AND created_at < '%s') FROM feedback_audit_log" % (target.isoformat(), target.isoformat(),
-                                                                        began.isoformat())).split('|')
+                   "AND created_at < '%s') FROM feedback_audit_log" % window).split('|')
         to_time_ok = got[0] == expected and got[1] == '0'
-        restore_seconds, _ = plays.run('supabase_restore', {
+        restore_seconds, _result = plays.run('supabase_restore', {
             'container': DB, 'src': dump['path'], 'confirm': True, 'stop_containers': WRITERS})
         # Archiving again on the new timeline, a new base backup, then the loss.
         plays.run('pitr_archive', dict(common, state='present', login_password=PASSWORD))
         plays.run('pitr_base_backup', dict(common))
         time.sleep(10)
         killed = lose_the_database()
-        latest_seconds, latest = plays.run('pitr_restore', dict(common, confirm=True, stop_containers=WRITERS,
-                                                                 volume=VOLUME))
+        latest_seconds, latest = plays.run('pitr_restore', dict(
+            common, confirm=True, stop_containers=WRITERS, volume=VOLUME))
         newest = psql("SELECT extract(epoch FROM max(created_at)) FROM feedback_audit_log WHERE created_at < '%s'"
                       % killed.isoformat())
         rpo = killed.timestamp() - float(newest)

@@ -232,6 +232,8 @@ def run_pitr_status(args):
 
     return run_engine(argparse.Namespace(config=args.config, check=False), PitrStatusBackend, 'pitr status',
                       prepare=status_options)[1]
+
+
 # What the archive's off-site copy takes from the backup configuration.
 PITR_OFFSITE_SHARED_OPTIONS = ('backup_dir', 'encrypt_passphrase', 'encrypt_passphrase_file', 'offsite_remote',
                                'offsite_config', 'rclone_path', 'offsite_allow_plain', 'offsite_retention',

@@ -19,7 +19,7 @@ description:
     directory as a tar stream, compressed on all cores and encrypted as it is written to a private staging file),
     then its catalog entry C(<name>.json) last, so a base backup is complete on the remote once its entry is there.
     Then every completed WAL segment and timeline history file as C(<name>.gz.gpg), oldest first, and the segment
-    being received as C(<segment>.partial.gz.gpg), replaced on every run: run it every few minutes (the role's
+    being received as C(<segment>.partial.gz.gpg), replaced on every run. Run it every few minutes (the role's
     cron entry does) and the off-site copy is at most that far behind. Every file is verified after its upload by the
     remote's hash, else by reading it back.
   - Then, unless O(offsite_retention=false), remote copies of what local retention removed go (base backups older

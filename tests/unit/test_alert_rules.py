@@ -501,6 +501,13 @@ def test_a_failed_upload_is_its_own_alert_and_the_next_upload_clears_it(tmp_path
     write_metrics(never, 'volume', False, 2.0, finished_at=NOW - 3600, operation='offsite')
     run_rule_test(tmp_path, [(HISTORY, never)],
                   {'SupabaseOffsiteCopyFailed': [offsite_failed('volume', 'none has ever succeeded')]})
+    # The point-in-time archive's copy (pitr_offsite) fails the same way, under its own kind.
+    archive = metrics_file(tmp_path / 'archive')
+    os.makedirs(os.path.dirname(archive))
+    good_backups(archive)
+    write_metrics(archive, 'pitr', False, 2.0, finished_at=NOW - 3600, operation='offsite')
+    run_rule_test(tmp_path, [(HISTORY, archive)],
+                  {'SupabaseOffsiteCopyFailed': [offsite_failed('pitr', 'none has ever succeeded')]})
 
 
 # ------------------------------------------------------------- point-in-time archive --
