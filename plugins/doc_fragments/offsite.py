@@ -51,8 +51,10 @@ options:
     default: false
   offsite_retention:
     description:
-      - Apply O(retention_days) and O(retention_keep_min) on the remote too, restore point by restore point
-        (the manifest first), and never after a failed upload.
+      - Apply retention on the remote too, and never after a failed upload. For restore points, the module's
+        C(retention_days) and C(retention_keep_min), restore point by restore point (the manifest first); for
+        the point-in-time archive (M(cortexreview.supabase_backup.pitr_offsite)), what its local retention
+        removed (catalog entries first).
       - C(false) leaves deleting to the store (object lock, lifecycle rules, keys that cannot delete).
     type: bool
     default: true
