@@ -172,8 +172,8 @@ class PitrLayout:
 class PitrLock(DirectoryLock):
     """The flock on ``pitr/.lock``: base backup, retention, restore and archive setup never overlap."""
 
-    def __init__(self, layout, timeout):
-        super().__init__(layout.lock, timeout)
+    def __init__(self, layout, timeout, path=None):
+        super().__init__(path or layout.lock, timeout)
 
     def _open(self):
         return os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

@@ -227,7 +227,15 @@ class PitrOffsite:
         after = remote.listing()
         prefix = 'base/' if remote is self.base_remote else 'wal/'
         for name, digests, size in sent:
-            remote.verify(name, digests, size, after)
+            try:
+                remote.verify(name, digests, size, after)
+            except OffsiteError:
+                # Copies are known by name: a bad one must go, or the next run would take it as sent.
+                try:
+                    remote.delete(name)
+                except OffsiteError:
+                    pass
+                raise
             listing[name] = after[name]
             result['uploaded'].append(prefix + name)
             result['uploaded_bytes'] += size

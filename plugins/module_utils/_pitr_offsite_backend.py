@@ -26,6 +26,8 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._pitr
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._pitr_offsite import OutputOptions, PitrOffsite
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._pitr_wal import chain_for
 
+UPLOAD_LOCK = '.offsite.lock'
+
 
 class PitrOffsiteSettings:
     """Validated options of one off-site run of the archive."""
@@ -75,17 +77,18 @@ class PitrOffsiteBackend(Backend):
         result['remote'] = archive.describe()
         return result
 
-    def _lock(self):
-        """The archive's lock (retention and restores never run meanwhile); none in check mode, which writes nothing."""
+    def _lock(self, path=None):
+        """The archive's lock (``path``: another lock file of it); none in check mode, which writes nothing."""
         if self.check_mode or not os.path.isdir(self.settings.layout.root):
             return contextlib.nullcontext()
-        return PitrLock(self.settings.layout, self.settings.lock_timeout)
+        return PitrLock(self.settings.layout, self.settings.lock_timeout, path=path)
 
     def _upload(self, archive):
         layout = self.settings.layout
         if not os.path.isdir(layout.root):
             raise ConfigError('there is no point-in-time archive in %s: set it up with pitr_archive first' % layout.root)
-        with self._lock():
+        # A lock of its own: a long upload never holds up a base backup or a restore, only the next upload.
+        with self._lock(os.path.join(layout.root, UPLOAD_LOCK)):
             result = archive.upload(check_mode=self.check_mode)
         changed = bool(result['uploaded'] or result['removed'] or (self.check_mode and result['pending']))
         verb = 'Would upload' if self.check_mode else 'Uploaded'

@@ -183,6 +183,29 @@ def test_plain_copies_are_refused_unless_allowed(run_module, s3, archive):
     assert "wal/000000010000000000000002.gz" in remote_names(s3)
 
 
+def test_uploads_never_overlap_and_never_hold_up_the_archive(run_module, s3, archive):
+    import fcntl
+
+    def held(path):
+        handle = open(path, "a")
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        return handle
+
+    upload_lock = held(os.path.join(archive, "pitr", ".offsite.lock"))
+    try:
+        busy = offsite(run_module, s3, archive, lock_timeout=0)
+        assert busy["failed"] is True and "holds" in busy["msg"] and remote_names(s3) == []
+    finally:
+        upload_lock.close()
+    # A base backup or a restore holding the archive's own lock does not stop an upload.
+    archive_lock = held(os.path.join(archive, "pitr", ".lock"))
+    try:
+        assert_ok(offsite(run_module, s3, archive, lock_timeout=0))
+    finally:
+        archive_lock.close()
+    assert "wal/000000010000000000000007.gz.gpg" in remote_names(s3)
+
+
 def test_remote_retention_follows_the_local_one_and_never_a_broken_catalog(run_module, s3, archive):
     assert_ok(offsite(run_module, s3, archive))
     # Local retention removed the oldest chain and the WAL before the next one.

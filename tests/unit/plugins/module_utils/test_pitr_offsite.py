@@ -98,3 +98,37 @@ def test_a_fetch_without_room_is_refused_before_anything_is_downloaded(monkeypat
         _offsite.require_room(str(tmp_path), 40961, 'fetch base backup x')
     with pytest.raises(StorageError, match='to fetch restore point p: it needs 42000 bytes'):
         _offsite.check_room(str(tmp_path), {'stem': 'p', 'parts': [{'name': 'absent', 'size': 40000}]})
+
+
+class BadCopies:
+    """A remote whose copies never verify: what it was asked to upload and delete."""
+
+    def __init__(self):
+        self.uploaded, self.deleted = [], []
+
+    def upload(self, path, name):
+        self.uploaded.append(name)
+
+    def listing(self):
+        return {name: {'size': 1, 'hashes': {}} for name in self.uploaded if name not in self.deleted}
+
+    def verify(self, name, digests, size, listing):
+        from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import OffsiteError
+        raise OffsiteError('%s does not match its local copy' % name)
+
+    def delete(self, name):
+        self.deleted.append(name)
+
+
+def test_a_copy_that_does_not_verify_is_removed_so_the_next_run_sends_it_again(tmp_path):
+    from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import OffsiteError
+    from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._pitr_offsite import PitrOffsite
+
+    archive = PitrOffsite.__new__(PitrOffsite)
+    archive.base_remote = archive.wal_remote = remote = BadCopies()
+    packed = tmp_path / '000000010000000000000003.gz.gpg'
+    packed.write_bytes(b'encrypted bytes')
+    listing = {}
+    with pytest.raises(OffsiteError, match='does not match'):
+        archive._send(remote, [(str(packed), packed.name)], listing, {'uploaded': [], 'uploaded_bytes': 0})
+    assert remote.deleted == [packed.name] and packed.name not in listing
