@@ -472,6 +472,7 @@ class PitrRestoreBackend(VolumeRestoreBackend):
             # The archive is only read from the helper.
             helper.create(extra_mounts=[volume_mount(CONTAINER_ROOT, path=settings.layout.root, read_only=True)])
             plan = self._plan(db, helper)
+            plan.interrupted = self._interrupted(db, helper)
             if self.check_mode:
                 return self._prediction(db, plan, started)
             if plan.combine:
@@ -578,6 +579,8 @@ class PitrRestoreBackend(VolumeRestoreBackend):
                   ' (combined with %s)' % ', '.join(chain[:-1]) if len(chain) > 1 else '',
                   len(plan.segments) + (1 if plan.partial else 0), ' to %s' % (plan.partial or last) if last else '',
                   target.describe(), ', '.join(plan.writers + [db.name])))
+        if plan.interrupted and plan.interrupted['put_back']:
+            msg += '; first put back the contents an interrupted restore set aside in %s' % plan.interrupted['set_aside']
         return dict(self._common(plan), changed=True, msg=msg, stopped=self._stops(db, plan),
                     started=plan.writers + [db.name], duration=round(time.monotonic() - started, 3))
 
@@ -662,6 +665,7 @@ class PitrRestoreBackend(VolumeRestoreBackend):
                 outcome['db'].append(db.name)
                 db.stop(settings.stop_timeout, self.warnings)
             self._stop_receiver(plan, outcome)
+            self._finish_interrupted(db, helper, plan.interrupted)
             owner = self._owner(helper, db)
             root_before = helper.root_metadata()
             phase = 'moving'
@@ -686,7 +690,7 @@ class PitrRestoreBackend(VolumeRestoreBackend):
             if isinstance(exc, SupabaseBackupError):
                 exc.details['started_db'] = started
             raise
-        return {'reached': reached, 'ready': True, 'previous_contents': previous}
+        return {'reached': reached, 'ready': True, 'previous_contents': previous, 'interrupted_restore': plan.interrupted}
 
     def _stop_for_rollback(self, db):
         """A server that failed its recovery may be restarting under its restart policy: stop it for good."""

@@ -87,10 +87,12 @@ class VolumeRestoreBackend(VolumeBackend):
         stop_began = time.monotonic() if db.running else None
         helper = VolumeHelper(db, suffix)
         try:
+            helper.create()
+            interrupted = self._interrupted(db, helper)
             if db.running:
                 stopped = [db.name]
                 db.stop(settings.stop_timeout, self.warnings)
-            helper.create()
+            self._finish_interrupted(db, helper, interrupted)
             root_before = helper.root_metadata()
             phase = 'moving'
             try:
@@ -121,7 +123,38 @@ class VolumeRestoreBackend(VolumeBackend):
             if problem:
                 self.warnings.append(problem)
         return {'stopped': stopped, 'started': [db.name], 'ready': True, 'downtime': downtime,
-                'previous_contents': previous}
+                'previous_contents': previous, 'interrupted_restore': interrupted}
+
+    @staticmethod
+    def _interrupted(db, helper):
+        """What an earlier restore of this volume whose process died left: the contents it set aside and
+        never deleted, and whether they are to be put back (PostgreSQL does not run on what is in place,
+        which may be half written). None when there is nothing; more than one is refused before anything
+        stops."""
+        names = sorted(posixpath.basename(path) for path in helper.entries(helper.root)
+                       if posixpath.basename(path).startswith(ASIDE_PREFIX))
+        if len(names) > 1:
+            raise ConfigError('%s holds %d sets of contents set aside by interrupted restores (%s): delete all but '
+                              'the one to go back to, by hand, then restore again; nothing was changed'
+                              % (db.source, len(names), ', '.join(names)))
+        return {'set_aside': names[0], 'put_back': not db.running} if names else None
+
+    def _finish_interrupted(self, db, helper, interrupted):
+        """Put the contents an interrupted restore set aside back in place, so that this restore's own rollback
+        returns to them; when PostgreSQL ran on what is in place, they stay aside with it instead (this restore
+        deletes them with the previous contents once it succeeds)."""
+        if interrupted is None:
+            return
+        if not interrupted['put_back']:
+            self.warnings.append('%s holds %s, contents set aside by an earlier restore that did not end after '
+                                 'PostgreSQL ran on its own: they go with the current contents'
+                                 % (db.source, interrupted['set_aside']))
+            return
+        helper.clear(interrupted['set_aside'])
+        helper.move_back(interrupted['set_aside'])
+        self.warnings.append('an earlier restore of %s did not end (PostgreSQL was not running on what it left): '
+                             'the contents it had set aside in %s were put back first'
+                             % (db.source, interrupted['set_aside']))
 
     def _delete_previous(self, db, helper, aside):
         """Delete the previous contents once the new ones run: 'deleted', or where they still are (and a warning)."""

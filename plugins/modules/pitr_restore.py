@@ -122,6 +122,9 @@ notes:
   - Nothing the server logs goes into the result except the lines about where recovery stopped.
   - The pg_hba.conf, settings and roles of the recovered server are those of the base backup, with every change the
     WAL replays.
+  - A restore of the volume whose process died leaves the previous contents in a hidden directory inside it; the next
+    recovery (or volume restore) finishes it first, as C(cortexreview.supabase_backup.volume_snapshot) describes.
+    The writers that restore had stopped are not known to the next one: start them by hand.
 seealso:
   - module: cortexreview.supabase_backup.pitr_archive
   - module: cortexreview.supabase_backup.pitr_base_backup
@@ -237,6 +240,10 @@ previous_contents:
   description: V(deleted), or where inside the volume the previous contents still are (a warning says why).
   returned: success, not in check mode
   type: str
+interrupted_restore:
+  description: What an earlier restore whose process died had left, finished first (C(set_aside), C(put_back)), or null.
+  returned: success, not in check mode
+  type: dict
 downtime:
   description: Seconds from the first stop until the server was recovered and the writers ran again.
   returned: success, not in check mode

@@ -136,7 +136,10 @@ notes:
     named C(cortexreview-volume-helper-*) and removed at the end.
   - A restore needs free space in the volume for the new contents while the previous ones are kept aside.
   - If the module is interrupted in the middle of a restore, the previous contents stay in the hidden directory inside
-    the volume; a later snapshot warns about it, and a later successful restore deletes it with the other contents.
+    the volume (a later snapshot warns about it). The next restore finishes it first: when PostgreSQL does not run
+    on what is in place (it may be half written), the set-aside contents are put back before anything else, so that
+    a failure of that restore too returns to them; when PostgreSQL runs, they go with the current contents (deleted
+    once the restore succeeds). More than one such directory is refused before anything stops.
   - Other containers that use the database (API, workers) are not stopped; they lose their connections for the
     downtime, as with the contract's C(docker compose stop supabase-db).
 requirements:
@@ -258,6 +261,12 @@ previous_contents:
       where they are still kept (a warning says why).
   returned: state=restored, not in check mode
   type: str
+interrupted_restore:
+  description:
+    - What an earlier restore whose process died had left, finished before this restore (see the notes), else null.
+    - C(set_aside) names the hidden directory; C(put_back) tells whether its contents were put back first.
+  returned: state=restored, not in check mode
+  type: dict
 checksum_verified:
   description: Whether a C(.sha256) sidecar or manifest confirmed the snapshot's checksum before the restore.
   returned: state=restored

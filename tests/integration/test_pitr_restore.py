@@ -198,6 +198,20 @@ def test_bad_targets_are_refused_in_one_line_before_anything_stops(pitr, archive
     assert archive_listing(pitr["root"]) == listing
 
 
+def test_two_interrupted_restores_in_the_volume_are_refused_before_anything_stops(pitr, archive):
+    stack = pitr["stack"]
+    containers = started_at(stack, pitr["receiver"])
+    asides = [f"{stack.data_dir}/.cortexreview-restore-20261127_00000{number}-0000000{number}" for number in (1, 2)]
+    stack.docker_exec(stack.db_container, ["mkdir", "-m", "0700"] + asides, user="0")
+    try:
+        result = archive.restore(target_name="anything")
+        assert result.get("failed")
+        assert "2 sets of contents set aside by interrupted restores" in result["msg"], result["msg"]
+        assert started_at(stack, pitr["receiver"]) == containers
+    finally:
+        stack.docker_exec(stack.db_container, ["rmdir"] + asides, user="0")
+
+
 def test_recover_to_a_time_between_two_writes(pitr, archive):
     stack = pitr["stack"]
     finished = archive.full["entry"]["finished_epoch"]

@@ -305,6 +305,68 @@ def test_failed_restores_put_the_previous_contents_back(box, first_snapshot, tmp
     assert box.helpers() == []
 
 
+def _interrupt_a_restore(box, aside):
+    """What a restore killed while writing leaves: the DB stopped, the contents in ``aside``, a partial new PGDATA."""
+    client = testbed.docker_client()
+    client.containers.get(box.name).stop(timeout=30)
+    script = ('set -e; cd "$1"; mkdir -m 0700 "$2"; find . -mindepth 1 -maxdepth 1 ! -name "$2" -exec mv -- {} "$2"/ \\;; '
+              'echo 18 > PG_VERSION; mkdir base; echo partial > base/half-written')
+    client.containers.run(testbed.DB_IMAGE, entrypoint=["bash", "-c", script, "interrupt", vh.DB_DATA_DIR, aside],
+                          user="0", remove=True, volumes={box.volume: {"bind": vh.DB_DATA_DIR, "mode": "rw"}},
+                          labels={vh.TEST_LABEL: "volume_snapshot"})
+
+
+def test_the_next_restore_finishes_an_interrupted_one(box, first_snapshot, tmp_path, collections_path):
+    """A restore whose process died while writing left the DB stopped on half-written contents, the previous
+    ones set aside. The next restore puts those back first: when it fails too, its rollback returns to them
+    (not to the half-written ones); when it succeeds, nothing of either is left."""
+    box.psql("CREATE TABLE IF NOT EXISTS restore_marker (note text); INSERT INTO restore_marker VALUES ('interrupted')")
+    current = box.fingerprint()
+    unstartable = vh.rewrite_archive(first_snapshot["path"], tmp_path / "noconf.tar.gz", drop=["./postgresql.conf"])
+    args = dict(box.module_args, state="restored", confirm=True, ready_timeout=60)
+    try:
+        _interrupt_a_restore(box, vh.ASIDE_PREFIX + "20261127_000000-0badcafe")
+        failed = vh.run_steps(collections_path, [vh.module_step("fail", "volume_snapshot", dict(args, src=unstartable))])
+        vh.assert_clean_failure(failed["fail"], "previous contents were put back", "postgresql.conf")
+        # The DB did not run when this restore began, so it is left stopped, on the contents from before.
+        assert failed["fail"]["rolled_back"] is True and failed["fail"]["stopped"] == [], failed["fail"]
+        assert any("were put back first" in warning for warning in failed["fail"].get("warnings", []))
+        assert not box.running()
+        testbed.docker_client().containers.get(box.name).start()
+        box.wait_ready()
+        assert box.fingerprint() == current
+        assert not [name for name in box.top_level() if name.startswith(vh.ASIDE_PREFIX)]
+        assert "half-written" not in box.sh("ls", "-A", f"{vh.DB_DATA_DIR}/base").split()
+
+        _interrupt_a_restore(box, vh.ASIDE_PREFIX + "20261127_000001-0badcafe")
+        done = vh.run_steps(collections_path, [vh.module_step("ok", "volume_snapshot",
+                                                              dict(args, src=first_snapshot["path"]))])["ok"]
+        vh.assert_ok(done)
+        assert done["interrupted_restore"] == {"set_aside": vh.ASIDE_PREFIX + "20261127_000001-0badcafe",
+                                               "put_back": True}
+        assert done["stopped"] == [] and done["previous_contents"] == "deleted"
+        assert box.fingerprint() == first_snapshot["fingerprint"] and box.probes() == first_snapshot["probes"]
+        assert not [name for name in box.top_level() if name.startswith(vh.ASIDE_PREFIX)]
+        assert box.helpers() == []
+    finally:
+        if not box.running():
+            testbed.docker_client().containers.get(box.name).start()
+        box.wait_ready()
+
+
+def test_two_interrupted_restores_are_refused_with_nothing_stopped(box, first_snapshot, collections_path):
+    started_at = box.started_at()
+    for name in ("20261127_000002-00000001", "20261127_000003-00000002"):
+        box.sh("mkdir", "-m", "0700", f"{vh.DB_DATA_DIR}/{vh.ASIDE_PREFIX}{name}")
+    try:
+        result = vh.run_steps(collections_path, [vh.module_step("refused", "volume_snapshot", dict(
+            box.module_args, state="restored", confirm=True, src=first_snapshot["path"]))])["refused"]
+        vh.assert_clean_failure(result, "2 sets of contents set aside by interrupted restores", "nothing was changed")
+        assert box.started_at() == started_at and box.running() and box.helpers() == []
+    finally:
+        box.sh("sh", "-c", f"rmdir {vh.DB_DATA_DIR}/{vh.ASIDE_PREFIX}*")
+
+
 def test_playbooks(box, backup_dir, first_snapshot, collections_path):
     venv = os.path.dirname(os.path.dirname(sys.executable))
     common = {"volume_snapshot_hosts": "localhost", "volume_snapshot_container": box.name,
