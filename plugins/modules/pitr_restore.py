@@ -124,7 +124,7 @@ notes:
     WAL replays.
   - A restore of the volume whose process died leaves the previous contents in a hidden directory inside it; the next
     recovery (or volume restore) finishes it first, as C(cortexreview.supabase_backup.volume_snapshot) describes.
-    The writers that restore had stopped are not known to the next one: start them by hand.
+    The writers that restore had stopped are not known to the next one, so start them by hand.
 seealso:
   - module: cortexreview.supabase_backup.pitr_archive
   - module: cortexreview.supabase_backup.pitr_base_backup

@@ -136,7 +136,7 @@ notes:
     named C(cortexreview-volume-helper-*) and removed at the end.
   - A restore needs free space in the volume for the new contents while the previous ones are kept aside.
   - If the module is interrupted in the middle of a restore, the previous contents stay in the hidden directory inside
-    the volume (a later snapshot warns about it). The next restore finishes it first: when PostgreSQL does not run
+    the volume (a later snapshot warns about it). The next restore finishes it first. When PostgreSQL does not run
     on what is in place (it may be half written), the set-aside contents are put back before anything else, so that
     a failure of that restore too returns to them; when PostgreSQL runs, they go with the current contents (deleted
     once the restore succeeds). More than one such directory is refused before anything stops.
