@@ -42,6 +42,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._back
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._docker import (
     API_ERRORS,
     api_call,
+    inspect_container,
     reason,
     volume_mount,
 )
@@ -72,6 +73,11 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._pitr
     read_histories,
     select_for_time,
     wal_before,
+)
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_journal import (
+    RestoreJournal,
+    read_journal,
+    recovery_journal_path,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._sql import quote_literal
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._volume_archive import ASIDE_PREFIX
@@ -473,6 +479,8 @@ class PitrRestoreBackend(VolumeRestoreBackend):
             helper.create(extra_mounts=[volume_mount(CONTAINER_ROOT, path=settings.layout.root, read_only=True)])
             plan = self._plan(db, helper)
             plan.interrupted = self._interrupted(db, helper)
+            plan.journal = recovery_journal_path(settings.backup_dir, db.name)
+            plan.dead_run = self._dead_run(plan)
             if self.check_mode:
                 return self._prediction(db, plan, started)
             if plan.combine:
@@ -593,17 +601,43 @@ class PitrRestoreBackend(VolumeRestoreBackend):
 
     # The recovery.
 
+    def _dead_run(self, plan):
+        """The record of a recovery whose process died: its writers (still down) are started with this run's,
+        and the DB it stopped counts as running before. None when there is none."""
+        record = read_journal(plan.journal)
+        if record is None:
+            return None
+        down = []
+        for name in record.get('stopped_writers') or []:
+            if not isinstance(name, str) or name in plan.writers:
+                continue
+            try:
+                inspect_container(self.settings.target.docker_api, name)
+            except DockerError:
+                self.warnings.append('%s, stopped by a recovery that did not end, no longer exists' % name)
+                continue
+            down.append(name)
+        # Stopping one that is down already changes nothing; it is started with the others.
+        plan.writers = plan.writers + down
+        self.warnings.append('a recovery that started at %s did not end: %s' % (
+            record.get('started_at'), 'this one starts %s again too' % ', '.join(down) if down
+            else 'it left no writers down'))
+        return record
+
     def _recover(self, db, helper, plan):
         """Stop, swap, recover, start: the writers (and the receiver when nothing was recovered) run again in
-        every case."""
+        every case. A record beside the backups names the writers stopped until they run again, for the next
+        run and backup_status should this process die."""
         settings = self.settings
         outcome = {'writers': [], 'db': [], 'receiver': False, 'began': time.monotonic()}
+        journal = RestoreJournal.begin(plan.journal, settings.target, plan.chain[-1]['name'], self.utc_now())
+        journal.note(stopped_writers=plan.writers, phase='stopping writers')
         try:
             settings.writers.stop(plan.writers, outcome['writers'])
             self.warnings.extend(settings.writers.warnings)
-            recovered = self._swap(db, helper, plan, outcome)
+            recovered = self._swap(db, helper, plan, outcome, journal)
         except BaseException as exc:
-            started = self._start_writers(outcome['writers'])
+            started = self._start_writers(outcome['writers'], journal)
             if outcome['receiver']:
                 started += self._start_receiver(plan)
             if isinstance(exc, SupabaseBackupError):
@@ -612,7 +646,7 @@ class PitrRestoreBackend(VolumeRestoreBackend):
                 exc.details.pop('started_db', None)
             raise
         recovered.update(self._new_archive())
-        started = self._start_writers(outcome['writers'])
+        started = self._start_writers(outcome['writers'], journal)
         recovered.update(self._common(plan))
         reached = recovered['reached']
         recovered.update({
@@ -631,10 +665,12 @@ class PitrRestoreBackend(VolumeRestoreBackend):
     def _stopped(plan, outcome):
         return outcome['writers'] + outcome['db'] + ([plan.receiver.name] if outcome['receiver'] else [])
 
-    def _start_writers(self, names):
+    def _start_writers(self, names, journal):
         started, errors = self.settings.writers.start(names)
         for name, error in sorted(errors.items()):
             self.warnings.append('could not start %s again: %s' % (name, error))
+        if not errors:
+            journal.close()
         return started
 
     def _stop_receiver(self, plan, outcome):
@@ -651,7 +687,7 @@ class PitrRestoreBackend(VolumeRestoreBackend):
             return []
         return [plan.receiver.name]
 
-    def _swap(self, db, helper, plan, outcome):
+    def _swap(self, db, helper, plan, outcome, journal):
         """Stop the DB, then the receiver (so it gets the DB's last WAL), swap the data, recover, promote.
 
         Any failure before the previous contents are deleted puts them back and starts the DB on them
@@ -659,9 +695,11 @@ class PitrRestoreBackend(VolumeRestoreBackend):
         """
         settings = self.settings
         aside = ASIDE_PREFIX + self._suffix
-        was_running = db.running
+        # A DB that a dead recovery stopped ran before it: it is started again on every path, as one that runs.
+        was_running = db.running or bool(plan.dead_run and plan.dead_run.get('db_stopped'))
         try:
-            if was_running:
+            journal.note(db_stopped=was_running)
+            if db.running:
                 outcome['db'].append(db.name)
                 db.stop(settings.stop_timeout, self.warnings)
             self._stop_receiver(plan, outcome)

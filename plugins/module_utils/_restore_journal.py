@@ -50,6 +50,12 @@ def journal_path(directory, target):
     return os.path.join(directory, name)
 
 
+def recovery_journal_path(directory, container):
+    """The record of a point-in-time recovery of ``container``: ``.cortexreview-restore-<container>-pitr.json``
+    beside the logical backups, where ``backup_status`` looks for unfinished restores."""
+    return os.path.join(directory, '%s%s-pitr%s' % (JOURNAL_PREFIX, _UNSAFE.sub('_', container), JOURNAL_SUFFIX))
+
+
 def read_journal(path):
     """The record at ``path``, or None when there is none; a damaged one is an error naming it."""
     record = read_json_object(path, 'restore record')

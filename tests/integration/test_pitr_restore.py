@@ -14,6 +14,7 @@ against the moment, row by row. The fixture's teardown removes the receiver and 
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import shutil
 import sys
@@ -258,9 +259,21 @@ def test_recover_to_a_named_restore_point(pitr, archive):
     # The risky change the restore point was made for.
     stack.psql("CREATE TABLE pitr_migration (x int); DELETE FROM knowledge_base WHERE id <= 10")
     time.sleep(1)
+    # An earlier recovery died with the writers down: its record names them, backup_status says so, and this
+    # recovery starts them again with its own.
+    stack.stop_containers(*stack.app_containers)
+    journal = pitr["backup_dir"] / f".cortexreview-restore-{stack.db_container}-pitr.json"
+    journal.write_text(json.dumps({"format": "cortexreview.supabase_backup/restore-journal/v1", "src": "base",
+                                   "started_at": "2026-11-27T00:00:00+00:00", "container": stack.db_container,
+                                   "db": "postgres", "stopped_writers": list(stack.app_containers)}))
+    journal.chmod(0o600)
+    status = archive.run_module("backup_status", {"backup_dir": str(pitr["backup_dir"]), "max_age": "52w"})
+    assert status.get("failed") and "did not finish" in status["msg"], status
     began = time.time()
     result = archive.restore(target_name="before_migration")
     assert not result.get("failed"), result.get("msg")
+    assert any("did not end" in warning for warning in result.get("warnings", [])), result.get("warnings")
+    assert not journal.exists()
     assert result["reached"]["stop"] == 'at restore point "before_migration"'
     assert point["lsn"] in result["chain_reason"]
     assert stack.psql_value("SELECT to_regclass('public.pitr_migration') IS NULL") == "t"
