@@ -387,19 +387,48 @@ def test_validation_fails_on_an_altered_part_or_roles_that_differ_from_the_manif
     assert sorted(world.server.databases) == ['_supabase', 'postgres', 'template1']
 
 
-@pytest.mark.parametrize('check_mode', [False, True])
-def test_a_database_with_pg_cron_is_refused_before_anything_changes(world, check_mode):
+def _list_pg_cron(world, role='extra_database'):
     manifest_file = world.part('.manifest.json')
     with open(manifest_file, encoding='utf-8') as handle:
         manifest = json.load(handle)
     for part in manifest['parts']:
-        if part['role'] == 'extra_database':
+        if part['role'] == role:
             part['extensions'] = dict(part.get('extensions') or {}, pg_cron='1.6')
     with open(manifest_file, 'w', encoding='utf-8') as handle:
         json.dump(manifest, handle)
-    with pytest.raises(ConfigError, match=r'database _supabase has pg_cron, whose objects can only be created in '
-                                          r'the database cron.database_name names'):
+
+
+@pytest.mark.parametrize('check_mode', [False, True])
+def test_pg_cron_needs_a_target_whose_cron_database_name_names_the_database(world, check_mode):
+    _list_pg_cron(world)
+    # cron.database_name names postgres: pg_cron of _supabase could only be created there.
+    with pytest.raises(ConfigError, match=r"^restore point %s: database _supabase has pg_cron, whose objects can only "
+                                          r"be created in the database cron.database_name names, and this server's "
+                                          r"cron.database_name is 'postgres'; set cron.database_name = '_supabase' "
+                                          r"in postgresql.conf" % world.stem):
         world.backend(check_mode=check_mode, components=['all']).run()
+    world.server.server_settings = {}
+    with pytest.raises(ConfigError, match=r"this server's cron.database_name is not set"):
+        world.backend(check_mode=check_mode, components=['extra_databases']).run()
     assert world.changes() == []
-    # The main database alone is still restorable: the refusal is per database restored.
+    # The main database alone is still restorable: the check is per database restored.
     assert world.backend(check_mode=True, components=['database']).run()['changed'] is True
+
+
+@pytest.mark.parametrize('check_mode', [False, True])
+def test_pg_cron_needs_a_target_that_offers_it(world, check_mode):
+    _list_pg_cron(world, role='database')
+    world.server.available_extensions = ['vector']
+    with pytest.raises(ConfigError, match=r'^restore point %s: database postgres has pg_cron, which this server does '
+                                          r'not offer \(pg_available_extensions\); install pg_cron on it first; '
+                                          r'nothing was changed$' % world.stem):
+        world.backend(check_mode=check_mode).run()
+    assert world.changes() == []
+
+
+def test_the_plan_says_pg_cron_is_restored_after_the_swap(world):
+    _list_pg_cron(world, role='database')
+    plan = world.backend(check_mode=True, components=['all']).run()
+    assert "; pg_cron's objects of postgres restored after the swap" in plan['msg']
+    assert [database['after_swap'] for database in plan['databases']] == [['pg_cron'], []]
+    assert world.changes() == []

@@ -1,0 +1,265 @@
+"""pg_cron's entries taken out of a plain dump's stream (the diverter): exact boundaries whatever the
+chunks, COPY data that looks like a header, settings that belong to the next entry, the spool file,
+and the splitter that feeds it."""
+
+import os
+import stat
+import tracemalloc
+
+import pytest
+
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump_stream import DumpInspector
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._post_data import DumpSplitter
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._single_database_extensions import (
+    DivertedEntries,
+    diversion_needed,
+    listed_extensions,
+)
+
+HEADER = '''--
+-- PostgreSQL database dump
+--
+
+\\restrict KEY123
+
+-- Dumped from database version 18.6
+-- Dumped by pg_dump version 18.6
+
+'''
+# Settings just before a diverted entry's header: the load's session and the diverted script need them.
+SETTINGS = '''SET statement_timeout = 0;
+SELECT pg_catalog.set_config('search_path', '', false);
+SET row_security = off;
+
+--
+'''
+# (text, diverted; None: both): pg_dump's shape, as the stand-in pg_cron makes it (tests/testbed/db/pg_cron).
+SEGMENTS = [
+    (HEADER, False),
+    (SETTINGS, None),
+    ('''-- Name: pg_cron; Type: EXTENSION; Schema: -; Owner: -
+--
+
+CREATE EXTENSION IF NOT EXISTS pg_cron WITH SCHEMA pg_catalog;
+
+
+--
+''', True),
+    ('''-- Name: EXTENSION pg_cron; Type: COMMENT; Schema: -; Owner: 
+--
+
+COMMENT ON EXTENSION pg_cron IS 'Job scheduler for PostgreSQL';
+
+
+''', True),
+    # Settings written before the next entry's header belong to it: they stay in the load.
+    ('''SET default_tablespace = '';
+
+SET default_table_access_method = heap;
+
+--
+''', False),
+    ('''-- Name: t; Type: TABLE; Schema: public; Owner: postgres
+--
+
+CREATE TABLE public.t (
+    a text
+);
+
+
+--
+''', False),
+    ('''-- Data for Name: job; Type: TABLE DATA; Schema: cron; Owner: postgres
+--
+
+COPY cron.job (jobid, schedule, command, jobname) FROM stdin;
+1	*/5 * * * *	DELETE FROM x	\\N
+2	0 3 * * *	VACUUM	nightly
+-- Name: t; Type: TABLE DATA; Schema: public; Owner: postgres
+\\.
+
+
+--
+''', True),
+    ('''-- Data for Name: t; Type: TABLE DATA; Schema: public; Owner: postgres
+--
+
+COPY public.t (a) FROM stdin;
+-- Name: job; Type: TABLE DATA; Schema: cron; Owner: postgres
+-- Data for Name: job; Type: TABLE DATA; Schema: cron; Owner: postgres
+\\.\\.
+plain
+\\.
+
+
+--
+''', False),
+    ('''-- Name: jobid_seq; Type: SEQUENCE SET; Schema: cron; Owner: postgres
+--
+
+SELECT pg_catalog.setval('cron.jobid_seq', 3, true);
+
+
+--
+''', True),
+    ('''-- Name: t_pkey; Type: CONSTRAINT; Schema: public; Owner: postgres
+--
+
+ALTER TABLE ONLY public.t
+    ADD CONSTRAINT t_pkey PRIMARY KEY (a);
+
+
+--
+''', False),
+    ('''-- Name: SCHEMA cron; Type: ACL; Schema: -; Owner: postgres
+--
+
+GRANT USAGE ON SCHEMA cron TO postgres WITH GRANT OPTION;
+
+
+--
+''', True),
+    ('''-- Name: TABLE job; Type: ACL; Schema: cron; Owner: postgres
+--
+
+GRANT SELECT ON TABLE cron.job TO anon;
+
+
+--
+''', True),
+    ('''-- Name: TABLE t; Type: ACL; Schema: public; Owner: postgres
+--
+
+GRANT SELECT ON TABLE public.t TO anon;
+
+
+--
+''', False),
+    ('''-- Name: DEFAULT PRIVILEGES FOR TABLES; Type: DEFAULT ACL; Schema: cron; Owner: postgres
+--
+
+ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA cron GRANT ALL ON TABLES TO postgres WITH GRANT OPTION;
+
+
+--
+''', True),
+    ('''-- PostgreSQL database dump complete
+--
+
+\\unrestrict KEY123
+
+''', False),
+]
+DUMP = ''.join(text for text, _diverted in SEGMENTS).encode()
+KEPT = ''.join(text for text, diverted in SEGMENTS if diverted is not True).encode()
+DIVERTED = ''.join(text for text, diverted in SEGMENTS if diverted is not False).encode()
+TABLES = {'cron.job': 3}
+
+
+def run(chunks):
+    diverter = DivertedEntries()
+    kept = b''.join(diverter.feed(chunk) for chunk in chunks) + diverter.finish()
+    try:
+        spooled = open(diverter.path, 'rb').read() if diverter.path else b''
+        return kept, spooled, diverter
+    finally:
+        diverter.close()
+
+
+def test_the_entries_of_pg_cron_and_its_schema_are_taken_out():
+    kept, spooled, diverter = run([DUMP])
+    assert kept == KEPT
+    assert spooled == DIVERTED
+    # The third "row" of cron.job is a value that looks like a header; public.t's look like cron's.
+    assert diverter.tables == TABLES and diverter.found == ['pg_cron'] and diverter.diverted
+
+
+@pytest.mark.parametrize('size', [1, 2, 3, 5, 64])
+def test_any_chunk_size_gives_the_same_split(size):
+    kept, spooled, diverter = run([DUMP[pos:pos + size] for pos in range(0, len(DUMP), size)])
+    assert (kept, spooled, diverter.tables) == (KEPT, DIVERTED, TABLES)
+
+
+def test_a_split_at_every_byte_gives_the_same_split():
+    for cut in range(1, len(DUMP)):
+        kept, spooled, diverter = run([DUMP[:cut], DUMP[cut:]])
+        assert (kept, spooled, diverter.tables) == (KEPT, DIVERTED, TABLES), cut
+
+
+def test_nothing_is_taken_out_of_a_dump_without_pg_cron():
+    # A schema of the user's own called cron is no extension's: it stays.
+    plain = DUMP.replace(b'-- Name: pg_cron; Type: EXTENSION', b'-- Name: cron; Type: SCHEMA')
+    plain = plain.replace(b'EXTENSION pg_cron; Type: COMMENT', b'EXTENSION vector; Type: COMMENT')
+    kept, spooled, diverter = run([plain[pos:pos + 7] for pos in range(0, len(plain), 7)])
+    assert kept == plain and spooled == b''
+    assert not diverter.diverted and diverter.path is None and diverter.tables == {}
+    # A chunk of COPY data with nothing to take out comes back as it is, uncopied.
+    diverter = DivertedEntries()
+    diverter.feed(b'COPY public.t (a) FROM stdin;\n')
+    rows = b'x\n' * 1000
+    assert diverter.feed(rows) is rows
+
+
+def test_the_spool_is_private_and_removed():
+    diverter = DivertedEntries()
+    diverter.feed(DUMP)
+    diverter.finish()
+    diverter.preamble = '\\restrict KEY123\nSET row_security = off;\n'
+    path = diverter.path
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+    assert b''.join(diverter.script_chunks()) == diverter.preamble.encode() + DIVERTED
+    diverter.close()
+    assert not os.path.exists(os.path.dirname(path)) and diverter.path is None
+    diverter.close()  # again: nothing left to do
+
+
+def test_a_large_diverted_table_never_sits_in_memory():
+    diverter = DivertedEntries()
+    try:
+        diverter.feed(DUMP[:DUMP.index(b'1\t*/5')])
+        row = b'7\t* * * * *\tSELECT 1\t' + b'x' * 90 + b'\n'
+        block = row * (1 << 20 // len(row))
+        tracemalloc.start()
+        for _number in range(64):
+            assert diverter.feed(block) == b''
+        _current, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert peak < 4 << 20, peak
+        diverter.feed(b'\\.\n\n')
+        diverter.finish()
+        assert diverter.tables == {'cron.job': 64 * (1 << 20 // len(row))}
+        assert os.path.getsize(diverter.path) > 64 * len(block)
+    finally:
+        diverter.close()
+
+
+def test_the_splitter_feeds_it_the_load_and_the_held_post_data():
+    diverter = DivertedEntries()
+    try:
+        for size in (1, 4096):
+            diverter = DivertedEntries()
+            inspector = DumpInspector()
+            splitter = DumpSplitter(inspector, diverter=diverter)
+            chunks = [DUMP[pos:pos + size] for pos in range(0, len(DUMP), size)]
+            first = b''.join(splitter.first_session_chunks(iter(chunks)))
+            # The constraint is built apart; the ACLs after it run in order, without cron's.
+            assert splitter.plan is not None and len(splitter.plan.parallel) == 1
+            loaded = first + splitter.plan.parallel[0][1].encode() + splitter.plan.sequential.encode()
+            for statement in (b'CREATE EXTENSION', b'COMMENT ON EXTENSION', b'COPY cron.job', b"setval('cron",
+                              b'ON SCHEMA cron', b'ON TABLE cron.job', b'IN SCHEMA cron'):
+                assert statement not in loaded, statement
+            assert b'GRANT SELECT ON TABLE public.t TO anon;' in splitter.plan.sequential.encode()
+            assert open(diverter.path, 'rb').read() == DIVERTED
+            assert inspector.tables == {'cron.job': 3, 'public.t': 4}
+            diverter.close()
+    finally:
+        diverter.close()
+
+
+def test_which_manifests_need_the_diversion():
+    assert listed_extensions(None) is None and diversion_needed(None)
+    assert listed_extensions({'tables': {}}) is None and diversion_needed({'tables': {}})
+    assert listed_extensions({'extensions': {'vector': '0.8'}}) == [] and not diversion_needed({'extensions': {}})
+    assert listed_extensions({'extensions': {'pg_cron': '1.6', 'vector': '0.8'}}) == ['pg_cron']
+    assert diversion_needed({'extensions': {'pg_cron': '1.6'}})
