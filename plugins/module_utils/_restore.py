@@ -65,6 +65,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._sing
     check_target_offers,
     diversion_needed,
     listed_extensions,
+    remove_leftover_spools,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._sql import derived_name, quote_literal
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._writers import WriterControl
@@ -361,10 +362,15 @@ class RestoreBackend(Backend):
                                       % (record.get('src'), ', '.join(sorted(errors)), '; '.join(errors.values())),
                                       journal=journal_file)
         RestoreJournal(journal_file, record).close()
-        self.warnings.append('finished the restore of %s that started at %s and did not end: %s%s' % (
+        # Its diverted entries (pg_cron's) on disk go; had it swapped already, the restored database lacks them.
+        remove_leftover_spools(os.path.dirname(journal_file))
+        self.warnings.append('finished the restore of %s that started at %s and did not end: %s%s%s' % (
             record.get('src'), record.get('started_at'),
             'dropped its scratch database %s, ' % ', '.join(dropped) if dropped else '',
-            'started %s again' % ', '.join(started) if started else 'no writers to start'))
+            'started %s again' % ', '.join(started) if started else 'no writers to start',
+            "; it ended after the swap, before pg_cron's objects were restored: the live database lacks them "
+            "(its previous contents are kept as %s)" % record.get('previous_database')
+            if record.get('phase') == 'restoring after the swap' else ''))
         return {'src': record.get('src'), 'started_at': record.get('started_at'),
                 'dropped': dropped[0] if len(dropped) == 1 else (dropped or None), 'started': started}
 
@@ -487,7 +493,7 @@ class RestoreBackend(Backend):
         created.append(database.scratch)
         restorer.timings = {}
         # Closed by _swap_in on every path.
-        database.diverter = DivertedEntries() if database.divert else None
+        database.diverter = DivertedEntries(os.path.dirname(database.backup.path)) if database.divert else None
         loaded = restorer.load(database.scratch, database.backup, database.diverter)
         if database.diverter is not None and not database.diverter.diverted:
             database.diverter.close()

@@ -23,9 +23,9 @@ import shutil
 import tempfile
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump_stream import (
-    COPY_END_LINE,
     LINE_KEEP,
     PREAMBLE_PREFIXES,
+    find_copy_end,
     parse_copy_target,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import ConfigError
@@ -42,6 +42,9 @@ SETTING_PREFIXES = tuple(prefix.encode('ascii') for prefix in PREAMBLE_PREFIXES)
 # Settings pg_dump writes before an entry's header belong to that entry; at most this many are held.
 PENDING_MAX_LINES = 64
 SPOOL_BLOCK = 1 << 20
+# A restore spools into a directory of this name beside the backups (private, like them); what a process
+# that died left there is removed by the next restore (remove_leftover_spools).
+SPOOL_PREFIX = '.cortexreview-diverted-'
 
 
 def listed_extensions(entry):
@@ -78,13 +81,28 @@ def check_target_offers(restorer, database, extensions, stem):
                               % (where, setting, setting, "'%s'" % value if value else 'not set', setting, database))
 
 
+def remove_leftover_spools(directory):
+    """The spool directories a restore that died left in ``directory`` removed; returns their names."""
+    try:
+        names = sorted(name for name in os.listdir(directory) if name.startswith(SPOOL_PREFIX))
+    except OSError:
+        return []
+    for name in names:
+        shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+    return names
+
+
 class DivertedEntries:
     """Feed it a plain dump's chunks in order: ``feed()`` returns what the load keeps, the entries of the
-    single-database extensions go to a 0600 spool file in a private directory. ``finish()`` once at the
-    end; ``close()`` removes the spool, on every path. COPY data is skipped with ``find``."""
+    single-database extensions go to a 0600 spool file in a private directory made in ``directory``
+    (default: the system's temporary directory), or are only counted with ``spool=False``.
+    ``finish()`` once at the end; ``close()`` removes the spool, on every path. COPY data is skipped
+    with ``find``."""
 
-    def __init__(self, extensions=None):
+    def __init__(self, directory=None, spool=True, extensions=None):
         self.extensions = dict(extensions or SINGLE_DATABASE_EXTENSIONS)
+        self.spool_in = directory
+        self.spool = spool
         self.found = []             # the extensions whose entries were diverted
         self.tables = {}            # diverted table -> rows in the stream
         self.preamble = ''          # the dump's restrict key and session settings (set by the load)
@@ -109,12 +127,14 @@ class DivertedEntries:
     def _to_spool(self, data):
         if not data:
             return
+        self.bytes += len(data)
+        if not self.spool:
+            return
         if self._spool is None:
-            self._directory = tempfile.mkdtemp(prefix='cortexreview-diverted-')
+            self._directory = tempfile.mkdtemp(prefix=SPOOL_PREFIX, dir=self.spool_in)
             self.path = os.path.join(self._directory, 'diverted.sql')
             self._spool = os.fdopen(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), 'wb')
         self._spool.write(data)
-        self.bytes += len(data)
 
     def _route(self, kept, data):
         if self._divert:
@@ -233,30 +253,13 @@ class DivertedEntries:
 
     def _copy_end(self, data, pos):
         """Where the current COPY data ends in data[pos:] (just after its "\\." line), or len(data)."""
-        end = len(data)
-        if self._copy_partial is not None:
-            needed = len(COPY_END_LINE) - len(self._copy_partial)
-            candidate = self._copy_partial + data[pos:pos + needed]
-            if candidate == COPY_END_LINE:
-                self._copy = None
-                return pos + needed
-            if len(candidate) < len(COPY_END_LINE) and COPY_END_LINE.startswith(candidate):
-                self._copy_partial = candidate
-                return end
-        terminator = data.find(b'\n' + COPY_END_LINE, pos)
-        stop = end if terminator < 0 else terminator + 1
+        rows_end, stop, self._copy_partial = find_copy_end(data, pos, self._copy_partial)
         if self._divert:
-            self.tables[self._copy] += data.count(b'\n', pos, stop)
-        if terminator >= 0:
-            self._copy = None
-            return terminator + 1 + len(COPY_END_LINE)
-        last_newline = data.rfind(b'\n', pos, end)
-        if last_newline >= 0:
-            rest = data[last_newline + 1:end]
-            self._copy_partial = rest if COPY_END_LINE.startswith(rest) else None
-        elif self._copy_partial is not None:
-            self._copy_partial = None
-        return end
+            self.tables[self._copy] += data.count(b'\n', pos, rows_end)
+        if stop is None:
+            return len(data)
+        self._copy = None
+        return stop
 
     # The diverted script
 

@@ -193,7 +193,7 @@ class ValidateBackend(Backend):
     def _load(restorer, staging, backup, entry, database, report):
         """(what the load found, the staging database's findings); pg_cron's entries counted, not loaded
         (report['not_loaded'], ``database`` None for the main one)."""
-        diverter = DivertedEntries() if diversion_needed(entry) else None
+        diverter = DivertedEntries(spool=False) if diversion_needed(entry) else None
         try:
             loaded = restorer.load(staging, backup, diverter)
             findings = restorer.verify(staging, loaded, diverter)

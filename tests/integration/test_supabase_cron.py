@@ -14,6 +14,8 @@ swap, writers still stopped.
   database, or a server without pg_cron;
 * a failure of the after-swap step (a role only the cron ACL names, dropped since the backup) undoes
   the swap: the live database is the old one, nothing left behind, writers running, one line;
+* an older backup without a manifest is filtered all the same (a server whose cron.database_name does
+  not fit then fails after the swap, undone), and restores the jobs where it fits;
 * the validation counts the jobs in the stream and says they were not loaded into staging.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from types import SimpleNamespace
 
@@ -179,6 +182,39 @@ def test_a_failure_after_the_swap_puts_the_live_database_back(point, run_module,
     assert result["stopped"] == result["started"] == list(stack.app_containers)
     assert_writers_running(stack)
     stack.wait_until(lambda: stack.writer_rows() > rows, timeout=60, what="the writers to write again")
+
+
+def test_an_older_backup_without_a_manifest_is_diverted_too(point, run_module, tmp_path):
+    """No manifest says pg_cron is there: the filter runs all the same; a server whose cron.database_name
+    does not fit fails after the swap, which is undone."""
+    stack = point.stack
+    older = tmp_path / "older"
+    older.mkdir(mode=0o700)
+    src = str(older / "supabase_backup_20250101_000000.sql.gz")
+    shutil.copyfile(point.path, src)
+    os.chmod(src, 0o600)
+    stack.psql("SELECT cron.unschedule(1)")
+    before = (databases(stack), live_oid(stack), cron_state(stack))
+    stack.psql("ALTER SYSTEM SET cron.database_name = 'elsewhere'; SELECT pg_reload_conf()")
+    try:
+        testbed.wait_until(lambda: stack.psql_value("SHOW cron.database_name") == "elsewhere", timeout=10,
+                           what="the new cron.database_name")
+        failed = run_module("supabase_restore", {"src": src, "confirm": True}, stack=stack)
+    finally:
+        stack.psql("ALTER SYSTEM RESET cron.database_name; SELECT pg_reload_conf()")
+    assert failed.get("failed"), failed
+    assert failed["msg"].startswith("restoring pg_cron's objects into postgres after the swap failed, so the swap "
+                                    "was undone"), failed["msg"]
+    assert "can only create extension in database elsewhere" in failed["msg"]
+    assert (databases(stack), live_oid(stack), cron_state(stack)) == before
+    assert not [name for name in os.listdir(older) if name.startswith(".cortexreview-diverted-")]
+    testbed.wait_until(lambda: stack.psql_value("SHOW cron.database_name") == "postgres", timeout=10,
+                       what="cron.database_name back")
+    restored = run_module("supabase_restore", {"src": src, "confirm": True}, stack=stack)
+    assert not restored.get("failed"), restored.get("msg")
+    assert restored["databases"][0]["after_swap"]["tables"] == {"cron.job": 2, "cron.job_run_details": 1}
+    assert cron_state(stack) == point.jobs
+    assert_writers_running(stack)
 
 
 def test_the_validation_counts_the_jobs_and_does_not_load_them(point, run_module):

@@ -321,6 +321,23 @@ def test_an_interrupted_restore_of_several_databases_is_finished(world):
     assert 'postgres' in world.server.databases
 
 
+def test_a_restore_that_died_after_the_swap_says_pg_cron_is_missing_and_its_spool_goes(world):
+    target = world.backend().settings.target
+    RestoreJournal.begin(journal_path(world.backup_dir, target), target, world.path, 'then').note(
+        scratch_databases=['postgres_restore_20260101_000000'], previous_database='postgres_pre_restore_20260101_000000',
+        phase='restoring after the swap')
+    spool = os.path.join(world.backup_dir, '.cortexreview-diverted-abc123')
+    os.mkdir(spool, 0o700)
+    with open(os.path.join(spool, 'diverted.sql'), 'w', encoding='utf-8') as handle:
+        handle.write('COPY cron.job FROM stdin;')
+    backend = world.backend(components=['extra_databases'])
+    backend.run()
+    assert not os.path.exists(spool)
+    assert any("it ended after the swap, before pg_cron's objects were restored: the live database lacks them (its "
+               "previous contents are kept as postgres_pre_restore_20260101_000000)" in warning
+               for warning in backend.warnings), backend.warnings
+
+
 @pytest.mark.parametrize('name', ['postgres', 'template1', 'template0', '', None])
 def test_an_extra_part_naming_a_database_it_may_not_replace_is_refused(world, name):
     manifest_path = world.part('.manifest.json')

@@ -11,9 +11,11 @@ import pytest
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump_stream import DumpInspector
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._post_data import DumpSplitter
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._single_database_extensions import (
+    SPOOL_PREFIX,
     DivertedEntries,
     diversion_needed,
     listed_extensions,
+    remove_leftover_spools,
 )
 
 HEADER = '''--
@@ -45,8 +47,8 @@ CREATE EXTENSION IF NOT EXISTS pg_cron WITH SCHEMA pg_catalog;
 
 --
 ''', True),
-    ('''-- Name: EXTENSION pg_cron; Type: COMMENT; Schema: -; Owner: 
---
+    # pg_dump leaves "Owner: " empty, with its space, for a comment on an extension.
+    ('-- Name: EXTENSION pg_cron; Type: COMMENT; Schema: -; Owner: \n' + '''--
 
 COMMENT ON EXTENSION pg_cron IS 'Job scheduler for PostgreSQL';
 
@@ -212,6 +214,28 @@ def test_the_spool_is_private_and_removed():
     diverter.close()
     assert not os.path.exists(os.path.dirname(path)) and diverter.path is None
     diverter.close()  # again: nothing left to do
+
+
+def test_the_spool_lies_where_it_is_told_and_leftovers_are_removed(tmp_path):
+    diverter = DivertedEntries(str(tmp_path))
+    diverter.feed(DUMP)
+    diverter.finish()
+    assert os.path.dirname(os.path.dirname(diverter.path)) == str(tmp_path)
+    assert os.path.basename(os.path.dirname(diverter.path)).startswith(SPOOL_PREFIX)
+    (tmp_path / 'supabase_backup_20260101_000000.sql.gz').write_bytes(b'kept')
+    # What a restore that died left is removed; the backups stay.
+    assert remove_leftover_spools(str(tmp_path)) == [os.path.basename(os.path.dirname(diverter.path))]
+    assert os.listdir(tmp_path) == ['supabase_backup_20260101_000000.sql.gz']
+    assert remove_leftover_spools(str(tmp_path / 'missing')) == []
+    diverter.close()
+
+
+def test_without_a_spool_the_entries_are_only_counted(tmp_path):
+    diverter = DivertedEntries(str(tmp_path), spool=False)
+    assert diverter.feed(DUMP) + diverter.finish() == KEPT
+    assert diverter.diverted and diverter.tables == TABLES and diverter.path is None
+    assert os.listdir(tmp_path) == []
+    diverter.close()
 
 
 def test_a_large_diverted_table_never_sits_in_memory():
