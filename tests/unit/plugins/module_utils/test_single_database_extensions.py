@@ -2,13 +2,17 @@
 chunks, COPY data that looks like a header, settings that belong to the next entry, the spool file,
 and the splitter that feeds it."""
 
+import copy
 import os
 import stat
 import tracemalloc
 
 import pytest
 
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils import _database_restorer, _restore
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump_stream import DumpInspector
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import CommandError, SupabaseBackupError
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._options import restore_argument_spec
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._post_data import DumpSplitter
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._single_database_extensions import (
     SPOOL_PREFIX,
@@ -16,6 +20,14 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._sing
     diversion_needed,
     listed_extensions,
     remove_leftover_spools,
+)
+from ansible_collections.cortexreview.supabase_backup.tests.unit.fakes import (
+    FakeDatabase,
+    FakeDockerAPI,
+    FakeServer,
+    install,
+    module_params,
+    write_backup,
 )
 
 HEADER = '''--
@@ -287,3 +299,101 @@ def test_which_manifests_need_the_diversion():
     assert listed_extensions({'extensions': {'vector': '0.8'}}) == [] and not diversion_needed({'extensions': {}})
     assert listed_extensions({'extensions': {'pg_cron': '1.6', 'vector': '0.8'}}) == ['pg_cron']
     assert diversion_needed({'extensions': {'pg_cron': '1.6'}})
+
+
+# The restore around it, at the Docker/psql boundary: the diverted script runs after the swap, in the
+# database under its live name; when it fails the swap is undone.
+
+WRITERS = ['api']
+LIVE_TABLES = {'public.t': 1}
+RESTORED_TABLES = {'public.t': 4}
+
+
+class RestoreWorld:
+    def __init__(self, monkeypatch, tmp_path):
+        self.server = FakeServer({'postgres': FakeDatabase(tables=dict(LIVE_TABLES)), 'template1': FakeDatabase()})
+        self.docker = FakeDockerAPI()
+        self.docker.add('api')
+        install(monkeypatch, self.server, self.docker)
+        monkeypatch.setattr(_database_restorer.time, 'sleep', lambda seconds: None)
+        # An older backup (no manifest) that holds pg_cron's entries.
+        self.backup_dir = tmp_path
+        # (without the constraint: the fake server keeps what one psql session loaded)
+        self.src = write_backup(tmp_path / 'supabase_backup_20260101_000000.sql.gz', ''.join(
+            text for text, _diverted in SEGMENTS if 'CONSTRAINT' not in text))
+        self.runs = []
+        self.before = copy.deepcopy(self.server.databases)
+
+    def backend(self):
+        params = module_params(restore_argument_spec(), src=self.src, confirm=True, container='fake-db',
+                               stop_containers=WRITERS)
+        return _restore.RestoreBackend.from_params(params, clock=lambda: 1_800_000_000)
+
+    def run_diverted(self, error=None):
+        def run(restorer, name, diverter):
+            with open(diverter.path, 'rb') as handle:
+                script = handle.read()
+            self.runs.append((name, sorted(self.server.databases), b''.join(diverter.script_chunks()), script))
+            if error:
+                raise CommandError(error)
+            return dict(diverter.tables)
+        return run
+
+
+@pytest.fixture
+def restore_world(monkeypatch, tmp_path):
+    return RestoreWorld(monkeypatch, tmp_path)
+
+
+def test_the_diverted_entries_run_in_the_restored_database_after_the_swap(restore_world, monkeypatch):
+    world = restore_world
+    monkeypatch.setattr(_database_restorer.DatabaseRestorer, 'run_diverted', world.run_diverted())
+    result = world.backend().run()
+    [(name, names, script, diverted)] = world.runs
+    # After the swap: the restored database carries the live name, the previous one is kept beside it.
+    assert name == 'postgres' and any(item.startswith('postgres_pre_restore_') for item in names)
+    assert not any(item.startswith('postgres_restore_') for item in names)
+    assert diverted == DIVERTED
+    assert script == b"\\restrict KEY123\nSET statement_timeout = 0;\nSELECT pg_catalog.set_config('search_path', '', " \
+                     b"false);\nSET row_security = off;\n" + DIVERTED
+    assert world.server.databases['postgres'].tables == RESTORED_TABLES
+    assert result['databases'][0]['after_swap']['tables'] == TABLES
+    assert "; pg_cron's objects restored into postgres after the swap" in result['msg']
+    # The scratch load's checks left cron.job out; the spool is gone.
+    assert [item for item in os.listdir(world.backup_dir) if item.startswith(SPOOL_PREFIX)] == []
+    assert result['started'] == WRITERS
+
+
+def test_a_failure_after_the_swap_undoes_it(restore_world, monkeypatch):
+    world = restore_world
+    monkeypatch.setattr(_database_restorer.DatabaseRestorer, 'run_diverted',
+                        world.run_diverted('pg_cron in database postgres failed: ERROR:  role "gone" does not exist'))
+    backend = world.backend()
+    with pytest.raises(SupabaseBackupError) as caught:
+        backend.run()
+    assert caught.value.msg == (
+        "restoring pg_cron's objects into postgres after the swap failed, so the swap was undone and the live "
+        "database was put back as it was: pg_cron in database postgres failed: ERROR:  role \"gone\" does not exist")
+    # The live database as it was, nothing else left; the writers run again.
+    assert world.server.databases == world.before
+    assert caught.value.details['started'] == WRITERS
+    assert [item for item in os.listdir(world.backup_dir) if item.startswith(SPOOL_PREFIX)] == []
+
+
+def test_when_the_undo_fails_too_the_previous_contents_are_kept_and_named(restore_world, monkeypatch):
+    world = restore_world
+    monkeypatch.setattr(_database_restorer.DatabaseRestorer, 'run_diverted',
+                        world.run_diverted('pg_cron in database postgres failed: ERROR:  boom'))
+    world.server.fail_on(r'RENAME TO "?postgres_restore_', 'the undo fails')
+    backend = world.backend()
+    with pytest.raises(SupabaseBackupError) as caught:
+        backend.run()
+    previous = next(name for name in world.server.databases if name.startswith('postgres_pre_restore_'))
+    assert caught.value.msg.startswith(
+        "restoring pg_cron's objects into postgres after the swap failed (pg_cron in database postgres failed: "
+        "ERROR:  boom) and undoing the swap failed too (")
+    assert caught.value.msg.endswith('the restored database is live without them; the previous contents are kept '
+                                     'as %s' % previous)
+    assert world.server.databases[previous].tables == LIVE_TABLES
+    assert world.server.databases['postgres'].tables == RESTORED_TABLES
+    assert caught.value.details['started'] == WRITERS
