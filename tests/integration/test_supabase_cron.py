@@ -63,13 +63,18 @@ def assert_writers_running(stack):
 
 @pytest.fixture(scope="module")
 def point(supabase_stack, run_module, tmp_path_factory):
-    """A restore point of the Supabase-shaped stack, its jobs as dumped."""
+    """A restore point of the Supabase-shaped stack, its jobs as dumped; the previous copies the restores
+    keep are dropped at the end."""
     stack = supabase_stack
     backup_dir = str(tmp_path_factory.mktemp("cron-backups"))
     dumped = run_module("supabase_dump", {"backup_dir": backup_dir, "globals": False}, stack=stack)
     assert not dumped.get("failed"), dumped.get("msg")
-    return SimpleNamespace(stack=stack, backup_dir=backup_dir, stem=dumped["restore_point"], path=dumped["path"],
-                           dumped=dumped, jobs=cron_state(stack))
+    yield SimpleNamespace(stack=stack, backup_dir=backup_dir, stem=dumped["restore_point"], path=dumped["path"],
+                          dumped=dumped, jobs=cron_state(stack))
+    # the stack as the other tests of the session expect it: the restores' previous copies go
+    for name in databases(stack):
+        if "_pre_restore_" in name:
+            stack.psql(f'DROP DATABASE "{name}" WITH (FORCE)', "template1")
 
 
 def restore(run_module, point, check=False, **extra):
