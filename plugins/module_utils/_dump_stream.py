@@ -26,8 +26,9 @@ TAIL_KEEP = 256
 
 IDENTIFIER = r'(?:"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$]*)'
 _INDEX_PATTERN = re.compile(r'^CREATE (?:UNIQUE )?INDEX (%s) ON (?:ONLY )?(%s)\.' % (IDENTIFIER, IDENTIFIER))
-# "-- Name: knowledge_base_pkey; Type: CONSTRAINT; Schema: public; Owner: postgres[; Tablespace: ts]"
-ENTRY_HEADER = re.compile(r'^-- Name: (?P<name>.*); Type: (?P<type>[A-Z ]+); Schema: (?P<schema>[^;]*); '
+# "-- Name: knowledge_base_pkey; Type: CONSTRAINT; Schema: public; Owner: postgres[; Tablespace: ts]", and
+# "-- Data for Name: job; Type: TABLE DATA; Schema: cron; Owner: postgres" before a table's rows
+ENTRY_HEADER = re.compile(r'^-- (?:Data for )?Name: (?P<name>.*); Type: (?P<type>[A-Z ]+); Schema: (?P<schema>[^;]*); '
                           r'Owner: (?P<owner>[^;]*)(?:; Tablespace: (?P<tablespace>[^;]*))?$')
 # Entry types that only pg_dump's post-data section holds: once one is seen, all data has been loaded.
 POST_DATA_TYPES = frozenset((

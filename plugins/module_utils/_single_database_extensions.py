@@ -18,11 +18,11 @@ validation never carries it: there they are counted and left out.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump_stream import (
+    ENTRY_HEADER,
     LINE_KEEP,
     PREAMBLE_PREFIXES,
     find_copy_end,
@@ -33,9 +33,6 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._sql 
 
 # The one place that names them: extension -> (its schema, the setting naming its database).
 SINGLE_DATABASE_EXTENSIONS = {'pg_cron': ('cron', 'cron.database_name')}
-# "-- Name: job; Type: ACL; ..." and "-- Data for Name: job; Type: TABLE DATA; Schema: cron; Owner: postgres"
-ENTRY_HEADER = re.compile(r'^-- (?:Data for )?Name: (?P<name>.*); Type: (?P<type>[A-Z ]+); Schema: (?P<schema>[^;]*); '
-                          r'Owner: (?P<owner>[^;]*)(?:; Tablespace: [^;]*)?$')
 DUMP_END = b'-- PostgreSQL database dump complete'
 HEADER_PREFIXES = (b'-- Name: ', b'-- Data for Name: ')
 SETTING_PREFIXES = tuple(prefix.encode('ascii') for prefix in PREAMBLE_PREFIXES)
