@@ -181,14 +181,15 @@ class DatabaseRestorer:
     def drop(self, name):
         self.admin('DROP DATABASE IF EXISTS %s WITH (FORCE)' % quote_ident(name))
 
-    def load(self, name, backup):
+    def load(self, name, backup, diverter=None):
         """Load ``backup`` into database ``name`` in one read of the file, and return its findings.
 
         Schema and data go through one session; the indexes and constraints are then built by
         parallel sessions and the rest of the post-data section follows in one session. The
         backup's checks (checksum, gzip end, completion marker, row counts) ride on the same
         read and run before any post-data statement, so a damaged backup fails here. The load is
-        not one transaction: on any failure the caller drops the database.
+        not one transaction: on any failure the caller drops the database. A ``diverter``
+        (_single_database_extensions.DivertedEntries) takes its entries out of what is loaded.
         """
         began = time.monotonic()
         memory, cpus = database_resources(self.target)
@@ -196,17 +197,19 @@ class DatabaseRestorer:
         options = {'PGOPTIONS': '-c maintenance_work_mem=%dkB -c max_parallel_maintenance_workers=%d '
                                 '-c synchronous_commit=off' % (memory_kb, workers)}
         inspector = DumpInspector()
-        splitter = DumpSplitter(inspector)
+        splitter = DumpSplitter(inspector, diverter=diverter)
         chunks, check = backup.sql_stream()
         findings = {}
-        self._psql(self.target, name, backup, splitter.first_session_chunks(
+        self._psql(self.target, name, backup, (chunk for chunk in splitter.first_session_chunks(
             chunks, on_start=lambda: backup.check_start(inspector),
-            on_end=lambda: findings.update(check(inspector))), options)
+            on_end=lambda: findings.update(check(inspector))) if chunk), options)
         if not findings:
             # psql ended well before the end of its input (a \q in the dump): nothing was checked.
             raise CommandError('restoring %s into database %s failed: psql stopped reading before the end of the '
                                'backup' % (backup.path, name))
         self.timings['load'] = round(time.monotonic() - began, 3)
+        if diverter is not None:
+            diverter.preamble = splitter.preamble()
         plan = splitter.plan
         if plan is not None:
             began = time.monotonic()
@@ -256,6 +259,30 @@ class DatabaseRestorer:
             self.admin('; '.join(statements))
         return len(statements)
 
+    def run_diverted(self, name, diverter):
+        """The entries ``diverter`` took out of the load, in database ``name``, in one transaction; then their
+        tables' rows are counted against the stream's."""
+        returncode, _output, stderr = self.target.feed(
+            'psql', ['--dbname', name, '--no-psqlrc', '--quiet', '--set', 'ON_ERROR_STOP=1', '--single-transaction',
+                     '--file', '-'], diverter.script_chunks())
+        if returncode != 0:
+            raise CommandError('%s in database %s failed: %s' % (
+                ', '.join(diverter.found) or 'the diverted entries', name,
+                last_line(stderr) or 'psql exit %s' % returncode), rc=returncode, stderr=stderr)
+        return _verify_row_counts(self.target, name, diverter.tables)
+
+    def unswap_all(self, swaps):
+        """Undo swap_all(``swaps``) in one transaction: each live -> scratch and previous -> live (a database
+        that did not exist before goes back to its scratch name only)."""
+        names = []
+        renames = []
+        for live, scratch, previous in swaps:
+            names += [live] + ([previous] if previous is not None else [])
+            renames.append('ALTER DATABASE %s RENAME TO %s; ' % (quote_ident(live), quote_ident(scratch)))
+            if previous is not None:
+                renames.append('ALTER DATABASE %s RENAME TO %s; ' % (quote_ident(previous), quote_ident(live)))
+        self._rename_in_one(names, renames)
+
     def swap(self, live, scratch, previous):
         """Rename live -> previous and scratch -> live in one transaction, retried if sessions sneak in."""
         self.swap_all([(live, scratch, previous)])
@@ -270,6 +297,15 @@ class DatabaseRestorer:
             if previous is not None:
                 renames.append('ALTER DATABASE %s RENAME TO %s; ' % (quote_ident(live), quote_ident(previous)))
             renames.append('ALTER DATABASE %s RENAME TO %s; ' % (quote_ident(scratch), quote_ident(live)))
+        try:
+            self._rename_in_one(names, renames)
+        except CommandError as exc:
+            raise CommandError('swapping in the restored database failed, the live database was not '
+                               'touched: %s' % exc.msg, **exc.details) from None
+
+    def _rename_in_one(self, names, renames):
+        """The renames in one transaction that first ends every session of ``names``; retried if sessions
+        sneak in."""
         sql = ('BEGIN; '
                'SELECT count(pg_catalog.pg_terminate_backend(pid)) FROM pg_catalog.pg_stat_activity '
                'WHERE datname IN (%s) AND pid <> pg_catalog.pg_backend_pid(); %sCOMMIT;'
@@ -280,23 +316,29 @@ class DatabaseRestorer:
                 return
             except CommandError as exc:
                 if 'being accessed by other users' not in exc.msg or attempt == SWAP_ATTEMPTS:
-                    raise CommandError('swapping in the restored database failed, the live database was not '
-                                       'touched: %s' % exc.msg, **exc.details) from None
+                    raise
                 time.sleep(1)
 
     # Verification
 
-    def verify(self, name, expected):
+    def verify(self, name, expected, diverter=None):
         """Compare the restored database with what the backup holds; returns the findings.
 
         The checks are independent, so each runs in a session of its own, all at once; the first
         failure (in the order row counts, indexes, extensions, vector search) is raised once all ended.
+        What ``diverter`` took out of the load (its tables, its extensions) is left out here.
         """
         manifest = expected.get('manifest') or {}
+        tables = expected['tables']
+        extensions = manifest.get('extensions') or {}
+        if diverter is not None:
+            tables = dict((table, rows) for table, rows in tables.items() if table not in diverter.tables)
+            extensions = dict((extension, version) for extension, version in extensions.items()
+                              if extension not in diverter.found)
         checks = (
-            ('row_counts', lambda target: _verify_row_counts(target, name, expected['tables'])),
+            ('row_counts', lambda target: _verify_row_counts(target, name, tables)),
             ('indexes', lambda target: _verify_indexes(target, name, expected['indexes'])),
-            ('extensions', lambda target: _verify_extensions(target, name, manifest.get('extensions') or {})),
+            ('extensions', lambda target: _verify_extensions(target, name, extensions)),
             ('vector_search', lambda target: _verify_vector_search(target, name)),
         )
         return dict(zip([key for key, _check in checks], at_once(self.target, [check for _key, check in checks])))

@@ -26,8 +26,9 @@ TAIL_KEEP = 256
 
 IDENTIFIER = r'(?:"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$]*)'
 _INDEX_PATTERN = re.compile(r'^CREATE (?:UNIQUE )?INDEX (%s) ON (?:ONLY )?(%s)\.' % (IDENTIFIER, IDENTIFIER))
-# "-- Name: knowledge_base_pkey; Type: CONSTRAINT; Schema: public; Owner: postgres[; Tablespace: ts]"
-ENTRY_HEADER = re.compile(r'^-- Name: (?P<name>.*); Type: (?P<type>[A-Z ]+); Schema: (?P<schema>[^;]*); '
+# "-- Name: knowledge_base_pkey; Type: CONSTRAINT; Schema: public; Owner: postgres[; Tablespace: ts]", and
+# "-- Data for Name: job; Type: TABLE DATA; Schema: cron; Owner: postgres" before a table's rows
+ENTRY_HEADER = re.compile(r'^-- (?:Data for )?Name: (?P<name>.*); Type: (?P<type>[A-Z ]+); Schema: (?P<schema>[^;]*); '
                           r'Owner: (?P<owner>[^;]*)(?:; Tablespace: (?P<tablespace>[^;]*))?$')
 # Entry types that only pg_dump's post-data section holds: once one is seen, all data has been loaded.
 POST_DATA_TYPES = frozenset((
@@ -66,6 +67,27 @@ def parse_copy_target(line):
     return text[:pos] or None
 
 
+def find_copy_end(data, pos, partial):
+    """Where COPY data going on at data[pos:] ends: (rows_end, end, partial). Its rows there are the
+    newlines of data[pos:rows_end]; ``end`` is just after the "\\." line, None when the data goes on.
+    ``partial`` is the current line so far while it may still be that line (b'' at a line start),
+    else None: the state for the next chunk."""
+    if partial is not None:
+        # The current line started earlier and may still be the end marker.
+        needed = len(COPY_END_LINE) - len(partial)
+        candidate = partial + data[pos:pos + needed]
+        if candidate == COPY_END_LINE:
+            return pos, pos + needed, b''
+        if len(candidate) < len(COPY_END_LINE) and COPY_END_LINE.startswith(candidate):
+            return pos, None, candidate
+    terminator = data.find(b'\n' + COPY_END_LINE, pos)
+    if terminator >= 0:
+        return terminator + 1, terminator + 1 + len(COPY_END_LINE), b''
+    last_newline = data.rfind(b'\n', pos)
+    rest = data[last_newline + 1:] if last_newline >= 0 else None
+    return len(data), None, rest if rest is not None and COPY_END_LINE.startswith(rest) else None
+
+
 class DumpInspector:
     """Feed it the dump's chunks in order; read ``tables``, ``versions`` and ``complete`` at the end."""
 
@@ -90,27 +112,12 @@ class DumpInspector:
 
     def _copy_data(self, data, pos):
         """Count rows from data[pos:]; returns where the COPY data ended, or len(data)."""
-        end = len(data)
-        if self._partial is not None:
-            # The current line started earlier and may still be the end marker.
-            needed = len(COPY_END_LINE) - len(self._partial)
-            candidate = self._partial + data[pos:pos + needed]
-            if candidate == COPY_END_LINE:
-                self._finish_copy()
-                return pos + needed
-            if len(candidate) < len(COPY_END_LINE) and COPY_END_LINE.startswith(candidate):
-                self._partial = candidate
-                return end
-        terminator = data.find(b'\n' + COPY_END_LINE, pos)
-        if terminator >= 0:
-            self.tables[self._table] += data.count(b'\n', pos, terminator + 1)
-            self._finish_copy()
-            return terminator + 1 + len(COPY_END_LINE)
-        self.tables[self._table] += data.count(b'\n', pos, end)
-        last_newline = data.rfind(b'\n', pos, end)
-        rest = data[last_newline + 1:end] if last_newline >= 0 else None
-        self._partial = rest if rest is not None and COPY_END_LINE.startswith(rest) else None
-        return end
+        rows_end, stop, self._partial = find_copy_end(data, pos, self._partial)
+        self.tables[self._table] += data.count(b'\n', pos, rows_end)
+        if stop is None:
+            return len(data)
+        self._finish_copy()
+        return stop
 
     def _finish_copy(self):
         self._table = None

@@ -67,10 +67,12 @@ class DumpSplitter:
     checks never reaches the post-data step.
     """
 
-    def __init__(self, inspector, limit=POST_DATA_LIMIT):
+    def __init__(self, inspector, limit=POST_DATA_LIMIT, diverter=None):
         self.inspector = inspector
         self.limit = limit
         self.plan = None
+        # A _single_database_extensions.DivertedEntries: what it takes out never reaches a session.
+        self.diverter = diverter
 
     def first_session_chunks(self, sql_chunks, on_start=None, on_end=None):
         inspector = self.inspector
@@ -91,23 +93,23 @@ class DumpSplitter:
                 held += chunk
                 if len(held) > self.limit:
                     # Too large to be DDL only: load it in order, as it comes.
-                    yield bytes(held)
+                    yield self._kept(bytes(held))
                     held = None
                     pending_offset = -1
                 continue
             if pending_offset < 0:
-                yield chunk
+                yield self._kept(chunk)
                 continue
             if not pending and inspector.post_data_offset is None and inspector.settled_offset == pending_offset + len(chunk):
                 # The usual case (COPY data): the whole chunk is settled and goes on without a copy.
                 pending_offset += len(chunk)
-                yield chunk
+                yield self._kept(chunk)
                 continue
             pending += chunk
             start = inspector.post_data_offset
             cut = (start if start is not None else inspector.settled_offset) - pending_offset
             if cut > 0:
-                yield bytes(pending[:cut])
+                yield self._kept(bytes(pending[:cut]))
                 del pending[:cut]
                 pending_offset += cut
             if start is not None:
@@ -118,11 +120,24 @@ class DumpSplitter:
         if on_end is not None:
             on_end()
         if pending:
-            yield bytes(pending)
+            yield self._kept(bytes(pending))
+        if held is not None:
+            held = self._kept(bytes(held))
+        if self.diverter is not None:
+            # The end of the stream: an unfinished last line goes where it belongs.
+            rest = self.diverter.finish()
+            if held is None:
+                yield rest
+            else:
+                held += rest
         if held is not None:
             self.plan = split_post_data(held, inspector.tables)
             if self.plan is None:
                 yield bytes(held)
+
+    def _kept(self, data):
+        """What of ``data`` reaches a session: all of it, unless the diverter takes entries out."""
+        return data if self.diverter is None else self.diverter.feed(data)
 
     def preamble(self):
         """What every extra session runs first: the dump's restrict key and session settings."""

@@ -21,6 +21,13 @@ is checked against the manifest before anything changes; the roles the cluster l
 first (_globals, phase 1); each extra database goes through its own scratch database and all the
 databases are swapped in together, in one transaction; only then do the roles get the backup's
 attributes, passwords and memberships (phase 2). The file components follow (COMPONENT_RESTORERS).
+
+An extension that installs only in one named database (pg_cron, in ``cron.database_name``) cannot
+be created in a scratch database: its entries are diverted out of the load
+(_single_database_extensions) and run in the restored database right after the swap, in one
+transaction, writers still stopped; if that fails the swap is undone in one transaction, so the
+live databases are as they were. The target must offer the extension and name the database in
+its setting: that is checked before anything changes.
 """
 
 from __future__ import annotations
@@ -53,6 +60,13 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._rest
     journal_path,
     read_journal,
 )
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._single_database_extensions import (
+    DivertedEntries,
+    check_target_offers,
+    diversion_needed,
+    listed_extensions,
+    remove_leftover_spools,
+)
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._sql import derived_name, quote_literal
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._writers import WriterControl
 
@@ -70,14 +84,10 @@ _SCRATCH_NAME = re.compile(r'^(?!.*_pre_restore_\d{8}_\d{6}$).*_restore_\d{8}_\d
 # Every selected part was verified (sha256, decryption) before anything changed.
 
 
-# Extensions whose objects can only be created in one named database (pg_cron: cron.database_name).
-SINGLE_DATABASE_EXTENSIONS = ('pg_cron',)
-
-
 class DatabaseRestore:
     """One database of a restore: the part it comes from and the names around it."""
 
-    def __init__(self, db, backup, settings, stamp):
+    def __init__(self, db, backup, settings, stamp, entry=None):
         self.db = db
         self.backup = backup
         # The backup's own settings (owner, locale, grants, ALTER DATABASE ... SET), None in older backups.
@@ -88,6 +98,10 @@ class DatabaseRestore:
         self.main = False
         self.loaded = None
         self.findings = None
+        # The manifest's entry (None without a manifest): whether single-database extensions are diverted.
+        self.divert = diversion_needed(entry)
+        self.after_swap = listed_extensions(entry)
+        self.diverter = None
 
 
 def _since(began):
@@ -145,7 +159,7 @@ class RestoreBackend(Backend):
         if 'globals' in parts.components:
             check_superuser(target)
         file_restorers = self._file_restorers(parts)
-        self._refuse_single_database_extensions(parts)
+        self._check_single_database_extensions(parts, restorer)
         directory = os.path.dirname(backup.path)
         journal_file = journal_path(directory, target)
         stamp = self.stamp()
@@ -210,6 +224,10 @@ class RestoreBackend(Backend):
             message = 'Restored %s of %s' % (', '.join(parts.components), parts.stem or backup.path)
         if parts.components != ['database']:
             message += '; components: %s' % ', '.join(parts.components)
+        for database in result['databases']:
+            if database.get('after_swap'):
+                message += "; %s's objects restored into %s after the swap" % (
+                    ', '.join(database['after_swap']['extensions']), database['database'])
         if parts.not_in_backup:
             message += '; not in the backup: %s' % ', '.join(parts.not_in_backup)
         return message
@@ -226,30 +244,28 @@ class RestoreBackend(Backend):
             restorers.append((component, COMPONENT_RESTORERS[component](self, parts)))
         return restorers
 
-    @staticmethod
-    def _refuse_single_database_extensions(parts):
-        """pg_cron's objects can only be created in the database ``cron.database_name`` names, never in the scratch
-        database a restore loads first: such a backup would fail half-way, so it is refused before anything."""
+    def _check_single_database_extensions(self, parts, restorer):
+        """Each database whose manifest lists pg_cron needs a target that offers it and whose
+        cron.database_name names that database: its objects are created there after the swap."""
         if parts.manifest is None:
             return
-        entries = ([parts.entry('database')] if 'database' in parts.components else []) \
-            + (parts.entries('extra_databases') if 'extra_databases' in parts.components else [])
-        for entry in entries:
-            found = sorted(set(entry.get('extensions') or {}) & set(SINGLE_DATABASE_EXTENSIONS))
-            if found:
-                raise ConfigError(
-                    'restore point %s: database %s has %s, whose objects can only be created in the database '
-                    'cron.database_name names, not in the scratch database this restore loads first; pause its '
-                    'jobs and restore that database with the contract procedure (gunzip | psql into it)'
-                    % (parts.stem, entry.get('database') or 'the main one', ', '.join(found)))
+        named = []
+        if 'database' in parts.components:
+            named.append((self.settings.target.db, parts.entry('database')))
+        if 'extra_databases' in parts.components:
+            named.extend((entry.get('database'), entry) for entry in parts.entries('extra_databases'))
+        for database, entry in named:
+            extensions = listed_extensions(entry)
+            if extensions:
+                check_target_offers(restorer, database, extensions, parts.stem)
 
     def _databases(self, parts, backup, stamp, restorer):
         """The databases to restore, the main one first; each extra database named by its part's manifest."""
         settings = self.settings
         databases = []
         if 'database' in parts.components:
-            entry = parts.entry('database') if parts.manifest is not None else {}
-            main = DatabaseRestore(settings.target.db, backup, entry.get('database_settings'), stamp)
+            entry = parts.entry('database') if parts.manifest is not None else None
+            main = DatabaseRestore(settings.target.db, backup, (entry or {}).get('database_settings'), stamp, entry)
             main.main = True
             databases.append(main)
         if 'extra_databases' in parts.components:
@@ -260,7 +276,7 @@ class RestoreBackend(Backend):
                     raise ConfigError('restore point %s: part %s names no database this restore may replace (%r)'
                                       % (parts.stem, entry['name'], name))
                 database = DatabaseRestore(name, settings.kind.open(entry['path'], settings.passphrase),
-                                           entry.get('database_settings'), stamp)
+                                           entry.get('database_settings'), stamp, entry)
                 database.exists = restorer.database_exists(name)
                 databases.append(database)
         return databases
@@ -297,6 +313,9 @@ class RestoreBackend(Backend):
         new_databases = [database.db for database in databases if not database.exists]
         if new_databases:
             message += '; creating database(s) %s' % ', '.join(new_databases)
+        for database in databases:
+            if database.after_swap:
+                message += "; %s's objects of %s restored after the swap" % (', '.join(database.after_swap), database.db)
         if parts.not_in_backup:
             message += '; not in the backup: %s' % ', '.join(parts.not_in_backup)
         if interrupted:
@@ -318,6 +337,7 @@ class RestoreBackend(Backend):
 
     def _database_plan(self, database):
         return {'database': database.db, 'scratch_database': database.scratch, 'created': not database.exists,
+                'after_swap': database.after_swap or [],
                 'previous_database': database.previous if database.exists and self.settings.keep_previous else None,
                 'settings_from': 'backup' if database.settings is not None else 'live'}
 
@@ -342,10 +362,15 @@ class RestoreBackend(Backend):
                                       % (record.get('src'), ', '.join(sorted(errors)), '; '.join(errors.values())),
                                       journal=journal_file)
         RestoreJournal(journal_file, record).close()
-        self.warnings.append('finished the restore of %s that started at %s and did not end: %s%s' % (
+        # Its diverted entries (pg_cron's) on disk go; had it swapped already, the restored database lacks them.
+        remove_leftover_spools(os.path.dirname(journal_file))
+        self.warnings.append('finished the restore of %s that started at %s and did not end: %s%s%s' % (
             record.get('src'), record.get('started_at'),
             'dropped its scratch database %s, ' % ', '.join(dropped) if dropped else '',
-            'started %s again' % ', '.join(started) if started else 'no writers to start'))
+            'started %s again' % ', '.join(started) if started else 'no writers to start',
+            "; it ended after the swap, before pg_cron's objects were restored: the live database lacks them "
+            "(its previous contents are kept as %s)" % record.get('previous_database')
+            if record.get('phase') == 'restoring after the swap' else ''))
         return {'src': record.get('src'), 'started_at': record.get('started_at'),
                 'dropped': dropped[0] if len(dropped) == 1 else (dropped or None), 'started': started}
 
@@ -402,9 +427,11 @@ class RestoreBackend(Backend):
                 self._stop_writers(journal, outcome)
             journal.note(phase='swapping', previous_database=databases[0].previous)
             began = time.monotonic()
-            restorer.swap_all([(database.db, database.scratch, database.previous if database.exists else None)
-                               for database in databases])
+            swaps = [(database.db, database.scratch, database.previous if database.exists else None)
+                     for database in databases]
+            restorer.swap_all(swaps)
             result['timings']['swap'] = round(time.monotonic() - began, 3)
+            self._after_swap(restorer, databases, swaps, journal, result)
         except BaseException as exc:
             for scratch in created:
                 try:
@@ -412,9 +439,44 @@ class RestoreBackend(Backend):
                 except SupabaseBackupError as drop_exc:
                     journal.note(scratch_left=True)
                     self.warnings.append('could not drop the scratch database %s: %s' % (scratch, drop_exc.msg))
-            if isinstance(exc, SupabaseBackupError) and 'not touched' not in exc.msg:
+            if isinstance(exc, SupabaseBackupError) and 'not touched' not in exc.msg and 'after_swap' not in exc.details:
                 exc.msg += '; the live database%s not touched' % (' was' if len(databases) == 1 else 's were')
             raise
+        finally:
+            for database in databases:
+                if database.diverter is not None:
+                    database.diverter.close()
+
+    def _after_swap(self, restorer, databases, swaps, journal, result):
+        """The diverted entries (pg_cron's) in each restored database, now under its live name; on any failure
+        the swap is undone, so the live databases are as they were."""
+        diverted = [database for database in databases if database.diverter is not None]
+        if not diverted:
+            return
+        journal.note(phase='restoring after the swap')
+        try:
+            for database in diverted:
+                began = time.monotonic()
+                counts = restorer.run_diverted(database.db, database.diverter)
+                entry = next(item for item in result['databases'] if item['database'] == database.db)
+                entry['after_swap'] = {'extensions': database.diverter.found, 'tables': counts,
+                                       'duration': round(time.monotonic() - began, 3)}
+        except SupabaseBackupError as exc:
+            what = "%s's objects" % ', '.join(database.diverter.found or ['the diverted'])
+            try:
+                restorer.unswap_all(swaps)
+            except SupabaseBackupError as undo_exc:
+                kept = [previous for _live, _scratch, previous in swaps if previous is not None]
+                raise SupabaseBackupError(
+                    'restoring %s into %s after the swap failed (%s) and undoing the swap failed too (%s): the '
+                    'restored database%s live without them; the previous contents are kept as %s'
+                    % (what, database.db, exc.msg, undo_exc.msg, ' is' if len(swaps) == 1 else 's are',
+                       ', '.join(kept) or 'nothing'), after_swap=database.db) from None
+            raise SupabaseBackupError(
+                'restoring %s into %s after the swap failed, so the swap was undone and the live database%s put '
+                'back as %s: %s' % (what, database.db, ' was' if len(swaps) == 1 else 's were',
+                                    'it was' if len(swaps) == 1 else 'they were', exc.msg),
+                after_swap=database.db, **exc.details) from None
 
     def _load(self, restorer, database, roles, expected, created, result):
         """One database into its scratch database: created with the backup's settings (the live one's in older
@@ -430,10 +492,16 @@ class RestoreBackend(Backend):
             restorer.create_like(database.scratch, database.db if database.exists else settings.maintenance_db)
         created.append(database.scratch)
         restorer.timings = {}
-        loaded = restorer.load(database.scratch, database.backup)
+        # Closed by _swap_in on every path.
+        database.diverter = DivertedEntries(os.path.dirname(database.backup.path)) if database.divert else None
+        loaded = restorer.load(database.scratch, database.backup, database.diverter)
+        if database.diverter is not None and not database.diverter.diverted:
+            database.diverter.close()
+            database.diverter = None
         timings = dict(restorer.timings)
         began = time.monotonic()
-        findings = restorer.verify(database.scratch, dict(expected or loaded, indexes=loaded['indexes']))
+        findings = restorer.verify(database.scratch, dict(expected or loaded, indexes=loaded['indexes']),
+                                   database.diverter)
         if database.settings is not None:
             missing = restorer.apply_database_settings(database.scratch, database.settings, roles)
             if missing:

@@ -13,6 +13,10 @@ A report (JSON and a readable summary) is written beside the backups in every ca
 A restore point's other parts are validated too: every part's checksum (and decryption), each
 extra database in a staging database of its own, and the roles' part read as a restore reads it
 and compared with the manifest (roles are cluster-wide: they cannot be staged).
+
+A staging database is never the one ``cron.database_name`` names, so pg_cron's entries cannot be
+loaded there: they are taken out of the load (_single_database_extensions), their rows counted in
+the stream and compared with the manifest's, and the report says what was checked but not loaded.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._globals import RolesScript
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_components import RestorePointParts
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_points import REPORT_SUFFIX, SUMMARY_SUFFIX
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._single_database_extensions import (
+    DivertedEntries,
+    diversion_needed,
+)
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._sql import derived_name
 
 REPORT_MODE = 0o600
@@ -60,6 +68,14 @@ def contract_queries(target, db):
     return {'row_counts': counts, 'vector_search_rows': int(matches[0][0]), 'indexes': indexes}
 
 
+def not_loaded_text(not_loaded):
+    """'pg_cron: cron.job 2 rows, cron.job_run_details 1 row checked in the stream, not loaded into staging'."""
+    return '%s%s: %s checked in the stream, not loaded into staging' % (
+        '' if not_loaded['main'] else 'database %s, ' % not_loaded['database'], ', '.join(not_loaded['extensions']),
+        ', '.join('%s %d row%s' % (table, rows, '' if rows == 1 else 's')
+                  for table, rows in sorted(not_loaded['tables'].items())) or 'no table rows')
+
+
 def summary_text(report):
     lines = ['Supabase backup validation: %s' % ('PASSED' if report['passed'] else 'FAILED'),
              'backup:   %s' % report['backup'],
@@ -75,6 +91,8 @@ def summary_text(report):
                                        if search.get('checked') else search.get('reason')))
     for index in report.get('indexes') or []:
         lines.append('index:    %s' % index)
+    for not_loaded in report.get('not_loaded') or []:
+        lines.append('not loaded: %s' % not_loaded_text(not_loaded))
     for part in report.get('parts') or []:
         lines.append('part:     %-40s %s sha256 %s' % (part['name'], part['role'], part['sha256']))
     for database, counts in sorted((report.get('extra_databases') or {}).items()):
@@ -123,8 +141,10 @@ class ValidateBackend(Backend):
             exc.details.update({'report': report_path, 'src': backup.path})
             raise
         self._finish(report, started, report_path)
-        report.update({'changed': True, 'report': report_path, 'src': backup.path,
-                       'msg': 'Backup %s restored and validated in %s' % (backup.path, staging)})
+        message = 'Backup %s restored and validated in %s' % (backup.path, staging)
+        for not_loaded in report.get('not_loaded') or []:
+            message += '; %s' % not_loaded_text(not_loaded)
+        report.update({'changed': True, 'report': report_path, 'src': backup.path, 'msg': message})
         return report
 
     def _validate(self, backup, staging, report):
@@ -134,9 +154,8 @@ class ValidateBackend(Backend):
         restorer.create_like(staging, target.db)
         try:
             # The backup's own checks ride on the load's read of it.
-            expected = restorer.load(staging, backup)
+            expected, findings = self._load(restorer, staging, backup, backup.manifest(), None, report)
             report['sha256'] = expected['sha256']
-            findings = restorer.verify(staging, expected)
             report.update({'row_counts': findings['row_counts'], 'indexes': findings['indexes'],
                            'extensions': findings['extensions'], 'vector_search': findings['vector_search'],
                            'contract_queries': contract_queries(target, staging)})
@@ -157,8 +176,8 @@ class ValidateBackend(Backend):
             staging = derived_name(name, '_validate_' + self.stamp())
             restorer.create_like(staging, settings.maintenance_db)
             try:
-                loaded = restorer.load(staging, settings.kind.open(entry['path'], settings.passphrase))
-                findings = restorer.verify(staging, loaded)
+                _loaded, findings = self._load(restorer, staging, settings.kind.open(entry['path'], settings.passphrase),
+                                               entry, name, report)
             finally:
                 restorer.drop(staging)
             report.setdefault('extra_databases', {})[name] = findings['row_counts']
@@ -169,6 +188,24 @@ class ValidateBackend(Backend):
             if entry.get('roles') is not None and script.roles != entry['roles']:
                 raise VerificationError('the roles of %s differ from its manifest\'s' % entry['name'])
             report['roles'] = {'count': len(script.roles), 'missing_here': script.missing(restorer.roles())}
+
+    @staticmethod
+    def _load(restorer, staging, backup, entry, database, report):
+        """(what the load found, the staging database's findings); pg_cron's entries counted, not loaded
+        (report['not_loaded'], ``database`` None for the main one)."""
+        diverter = DivertedEntries(spool=False) if diversion_needed(entry) else None
+        try:
+            loaded = restorer.load(staging, backup, diverter)
+            findings = restorer.verify(staging, loaded, diverter)
+            # The load's read compared every table's rows in the stream, these too, with the manifest's.
+            if diverter is not None and diverter.diverted:
+                report.setdefault('not_loaded', []).append({
+                    'database': database or (entry or {}).get('database'), 'main': database is None,
+                    'extensions': diverter.found, 'tables': dict(diverter.tables)})
+        finally:
+            if diverter is not None:
+                diverter.close()
+        return loaded, findings
 
     def _finish(self, report, started, report_path):
         report['duration'] = round(time.monotonic() - started, 3)

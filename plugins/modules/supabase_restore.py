@@ -52,9 +52,14 @@ description:
   - A database restored from a backup that records its settings gets the backup's owner, encoding and locale,
     connection limit, grants, comment and C(ALTER DATABASE ... SET) / C(ALTER ROLE ... IN DATABASE ... SET) settings;
     from an older backup, the live database's (a role they name that does not exist is left out, with a warning).
-  - "Extensions bound to one database by name (C(pg_cron)'s C(cron.database_name)) are not handled specially: a
-    restore through a scratch database that is renamed does not suit them; stop such jobs first and check them after
-    the restore (the test bed has no C(pg_cron))."
+  - "C(pg_cron) creates its objects only in the database C(cron.database_name) names, never in the scratch database:
+    its entries (the extension, its comment, everything of schema C(cron): jobs, runs, sequence values, ACLs, default
+    ACLs, and the schema's ACL) are taken out of the load into a private spool file and run in the restored database
+    right after the swap, writers still stopped, in one transaction, their row counts then checked. If that fails
+    the swap is undone in one transaction and the live databases are as they were. Before anything changes (check
+    mode too), a database whose manifest lists C(pg_cron) needs a server that offers it and whose
+    C(cron.database_name) names that database. The test bed's C(pg_cron) is a stand-in without a worker: that no job
+    runs meanwhile, and the launcher's reconnection after the swap, are not tested."
 author:
   - CortexReview engineering (@cortexreview)
 extends_documentation_fragment:
@@ -228,7 +233,8 @@ not_in_backup:
   elements: str
 databases:
   description: Each database restored (C(database), C(part), C(sha256), C(tables), C(created), C(previous_database),
-    C(settings_from) V(backup), V(live) or V(none)); in check mode the plan for each.
+    C(settings_from) V(backup), V(live) or V(none), and C(after_swap) with the C(extensions) and C(tables) restored
+    after the swap, see C(pg_cron)); in check mode the plan for each (C(after_swap) lists the extensions).
   returned: always
   type: list
   elements: dict

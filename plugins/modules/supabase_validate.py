@@ -18,6 +18,9 @@ description:
     exact nearest-neighbour vector search), and the contract's validation queries are run on it
     (row counts, a C(match_knowledge) vector search that runs on pgvector 0.8, the public indexes).
   - The staging database is dropped afterwards, whatever happened.
+  - "C(pg_cron) installs only in the database C(cron.database_name) names, never staging: its entries are taken out of
+    the load, their rows counted in the stream (and compared with the manifest's) and named in the message and
+    RV(not_loaded)."
   - A report is written beside the backup (or in O(report_dir)) in every case, as
     C(<backup>.validation.json) and a readable C(<backup>.validation.txt), both mode C(0600).
   - Fails when the backup does not restore or does not match.
@@ -126,6 +129,12 @@ roles:
   description: The roles' part, read and compared with the manifest (C(count), C(missing_here)).
   returned: when the restore point has the roles' part
   type: dict
+not_loaded:
+  description: What was checked in the stream but not loaded into staging (C(pg_cron)'s entries), per database
+    (C(database), C(main), C(extensions), C(tables) with their row counts).
+  returned: when the backup holds such entries
+  type: list
+  elements: dict
 staging_database:
   description: Name of the staging database (dropped afterwards).
   returned: always

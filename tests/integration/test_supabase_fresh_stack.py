@@ -6,8 +6,9 @@
 removed with all its volumes and its project directory, brought up fresh (new passwords, a new
 root key, empty Storage) and restored with ``components: all`` comes back identical: both
 databases, the roles, the root key, Storage's files with their owners, modes and attributes,
-and the deployment files; the services log in with their old passwords and a Vault secret
-stored before the backup reads back. Plain and encrypted."""
+and the deployment files; pg_cron's jobs (the fingerprint's cron.* rows and sequences); the
+services log in with their old passwords and a Vault secret stored before the backup reads back.
+Plain and encrypted."""
 
 from __future__ import annotations
 
@@ -83,6 +84,11 @@ def test_every_part_restores_onto_a_fresh_stack(make_stack, run_module, workdir,
     size = sum(part["size"] for part in dumped["parts"])
     print(f"full restore onto a fresh stack ({'encrypted' if encrypted else 'plain'}, {kb_rows} knowledge_base rows,"
           f" {len(dumped['parts'])} parts, {size / 1e6:.1f} MB): {elapsed:.1f}s")
+
+    # pg_cron (not on the fresh stack) came back after the swap, its jobs and sequence as they were
+    assert "; pg_cron's objects restored into postgres after the swap" in restored["msg"]
+    assert fresh.psql_rows("SELECT jobid, coalesce(jobname, '') FROM cron.job ORDER BY 1") == [
+        ("1", ""), ("2", "nightly-vacuum")]
 
     fresh.wait_for_db()
     after = testbed.supabase_fingerprint(fresh)

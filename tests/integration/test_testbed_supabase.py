@@ -160,7 +160,9 @@ def test_schemas_owners_rls_policies_grants(supabase_stack):
         SELECT tablename, policyname, permissive, array_to_string(roles, ','), cmd FROM pg_policies""")}
     assert policies[("objects", "Avatars are public")] == ["PERMISSIVE", "anon,authenticated", "SELECT"]
     assert policies[("profiles", "Users insert their own profile")] == ["RESTRICTIVE", "authenticated", "INSERT"]
-    assert len(policies) == 6
+    # pg_cron's (the stand-in's) own: a user sees their jobs only
+    assert policies[("job", "cron_job_policy")] == ["PERMISSIVE", "public", "ALL"]
+    assert len(policies) == 8
     # the API roles' grants: through default privileges on the CortexReview tables too
     assert s.psql_value("SELECT has_table_privilege('anon', 'public.knowledge_base', 'SELECT')"
                         " AND has_table_privilege('service_role', 'public.feedback_audit_log', 'INSERT')"

