@@ -51,9 +51,10 @@ def journal_path(directory, target):
 
 
 def recovery_journal_path(directory, container):
-    """The record of a point-in-time recovery of ``container``: ``.cortexreview-restore-<container>-pitr.json``
-    beside the logical backups, where ``backup_status`` looks for unfinished restores."""
-    return os.path.join(directory, '%s%s-pitr%s' % (JOURNAL_PREFIX, _UNSAFE.sub('_', container), JOURNAL_SUFFIX))
+    """The record of a point-in-time recovery of ``container``: ``.cortexreview-restore-<container>+pitr.json``
+    beside the logical backups, where ``backup_status`` looks for unfinished restores ("+" never appears in a
+    logical restore's record name, so no database name can make the two meet)."""
+    return os.path.join(directory, '%s%s+pitr%s' % (JOURNAL_PREFIX, _UNSAFE.sub('_', container), JOURNAL_SUFFIX))
 
 
 def read_journal(path):

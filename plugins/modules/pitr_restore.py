@@ -125,7 +125,7 @@ notes:
   - A restore of the volume whose process died leaves the previous contents in a hidden directory inside it; the next
     recovery (or volume restore) finishes it first, as C(cortexreview.supabase_backup.volume_snapshot) describes.
   - A recovery keeps a record of the writers it stopped beside the backups
-    (C(.cortexreview-restore-<container>-pitr.json), mode 0600) until they run again. If its process dies, the next
+    (C(.cortexreview-restore-<container>+pitr.json), mode 0600) until they run again. If its process dies, the next
     recovery starts them with its own (and starts the DB again on every path when that one had stopped it), and
     C(cortexreview.supabase_backup.backup_status) fails while they are down.
 seealso:

@@ -262,7 +262,7 @@ def test_recover_to_a_named_restore_point(pitr, archive):
     # An earlier recovery died with the writers down: its record names them, backup_status says so, and this
     # recovery starts them again with its own.
     stack.stop_containers(*stack.app_containers)
-    journal = pitr["backup_dir"] / f".cortexreview-restore-{stack.db_container}-pitr.json"
+    journal = pitr["backup_dir"] / f".cortexreview-restore-{stack.db_container}+pitr.json"
     journal.write_text(json.dumps({"format": "cortexreview.supabase_backup/restore-journal/v1", "src": "base",
                                    "started_at": "2026-11-27T00:00:00+00:00", "container": stack.db_container,
                                    "db": "postgres", "stopped_writers": list(stack.app_containers)}))

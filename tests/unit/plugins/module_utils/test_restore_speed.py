@@ -25,6 +25,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._rest
     interrupted_restores,
     journal_path,
     read_journal,
+    recovery_journal_path,
 )
 
 GIB = 1 << 30
@@ -88,6 +89,16 @@ def test_restore_record_is_private_and_named_after_the_database(tmp_path):
     journal.close()
     assert read_journal(path) is None
     journal.close()  # twice is fine
+
+
+def test_a_recovery_record_never_shares_a_name_with_a_logical_restore_record(tmp_path):
+    recovery = recovery_journal_path(str(tmp_path), 'db')
+    assert os.path.basename(recovery) == '.cortexreview-restore-db+pitr.json'
+    for container, db in (('db', 'pitr'), ('db+pitr', 'x'), ('db', '+pitr')):
+        assert journal_path(str(tmp_path), SimpleNamespace(container=container, login_host=None, db=db)) != recovery
+    RestoreJournal.begin(recovery, TARGET, 'base', 'then').note(stopped_writers=['api'])
+    assert [entry['stopped_writers'] for entry in interrupted_restores(str(tmp_path), docker_host='unix:///nonexistent')] \
+        == [['api']]
 
 
 def test_damaged_or_foreign_records_are_named_not_trusted(tmp_path):
