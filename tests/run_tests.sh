@@ -19,7 +19,7 @@ tb_activate_python   # puts the interpreter with the dev requirements first on P
 export PYTHONDONTWRITEBYTECODE=1 ANSIBLE_NOCOLOR=1 PY_COLORS=0
 
 # ------------------------------------------------------------------ steps --
-pytest_unit()        { "$PYTHON" -m pytest -q -p no:cacheprovider tests/unit; }
+pytest_unit()        { "$PYTHON" -m pytest -q -p no:cacheprovider -n auto tests/unit; }
 pytest_integration() { "$PYTHON" -m pytest -q -p no:cacheprovider tests/integration; }
 sanity()             { bash tests/sanity.sh; }
 lint()               { bash tests/lint.sh; }
@@ -105,6 +105,7 @@ for id in "${selected[@]+"${selected[@]}"}"; do
 	grep -qx -- "$id" <<<"$step_ids" || { echo "run_tests.sh: unknown step $id (steps: ${step_ids//$'\n'/ })" >&2; exit 2; }
 done
 wants unit sanity lint integration molecule role && need "pytest and ansible-core for $PYTHON (bash scripts/setup.sh)" py_has pytest,ansible
+wants unit && need "pytest-xdist for $PYTHON (pip install -r requirements-dev.txt)" py_has xdist
 wants unit && need "promtool (bash scripts/setup.sh extracts it from Debian's prometheus package)" have_promtool
 wants unit integration && need "gpg (apt-get install gnupg)" command -v gpg
 wants lint && need "ansible-lint for $PYTHON (pip install -r requirements-dev.txt)" py_has ansiblelint
