@@ -14,6 +14,7 @@ process that needs it (PGPASSWORD), never argv, and never this module's results.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -48,6 +49,37 @@ def last_line(text):
         reason = server[0][max(server[0].find('ERROR:'), server[0].find('FATAL:')):]
         return '%s (%s)' % (client[0], reason)
     return (client or server or lines or [''])[0 if client or server else -1]
+
+
+# A server message's lines that can quote the data being loaded (a COPY row, a key's values, a JSON value).
+_QUOTING_LABEL = re.compile(r'^(CONTEXT|DETAIL):\s*')
+# Any other line that starts a message of its own.
+_MESSAGE_START = re.compile(r'^(psql:|pg_\w+:|ERROR:|FATAL:|PANIC:|WARNING:|NOTICE:|INFO:|HINT:|LOCATION:|STATEMENT:)')
+# What a COPY context says without its row: the table, the line and the column.
+_COPY_WHERE = re.compile(r'COPY [^,:"]+, line \d+(?:, column [^:"]+)?')
+
+
+def without_row_data(text):
+    """A client's stderr from loading data, each CONTEXT and DETAIL block (the line and its continuation lines)
+    cut down to what holds no data: a COPY context keeps its table, line and column, never the row.
+
+    Rows can hold secrets (a cron job's bearer token, a password hash), and errors reach logs.
+    """
+    kept = []
+    block = None
+    for line in (text or '').splitlines() + ['']:
+        label = _QUOTING_LABEL.match(line)
+        if block is not None and (label or not line or _MESSAGE_START.match(line)):
+            where = [match.group(0) for match in map(_COPY_WHERE.match, block[1]) if match]
+            kept.append('%s:  %s' % (block[0], where[0] if where else '(left out: it can quote the data)'))
+            block = None
+        if label:
+            block = (label.group(1), [line[label.end():]])
+        elif block is not None:
+            block[1].append(line)
+        elif line:
+            kept.append(line)
+    return ''.join(line + '\n' for line in kept)
 
 
 class _LocalStream:

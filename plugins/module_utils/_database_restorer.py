@@ -19,7 +19,11 @@ import threading
 import time
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import PgTarget, last_line
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import (
+    PgTarget,
+    last_line,
+    without_row_data,
+)
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_settings import (
     LIST_SETTINGS,
     apply_statements,
@@ -245,6 +249,7 @@ class DatabaseRestorer:
         returncode, _output, stderr = target.feed(
             'psql', ['--dbname', name, '--no-psqlrc', '--quiet', '--set', 'ON_ERROR_STOP=1'], chunks, env=options)
         if returncode != 0:
+            stderr = without_row_data(stderr)
             raise CommandError('restoring %s into database %s failed: %s'
                                % (backup.path, name, last_line(stderr) or 'psql exit %s' % returncode),
                                rc=returncode, stderr=stderr)
@@ -266,6 +271,7 @@ class DatabaseRestorer:
             'psql', ['--dbname', name, '--no-psqlrc', '--quiet', '--set', 'ON_ERROR_STOP=1', '--single-transaction',
                      '--file', '-'], diverter.script_chunks())
         if returncode != 0:
+            stderr = without_row_data(stderr)
             raise CommandError('%s in database %s failed: %s' % (
                 ', '.join(diverter.found) or 'the diverted entries', name,
                 last_line(stderr) or 'psql exit %s' % returncode), rc=returncode, stderr=stderr)

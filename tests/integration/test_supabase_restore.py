@@ -278,6 +278,9 @@ def test_contract_shell_pipeline_backup_restores_like_ours(roundtrip):
 # ------------------------------------------- refused inputs, failures, check mode --
 
 GOOD_STEM = "supabase_backup_20260101_000000"
+# A COPY whose row has one column too many, after the dump's first COPY block.
+ROW_SECRET_COPY = (b"CREATE TEMP TABLE cortexreview_row_probe (id int);\n"
+                   b"COPY cortexreview_row_probe (id) FROM stdin;\n1\tBearer row-secret-never-logged\n\\.")
 GOOD_NAME = GOOD_STEM + ".sql.gz"
 
 
@@ -340,6 +343,7 @@ def build_variants(base, dump_path):
     write_file(os.path.join(no_backups, "other_prefix_20260101_000000.sql.gz"), data)
     write_file(os.path.join(no_backups, "supabase_backup_latest.sql.gz"), data)
     inject_failing_statement(good, _variant(base, "failing_sql"))
+    inject_failing_statement(good, _variant(base, "failing_row"), ROW_SECRET_COPY)
 
 
 def state_of(db):
@@ -363,7 +367,9 @@ def refusals(stack, collections_path):
         groups = [
             ("refused", [case[:3] for case in cases]),
             ("failing_sql", [("failing_sql", {"db": db, "confirm": True, "stop_containers": [],
-                                              "src": _variant(base, "failing_sql")}, False)]),
+                                              "src": _variant(base, "failing_sql")}, False),
+                             ("failing_row", {"db": db, "confirm": True, "stop_containers": [],
+                                              "src": _variant(base, "failing_row")}, False)]),
             ("low_maintenance_work_mem", [("low_maintenance_work_mem", {
                 "db": db, "confirm": True, "stop_containers": [], "src": good, "maintenance_work_mem": "8MB"},
                 False)]),
@@ -432,6 +438,16 @@ def test_backup_failing_part_way_leaves_live_data(refusals):
     assert_untouched(refusals, "failing_sql")
     left = refusals.states[refusals.group_of["failing_sql"]].dbs
     assert not [name for name in left if re.search(r"_restore_\d{8}_", name)], left
+
+
+def test_a_failing_row_is_located_but_never_quoted(refusals):
+    """A COPY row that psql rejects: the error names the table and line, and no part of the result holds the
+    row (rows can hold secrets; PostgreSQL's CONTEXT line quotes them)."""
+    result = refusals.results["failing_row"]
+    assert_clean_failure(result, "extra data after last expected column", "live database was not touched")
+    assert "row-secret" not in json.dumps(result), result
+    assert "COPY cortexreview_row_probe, line 1" in result["stderr"], result["stderr"]
+    assert_untouched(refusals, "failing_row")
 
 
 def test_too_little_maintenance_work_mem_fails_the_index_build(refusals):
