@@ -55,13 +55,17 @@ def last_line(text):
 _QUOTING_LABEL = re.compile(r'^(CONTEXT|DETAIL):\s*')
 # Any other line that starts a message of its own.
 _MESSAGE_START = re.compile(r'^(psql:|pg_\w+:|ERROR:|FATAL:|PANIC:|WARNING:|NOTICE:|INFO:|HINT:|LOCATION:|STATEMENT:)')
+# The statement psql quotes after a syntax error (a row read as SQL, past a broken COPY block), and its caret.
+_QUOTED_STATEMENT = re.compile(r'^(LINE \d+):')
+_CARET = re.compile(r'^\s*\^\s*$')
 # What a COPY context says without its row: the table, the line and the column.
 _COPY_WHERE = re.compile(r'COPY [^,:"]+, line \d+(?:, column [^:"]+)?')
 
 
 def without_row_data(text):
     """A client's stderr from loading data, each CONTEXT and DETAIL block (the line and its continuation lines)
-    cut down to what holds no data: a COPY context keeps its table, line and column, never the row.
+    cut down to what holds no data: a COPY context keeps its table, line and column, never the row. The
+    statement quoted after a syntax error goes too.
 
     Rows can hold secrets (a cron job's bearer token, a password hash), and errors reach logs.
     """
@@ -73,11 +77,14 @@ def without_row_data(text):
             where = [match.group(0) for match in map(_COPY_WHERE.match, block[1]) if match]
             kept.append('%s:  %s' % (block[0], where[0] if where else '(left out: it can quote the data)'))
             block = None
+        statement = _QUOTED_STATEMENT.match(line)
         if label:
             block = (label.group(1), [line[label.end():]])
         elif block is not None:
             block[1].append(line)
-        elif line:
+        elif statement:
+            kept.append('%s: (left out: it can quote the data)' % statement.group(1))
+        elif line and not (_CARET.match(line) and kept and kept[-1].startswith('LINE ')):
             kept.append(line)
     return ''.join(line + '\n' for line in kept)
 

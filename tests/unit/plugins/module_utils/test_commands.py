@@ -35,6 +35,8 @@ def test_last_line_names_the_client_error_and_the_server_reason(stderr, expected
      'ERROR:  invalid input syntax for type json\nDETAIL:  (left out: it can quote the data)\n'
      'CONTEXT:  COPY t, line 1, column j\nHINT:  kept\n'),
     ('CONTEXT:  COPY cron.job, line 1: "COPY sekrit, line 9 and more"\n', 'CONTEXT:  COPY cron.job, line 1\n'),
+    ('ERROR:  syntax error at or near "2"\nLINE 1: 2 Bearer sekrit-one\n        ^\n',
+     'ERROR:  syntax error at or near "2"\nLINE 1: (left out: it can quote the data)\n'),
     ('CONTEXT:  SQL function "f" statement 1: sekrit\n', 'CONTEXT:  (left out: it can quote the data)\n'),
     ('SET\npsql:<stdin>:12: ERROR:  division by zero\n', 'SET\npsql:<stdin>:12: ERROR:  division by zero\n'),
     ('', ''),
