@@ -122,6 +122,13 @@ def plan_sessions(maintenance_work_mem, jobs, memory, cpus):
     return sessions, max(1024, per_session // 1024), workers
 
 
+def load_failed(what, returncode, stderr):
+    """The error of a psql that loaded data and failed: its stderr without the rows it may quote."""
+    stderr = without_row_data(stderr)
+    return CommandError('%s failed: %s' % (what, last_line(stderr) or 'psql exit %s' % returncode),
+                        rc=returncode, stderr=stderr)
+
+
 class DatabaseRestorer:
     """Loads a backup into a new database of the same server and checks it."""
 
@@ -249,10 +256,7 @@ class DatabaseRestorer:
         returncode, _output, stderr = target.feed(
             'psql', ['--dbname', name, '--no-psqlrc', '--quiet', '--set', 'ON_ERROR_STOP=1'], chunks, env=options)
         if returncode != 0:
-            stderr = without_row_data(stderr)
-            raise CommandError('restoring %s into database %s failed: %s'
-                               % (backup.path, name, last_line(stderr) or 'psql exit %s' % returncode),
-                               rc=returncode, stderr=stderr)
+            raise load_failed('restoring %s into database %s' % (backup.path, name), returncode, stderr)
 
     def copy_database_settings(self, source, destination):
         """Per-database settings, connection limit, grants and comment: pg_dump without --create omits them."""
@@ -271,10 +275,8 @@ class DatabaseRestorer:
             'psql', ['--dbname', name, '--no-psqlrc', '--quiet', '--set', 'ON_ERROR_STOP=1', '--single-transaction',
                      '--file', '-'], diverter.script_chunks())
         if returncode != 0:
-            stderr = without_row_data(stderr)
-            raise CommandError('%s in database %s failed: %s' % (
-                ', '.join(diverter.found) or 'the diverted entries', name,
-                last_line(stderr) or 'psql exit %s' % returncode), rc=returncode, stderr=stderr)
+            raise load_failed('%s in database %s' % (', '.join(diverter.found) or 'the diverted entries', name),
+                              returncode, stderr)
         return _verify_row_counts(self.target, name, diverter.tables)
 
     def unswap_all(self, swaps):

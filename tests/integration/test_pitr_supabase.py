@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 
 import testbed
+from restore_helpers import assert_ok
 
 CHANGED_PASSWORD = "changed-after-the-point.1"
 
@@ -27,19 +28,15 @@ def supabase_pitr(make_stack, tmp_path):
         testbed._run(["docker", "rm", "-f", receiver])
 
 
-def _ok(result):
-    assert not result.get("failed"), result.get("msg")
-    return result
-
-
 def test_a_supabase_stack_recovers_to_a_restore_point(supabase_pitr, run_module):
     stack, args = supabase_pitr["stack"], supabase_pitr["args"]
     password = stack.db_password()
-    archived = _ok(run_module("pitr_archive", dict(args, login_password=password, allow_restart=True), stack=stack))
+    archived = run_module("pitr_archive", dict(args, login_password=password, allow_restart=True), stack=stack)
+    assert_ok(archived)
     assert archived["streaming"] is True
-    _ok(run_module("pitr_base_backup", args, stack=stack))
+    assert_ok(run_module("pitr_base_backup", args, stack=stack))
     before = testbed.supabase_fingerprint(stack)
-    _ok(run_module("pitr_restore_point", dict(args, name="before_the_change"), stack=stack))
+    assert_ok(run_module("pitr_restore_point", dict(args, name="before_the_change"), stack=stack))
 
     # After the point: both databases, the roles and pg_cron's jobs change.
     stack.psql("DELETE FROM knowledge_base WHERE id <= 10; SELECT cron.unschedule(min(jobid)) FROM cron.job; "
@@ -47,9 +44,10 @@ def test_a_supabase_stack_recovers_to_a_restore_point(supabase_pitr, run_module)
     stack.psql("CREATE TABLE _analytics.pitr_damage (x int)", "_supabase")
     assert testbed.fingerprint_diff(before, testbed.supabase_fingerprint(stack))
 
-    result = _ok(run_module("pitr_restore", dict(
+    result = run_module("pitr_restore", dict(
         args, volume=stack.volume, target_name="before_the_change", confirm=True,
-        stop_containers=list(stack.app_containers) + [stack.storage_container]), stack=stack))
+        stop_containers=list(stack.app_containers) + [stack.storage_container]), stack=stack)
+    assert_ok(result)
     assert result["reached"]["stop"] == 'at restore point "before_the_change"'
     for name in stack.containers:
         stack.wait_until(lambda name=name: testbed.container_status(name) == "running", timeout=30,
