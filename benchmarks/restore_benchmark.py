@@ -261,6 +261,7 @@ def main():
             missed += ['role (%s)' % mode for ok in [role_ratio <= ROLE_TARGET] if not ok]
             if mode == 'swap' and downtime_ratio > DOWNTIME_TARGET:
                 missed.append('downtime')
+        print('load input:    %s%s' % (load['transport'], ' (%s)' % load['not_piped'] if load['not_piped'] else ''))
         print('post-data:     %d sessions, maintenance_work_mem %s, %d parallel workers, %d entries in parallel' % (
             load['sessions'], load['maintenance_work_mem'], load['max_parallel_maintenance_workers'],
             load['parallel_entries']))

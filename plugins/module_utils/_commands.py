@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import threading
 
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._container_pipe import start_with_input
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._docker import (
     CONTROL_TIMEOUT,
     READ_SIZE,
@@ -216,17 +217,32 @@ class PgTarget:
             env['PGPASSWORD'] = self._password
         return env
 
-    def start(self, program, args, with_input=False, env=None):
-        """Start a client program with the connection options; returns a stream object."""
-        argv = [self.program_path(program)] + self.connection_args() + list(args)
+    def _command(self, program, args, env):
+        """(argv, environment) of a client program with the connection options."""
         program_env = self.client_env()
         program_env.update(env or {})
+        return [self.program_path(program)] + self.connection_args() + list(args), program_env
+
+    def start(self, program, args, with_input=False, env=None):
+        """Start a client program with the connection options; returns a stream object."""
+        argv, program_env = self._command(program, args, env)
         if self.container:
             return DockerExecStream(self.docker_api, self.container, argv, program_env, with_input)
         local_env = dict(os.environ)
         local_env.pop('PGPASSWORD', None)
         local_env.update(program_env)
         return _LocalStream(argv, local_env, with_input)
+
+    def start_bulk_input(self, program, args, env=None):
+        """Start a client program that will read much input: (stream, transport, why not through a pipe).
+
+        In a container, the input goes through a named pipe when this node can make one there
+        (_container_pipe), else through the exec; on the node, through the program's own stdin.
+        """
+        if not self.container:
+            return self.start(program, args, with_input=True, env=env), 'local', None
+        argv, program_env = self._command(program, args, env)
+        return start_with_input(self.docker_api, self.container, argv, program_env)
 
     def run(self, program, args, output_limit=16 << 20):
         """Run a client program to completion; returns (rc, stdout text, stderr text)."""

@@ -21,6 +21,7 @@ import time
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import (
     PgTarget,
+    feed_stream,
     last_line,
     without_row_data,
 )
@@ -37,9 +38,17 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
     VerificationError,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._gpg import Passphrase
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._parallel_copy import (
+    CopyHelper,
+    CopySharing,
+    HelperEnded,
+)
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._post_data import DumpSplitter
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._sql import quote_ident, quote_literal
 
+# The checks of the data alone: the post-data section (indexes, constraints) does not change what they see.
+DATA_CHECKS = ('row_counts', 'extensions')
+PSQL_LOAD_ARGS = ['--no-psqlrc', '--quiet', '--set', 'ON_ERROR_STOP=1']
 MEMORY_SETTING = re.compile(r'^([0-9]+)(kB|MB|GB|TB)?$')
 MEMORY_UNITS = {None: 1 << 10, 'kB': 1 << 10, 'MB': 1 << 20, 'GB': 1 << 30, 'TB': 1 << 40}
 # Index builds may take this share of the memory the database may use; the rest keeps serving.
@@ -192,7 +201,7 @@ class DatabaseRestorer:
     def drop(self, name):
         self.admin('DROP DATABASE IF EXISTS %s WITH (FORCE)' % quote_ident(name))
 
-    def load(self, name, backup, diverter=None):
+    def load(self, name, backup, diverter=None, beside_post_data=None):
         """Load ``backup`` into database ``name`` in one read of the file, and return its findings.
 
         Schema and data go through one session; the indexes and constraints are then built by
@@ -201,6 +210,8 @@ class DatabaseRestorer:
         read and run before any post-data statement, so a damaged backup fails here. The load is
         not one transaction: on any failure the caller drops the database. A ``diverter``
         (_single_database_extensions.DivertedEntries) takes its entries out of what is loaded.
+        ``beside_post_data(findings)`` runs in a thread of its own while the post-data section is built
+        (checks of the data, which that section does not change); its failure is raised after that.
         """
         began = time.monotonic()
         memory, cpus = database_resources(self.target)
@@ -211,9 +222,21 @@ class DatabaseRestorer:
         splitter = DumpSplitter(inspector, diverter=diverter)
         chunks, check = backup.sql_stream()
         findings = {}
-        self._psql(self.target, name, backup, (chunk for chunk in splitter.first_session_chunks(
+        # A large table's rows are parsed by as many sessions as the post-data section gets.
+        sharing = CopySharing(lambda header: self._copy_helper(name, header, splitter, options), sessions - 1)
+        stream = sharing.chunks(chunk for chunk in splitter.first_session_chunks(
             chunks, on_start=lambda: backup.check_start(inspector),
-            on_end=lambda: findings.update(check(inspector))) if chunk), options)
+            on_end=lambda: findings.update(check(inspector))) if chunk)
+        try:
+            transport, not_piped = self._psql(self.target, name, backup, stream, options, bulk=True)
+        except HelperEnded:
+            self._raise_helper_failure(backup, name, sharing.abort())
+            raise CommandError('restoring %s into database %s failed: a session sharing the rows of %s stopped '
+                               'reading' % (backup.path, name, ', '.join(sharing.shared_blocks))) from None
+        except BaseException:
+            sharing.abort()
+            raise
+        self._raise_helper_failure(backup, name, sharing.finish())
         if not findings:
             # psql ended well before the end of its input (a \q in the dump): nothing was checked.
             raise CommandError('restoring %s into database %s failed: psql stopped reading before the end of the '
@@ -222,16 +245,41 @@ class DatabaseRestorer:
         if diverter is not None:
             diverter.preamble = splitter.preamble()
         plan = splitter.plan
-        if plan is not None:
-            began = time.monotonic()
-            preamble = splitter.preamble()
-            self._in_parallel(name, backup, plan.sessions(sessions, preamble), options)
-            self._psql(self.target, name, backup, [(preamble + plan.sequential).encode('utf-8')], options)
-            self.timings['post_data'] = round(time.monotonic() - began, 3)
-        findings['load'] = {'sessions': sessions if plan is not None else 1, 'maintenance_work_mem': '%dkB' % memory_kb,
+        beside = InThread(beside_post_data, findings) if beside_post_data is not None else None
+        try:
+            if plan is not None:
+                began = time.monotonic()
+                preamble = splitter.preamble()
+                self._in_parallel(name, backup, plan.sessions(sessions, preamble), options)
+                self._psql(self.target, name, backup, [(preamble + plan.sequential).encode('utf-8')], options)
+                self.timings['post_data'] = round(time.monotonic() - began, 3)
+        except BaseException:
+            if beside is not None:
+                beside.join()  # the post-data failure is the one to report
+            raise
+        if beside is not None:
+            beside.result()
+        findings['load'] = {'transport': transport, 'not_piped': not_piped, 'rows_shared': sharing.shared_blocks,
+                            'sessions': sessions if plan is not None else 1, 'maintenance_work_mem': '%dkB' % memory_kb,
                             'max_parallel_maintenance_workers': workers,
                             'parallel_entries': len(plan.parallel) if plan is not None else 0}
         return findings
+
+    def _copy_helper(self, name, header, splitter, options):
+        """A session of its own that runs the COPY statement ``header`` with the rows it is given."""
+        stream, _transport, _not_piped = self.target.copy().start_bulk_input(
+            'psql', PSQL_LOAD_ARGS + ['--dbname', name], env=options)
+        return CopyHelper(stream, splitter.preamble().encode('utf-8') + header, feed_stream)
+
+    @staticmethod
+    def _raise_helper_failure(backup, name, outcomes):
+        """Raise the first failure among helper sessions' outcomes ((rc, output, stderr) or an exception)."""
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            returncode, _output, stderr = outcome
+            if returncode != 0:
+                raise load_failed('restoring %s into database %s' % (backup.path, name), returncode, stderr)
 
     def _in_parallel(self, name, backup, scripts, options):
         """Run each script in a session of its own; the first failure is raised once all ended."""
@@ -252,11 +300,18 @@ class DatabaseRestorer:
             raise errors[0]
 
     @staticmethod
-    def _psql(target, name, backup, chunks, options):
-        returncode, _output, stderr = target.feed(
-            'psql', ['--dbname', name, '--no-psqlrc', '--quiet', '--set', 'ON_ERROR_STOP=1'], chunks, env=options)
+    def _psql(target, name, backup, chunks, options, bulk=False):
+        """Feed ``chunks`` to psql in database ``name``; returns (transport, why not through a pipe) of a
+        ``bulk`` session, the one that reads the whole dump: its input may go past the Docker engine."""
+        args = PSQL_LOAD_ARGS + ['--dbname', name]
+        if bulk:
+            stream, transport, not_piped = target.start_bulk_input('psql', args, env=options)
+        else:
+            stream, transport, not_piped = target.start('psql', args, with_input=True, env=options), None, None
+        returncode, _output, stderr = feed_stream(stream, chunks)
         if returncode != 0:
             raise load_failed('restoring %s into database %s' % (backup.path, name), returncode, stderr)
+        return transport, not_piped
 
     def copy_database_settings(self, source, destination):
         """Per-database settings, connection limit, grants and comment: pg_dump without --create omits them."""
@@ -329,12 +384,13 @@ class DatabaseRestorer:
 
     # Verification
 
-    def verify(self, name, expected, diverter=None):
+    def verify(self, name, expected, diverter=None, only=None, done=None):
         """Compare the restored database with what the backup holds; returns the findings.
 
         The checks are independent, so each runs in a session of its own, all at once; the first
         failure (in the order row counts, indexes, extensions, vector search) is raised once all ended.
-        What ``diverter`` took out of the load (its tables, its extensions) is left out here.
+        What ``diverter`` took out of the load (its tables, its extensions) is left out here. ``only`` names
+        the checks to run (default: all); ``done`` holds the findings of checks run before, not run again.
         """
         manifest = expected.get('manifest') or {}
         tables = expected['tables']
@@ -349,7 +405,34 @@ class DatabaseRestorer:
             ('extensions', lambda target: _verify_extensions(target, name, extensions)),
             ('vector_search', lambda target: _verify_vector_search(target, name)),
         )
-        return dict(zip([key for key, _check in checks], at_once(self.target, [check for _key, check in checks])))
+        done = done or {}
+        checks = [(key, check) for key, check in checks if key not in done and (only is None or key in only)]
+        findings = dict(zip([key for key, _check in checks], at_once(self.target, [check for _key, check in checks])))
+        return dict(done, **findings)
+
+
+class InThread:
+    """``call(*args)`` started in a thread of its own; ``result()`` waits for it and raises its failure."""
+
+    def __init__(self, call, *args):
+        self._outcome = {}
+        self._thread = threading.Thread(target=self._run, args=(call,) + args, daemon=True)
+        self._thread.start()
+
+    def _run(self, call, *args):
+        try:
+            self._outcome['value'] = call(*args)
+        except BaseException as exc:  # pylint: disable=broad-except
+            self._outcome['error'] = exc
+
+    def join(self):
+        self._thread.join()
+
+    def result(self):
+        self._thread.join()
+        if 'error' in self._outcome:
+            raise self._outcome['error']
+        return self._outcome.get('value')
 
 
 def at_once(target, calls):

@@ -39,7 +39,7 @@ import time
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import DirectoryLock
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import LoadSettings
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import DATA_CHECKS, LoadSettings
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump import check_superuser
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
     ConfigError,
@@ -494,14 +494,25 @@ class RestoreBackend(Backend):
         restorer.timings = {}
         # Closed by _swap_in on every path.
         database.diverter = DivertedEntries(os.path.dirname(database.backup.path)) if database.divert else None
-        loaded = restorer.load(database.scratch, database.backup, database.diverter)
+        early = {}
+
+        def beside_post_data(loaded_data):
+            # The data is in: written out and checked while the indexes are built.
+            if settings.writers_stop_at == 'swap':
+                settings.writers.flush_before_stop()
+            early.update(restorer.verify(database.scratch, expected or loaded_data, database.diverter,
+                                         only=DATA_CHECKS))
+
+        loaded = restorer.load(database.scratch, database.backup, database.diverter, beside_post_data)
+        if settings.writers_stop_at == 'swap':
+            settings.writers.flush_before_stop()  # what the index builds wrote
         if database.diverter is not None and not database.diverter.diverted:
             database.diverter.close()
             database.diverter = None
         timings = dict(restorer.timings)
         began = time.monotonic()
         findings = restorer.verify(database.scratch, dict(expected or loaded, indexes=loaded['indexes']),
-                                   database.diverter)
+                                   database.diverter, done=early)
         if database.settings is not None:
             missing = restorer.apply_database_settings(database.scratch, database.settings, roles)
             if missing:
@@ -527,6 +538,7 @@ class RestoreBackend(Backend):
 
     def _stop_writers(self, journal, outcome):
         writers = self.settings.writers
+        writers.wait_for_flush()  # the writers still run: no part of their downtime
         running = writers.running()
         self._take_writer_warnings()
         journal.note(stopped_writers=running, phase='stopping writers')

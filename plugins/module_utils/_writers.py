@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 import threading
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._docker import (
@@ -20,6 +22,8 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
 
 COMPOSE_PROJECT_LABEL = 'com.docker.compose.project'
 COMPOSE_SERVICE_LABEL = 'com.docker.compose.service'
+# How long a stop waits for the flush below before it goes on regardless.
+FLUSH_WAIT = 30
 
 
 class WriterControl:
@@ -31,7 +35,24 @@ class WriterControl:
         self._compose_project = compose_project
         self._compose_services = list(compose_services or [])
         self._timeout = timeout
+        self._flush = None
         self.warnings = []
+
+    def flush_before_stop(self):
+        """Write the Docker engine's filesystem out now, in the background, when the engine is local.
+
+        A container's stop unmounts its root filesystem, which first writes out everything dirty
+        on that filesystem: after a restore's load, hundreds of MB, and the writers' downtime grew
+        by most of a second. Written out while the restore verifies, the stop finds little left.
+        """
+        if (self._flush is not None and self._flush.is_alive()) or (not self._names and not self._compose_project):
+            return
+        try:
+            root = self._target.docker_api.info().get('DockerRootDir') or ''
+        except API_ERRORS:
+            return
+        self._flush = threading.Thread(target=_sync_filesystem, args=(root,), daemon=True)
+        self._flush.start()
 
     def _is_database(self, info):
         """The DB container itself must never be stopped as a writer.
@@ -78,6 +99,12 @@ class WriterControl:
                 unique.append((name, info))
         return unique
 
+    def wait_for_flush(self):
+        """Until flush_before_stop's writing out has ended, or FLUSH_WAIT seconds have passed."""
+        if self._flush is not None:
+            self._flush.join(FLUSH_WAIT)
+            self._flush = None
+
     def running(self):
         """Names of the selected writers that are running now (only those are stopped and started)."""
         return [name for name, info in self._selected() if info.get('State', {}).get('Running')]
@@ -89,6 +116,7 @@ class WriterControl:
         once saved about 0.1 s of downtime on the test bed).
         """
         api = self._target.docker_api
+        self.wait_for_flush()
         for name in names:
             try:
                 api.stop(name, timeout=self._timeout)
@@ -103,6 +131,20 @@ class WriterControl:
         errors = _at_once(names, api.start)
         return ([name for name in names if name not in errors],
                 dict((name, reason(errors[name])) for name in names if name in errors))
+
+
+def _sync_filesystem(path):
+    """syncfs(2) of the filesystem holding ``path``, when it is a directory here; otherwise nothing."""
+    try:
+        syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except (OSError, AttributeError):
+        # Another host's engine, no such directory here, or no syncfs: the stop flushes as before.
+        return
+    try:
+        syncfs(fd)
+    finally:
+        os.close(fd)
 
 
 def _at_once(names, action):

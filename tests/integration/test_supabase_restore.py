@@ -216,6 +216,8 @@ def test_round_trip_result_fields(roundtrip):
     assert result["stopped"] == [] and result["started"] == []
     assert isinstance(result["duration"], (int, float)) and result["duration"] > 0
     assert "Traceback" not in json.dumps(result)
+    # The test runs on the Docker host as root: the dump reached psql through a named pipe.
+    assert (result["load"]["transport"], result["load"]["not_piped"]) == ("pipe", None)
 
 
 def test_previous_database_holds_the_damaged_data(roundtrip):
@@ -256,6 +258,7 @@ def test_direct_mode_round_trip(roundtrip):
     dump, result = roundtrip.results["direct_dump"], roundtrip.results["second"]
     assert_ok(result)
     assert f"{testbed.DB_HOST}:{testbed.DB_PORT}" in result["msg"]
+    assert result["load"]["transport"] == "local"
     assert result["src"] == dump["path"]
     assert result["verification"]["vector_search"]["checked"] is True
     assert roundtrip.after["second"].data == roundtrip.original.data
@@ -447,6 +450,7 @@ def test_a_failing_row_is_located_but_never_quoted(refusals):
     assert_clean_failure(result, "extra data after last expected column", "live database was not touched")
     assert "row-secret" not in json.dumps(result), result
     assert "COPY cortexreview_row_probe, line 1" in result["stderr"], result["stderr"]
+    assert "cortexreview-input-" not in json.dumps(result), "through the pipe, psql still reads its standard input"
     assert_untouched(refusals, "failing_row")
 
 

@@ -441,6 +441,9 @@ class FakeTarget(PgTarget):
         self.started.append({'argv': argv, 'env': program_env, 'with_input': with_input})
         return self.server.stream(program, list(args), with_input, program_env)
 
+    def start_bulk_input(self, program, args, env=None):
+        return self.start(program, args, with_input=True, env=env), 'exec', 'a fake engine has no pipes'
+
 
 def install(monkeypatch, server, docker=None):
     """Every PgTarget the engine makes (wherever it makes it) talks to ``server`` and ``docker``.
@@ -461,6 +464,8 @@ def install(monkeypatch, server, docker=None):
         return server.stream(program, list(args), with_input, program_env)
 
     monkeypatch.setattr(PgTarget, 'start', start)
+    monkeypatch.setattr(PgTarget, 'start_bulk_input', lambda target, program, args, env=None: (
+        start(target, program, args, with_input=True, env=env), 'exec', 'a fake engine has no pipes'))
     monkeypatch.setattr(PgTarget, 'docker_api', property(lambda target: docker))
     monkeypatch.setattr(PgTarget, 'program_path', lambda target, program: program)
     return started
