@@ -27,9 +27,9 @@ description:
     session's psql reads the dump from a named pipe in the DB container's C(/tmp) (created for the load, removed
     once opened) instead of through the Docker engine's exec stream, which costs the engine about 2 CPU-seconds per
     350 MB; otherwise, or if psql cannot open the pipe, the exec stream is used (see RV(load))."
-  - With O(writers_stop_at=swap), the Docker engine's file system is written out (C(syncfs)) while the scratch
+  - "With O(writers_stop_at=swap), the Docker engine's file system is written out (C(syncfs)) while the scratch
     database is verified: a container's stop writes out what is dirty there first, so after a large load the
-    writers' stop took most of a second longer.
+    writers' stop took most of a second longer."
   - "3. The scratch database is verified: the row count of every table equals the backup's, every index of the
     backup exists and is valid, the manifest's extensions exist, and a vector search through C(match_knowledge)
     returns the exact nearest neighbours (probes equal to lists, compared with an exact scan)."

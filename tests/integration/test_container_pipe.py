@@ -94,8 +94,8 @@ def test_the_input_goes_through_a_pipe_whole_once_and_as_stdin(api, make_contain
 
 def test_a_program_that_fails_gets_its_status_through_the_pipe(api, make_container):
     container = make_container()
-    transport, _reason, returncode, _output, stderr = feed(api, container, ['sh', '-c', 'head -c 10 >/dev/null; '
-                                                                          'echo gave up >&2; exit 3'])
+    gives_up = ['sh', '-c', 'head -c 10 >/dev/null; echo gave up >&2; exit 3']
+    transport, _reason, returncode, _output, stderr = feed(api, container, gives_up)
     assert (transport, returncode) == (TRANSPORT_PIPE, 3)
     assert 'gave up' in stderr
 
