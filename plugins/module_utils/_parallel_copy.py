@@ -99,8 +99,9 @@ class _Block:
 
     def __init__(self, header):
         self.header = header
-        self.carry = b''        # the unfinished last line, held until it is whole
+        self.carry = b''        # an unfinished last line that may be the end marker, held back
         self.partial = b''      # find_copy_end's state: the current line while it may be the end marker
+        self.owner = None       # the session that has the start of the current, unfinished line
         self.size = 0
         self.helpers = None     # once shared: the helpers, in turn after the first session
         self.turn = 0
@@ -185,42 +186,75 @@ class CopySharing:
         return stop
 
     def _rows(self, data, pos, out):
-        """COPY data: whole lines go to a session (the first, or in turns once the block is shared)."""
+        """COPY data: each line goes whole to one session (the first, or in turns once the block is shared)."""
         block = self._block
         marker_started = block.partial
         rows_end, end, block.partial = find_copy_end(data, pos, block.partial)
-        if end is None:
-            text = block.carry + data[pos:] if block.carry else data[pos:]
-            cut = text.rfind(b'\n') + 1
-            block.carry = text[cut:]
-            self._send(block, text[:cut], out)
-            return len(data)
-        if rows_end == pos and marker_started:
-            rows = b''  # the carried line was the start of the end marker
+        if end is not None and rows_end == pos and marker_started:
+            block.carry = b''  # what was held back was the start of the end marker
+        elif end is None and rows_end == pos and block.partial:
+            # The chunk ended inside a line that may still be the end marker: all of that line is held back.
+            block.carry = bytes(block.partial)
         else:
-            rows = block.carry + data[pos:rows_end] if block.carry else data[pos:rows_end]
-        block.carry = b''
-        self._send(block, rows, out)
+            # An unfinished last line that may still be the end marker (at most two bytes) is held back.
+            hold = end is None and bool(block.partial)
+            self._pass(block, data, pos, rows_end - len(block.partial) if hold else rows_end, out)
+            if hold:
+                block.carry = bytes(block.partial)
+        if end is None:
+            return len(data)
         out.append(COPY_END_LINE)
         self._block = None
         self._end_helpers(block)
         return end
 
-    def _send(self, block, rows, out):
-        if not rows:
+    def _pass(self, block, data, start, stop, out):
+        """data[start:stop] (after what was held back) to the sessions: the rest of a line already begun to
+        its session, whole lines to the next, and a line begun here to that session too, so that a row is
+        never held in memory whole however long it is."""
+        view = memoryview(data)
+        carry, block.carry = block.carry, b''
+        block.size += stop - start
+        if block.owner is not None:
+            newline = data.find(b'\n', start, stop)
+            if newline < 0:
+                self._to(block, block.owner, view[start:stop], out)
+                return
+            self._to(block, block.owner, view[start:newline + 1], out)
+            block.owner = None
+            start = newline + 1
+        if start >= stop and not carry:
             return
+        target = self._next_target(block)
+        if carry:
+            self._to(block, target, carry, out)
+        last = data.rfind(b'\n', start, stop) + 1
+        if last > start:
+            self._to(block, target, view[start:last], out)
+        if stop > max(last, start):
+            self._to(block, target, view[max(last, start):stop], out)
+        if last != stop or last <= start:
+            block.owner = target  # what it was sent last is not a whole line yet
+        if block.helpers is None and block.size >= self._share_after and self._helpers_per_block > 0:
+            block.helpers = [self._start(block.header) for _number in range(self._helpers_per_block)]
+            self.shared_blocks.append(parse_copy_target(block.header.decode('utf-8', errors='replace')))
+
+    @staticmethod
+    def _next_target(block):
+        """0 for the first session, else the number of a helper: in turns once the block is shared."""
         if block.helpers is None:
-            out.append(rows)
-            block.size += len(rows)
-            if block.size >= self._share_after and self._helpers_per_block > 0:
-                block.helpers = [self._start(block.header) for _number in range(self._helpers_per_block)]
-                self.shared_blocks.append(parse_copy_target(block.header.decode('utf-8', errors='replace')))
-            return
+            return 0
         block.turn = (block.turn + 1) % (len(block.helpers) + 1)
-        if block.turn == 0:
-            out.append(rows)
+        return block.turn
+
+    @staticmethod
+    def _to(block, target, piece, out):
+        if not len(piece):  # pylint: disable=use-implicit-booleaness-not-len
+            return
+        if target == 0:
+            out.append(piece)
         else:
-            block.helpers[block.turn - 1].put(rows)
+            block.helpers[target - 1].put(piece)
 
     def _start(self, header):
         helper = self._start_helper(header)

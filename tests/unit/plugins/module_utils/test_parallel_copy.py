@@ -47,7 +47,7 @@ class FakeHelper:
         if piece is None:
             self.ended = True
         else:
-            self.pieces.append(piece)
+            self.pieces.append(bytes(piece))
 
     def result(self):
         return 0, '', ''
@@ -109,7 +109,7 @@ def test_every_row_reaches_one_session_whole_whatever_the_chunks(sizes):
     helper = helpers[0]
     assert helper.ended and helper.pieces[-1] == b'\\.\n'
     helper_rows = b''.join(helper.pieces[:-1])
-    assert all(piece.endswith(b'\n') for piece in helper.pieces)  # whole lines only
+    assert helper_rows.endswith(b'\n'), 'whole lines only'
     assert helper_rows, 'the large block was shared'
     assert sorted(main_blocks[big] + helper_rows.splitlines(keepends=True)) == sorted(LARGE_ROWS)
     assert main_blocks[b'COPY public."small one" (id, note) FROM stdin;\n'] == SMALL_ROWS
@@ -188,3 +188,55 @@ def test_a_helper_session_that_stops_reading_refuses_more_pieces():
         for _number in range(100):
             helper.put(b'row\n')
     assert helper.result() == (3, '', 'ERROR:  invalid input syntax')
+
+
+@pytest.mark.parametrize('seed', range(40))
+def test_random_rows_and_chunks_keep_every_row_once(seed):
+    rng = random.Random(seed)
+    pieces = [b'\\', b'\\.', b'\\N', b'.', b'x', b'\t', b'\\\\.', b'7']
+    rows = [b''.join(rng.choice(pieces) for _piece in range(rng.randint(1, 12))) + b'\n' for _row in range(80)]
+    rows = [row for row in rows if row != b'\\.\n']
+    header = b'COPY public.t (a) FROM stdin;\n'
+    dump = b'SET x = 1;\n' + header + b''.join(rows) + b'\\.\nSELECT 1;\n'
+    helpers = rng.randint(1, 3)
+    first, started, _sharing = route(split(dump, iter(lambda: rng.randint(1, 9), None)), helpers=helpers,
+                                     share_after=rng.randint(1, 60))
+    main_blocks, main_outside = copy_blocks(b''.join(first))
+    assert main_outside == b'SET x = 1;\n' + header + b'\\.\nSELECT 1;\n'
+    shared = []
+    for helper in started:
+        assert helper.ended and helper.pieces[-1] == b'\\.\n'
+        body = b''.join(helper.pieces[:-1])
+        assert body == b'' or body.endswith(b'\n')
+        shared += body.splitlines(keepends=True)
+    assert sorted(main_blocks[header] + shared) == sorted(rows)
+
+
+def test_a_long_row_is_passed_on_as_it_comes_never_held_whole():
+    long_row = b'1\t' + b'v' * (1 << 20) + b'\n'
+    rows = [b'2\tshort\n'] * 10 + [long_row, b'3\tshort\n'] * 3
+    header = b'COPY public.t (a, b) FROM stdin;\n'
+    dump = header + b''.join(rows) + b'\\.\n'
+    started, first = [], []
+
+    def start(header_line):
+        started.append(FakeHelper(header_line))
+        return started[-1]
+
+    def with_sessions():
+        return sum(len(piece) for piece in first) + sum(len(piece) for helper in started for piece in helper.pieces)
+
+    def chunks():
+        pulled = 0
+        for chunk in split(dump, iter(lambda: 4096, None)):
+            # All that was pulled is with a session already, but for the two bytes that may be "\."
+            assert pulled - with_sessions() <= 2
+            pulled += len(chunk)
+            yield chunk
+
+    sharing = CopySharing(start, 1, share_after=50)
+    first.extend(bytes(piece) for piece in sharing.chunks(chunks()))
+    main_blocks, _outside = copy_blocks(b''.join(first))
+    shared = b''.join(started[0].pieces[:-1]).splitlines(keepends=True)
+    assert sorted(main_blocks[header] + shared) == sorted(rows)
+    assert shared.count(long_row) + main_blocks[header].count(long_row) == 3
