@@ -133,9 +133,12 @@ def _start_piped(control_api, container, argv, env):
         except OSError as exc:
             return None, "cannot make a pipe in the container's /tmp: %s" % (exc.strerror or exc)
         try:
-            # Owned by the container's root, which is not this host's under user namespace remapping.
-            owner = os.stat('/proc/self/fd/%d' % directory)
-            os.chown(name, owner.st_uid, owner.st_gid, dir_fd=directory, follow_symlinks=False)
+            try:
+                # Owned by the container's root, which is not this host's under user namespace remapping.
+                owner = os.stat('/proc/self/fd/%d' % directory)
+                os.chown(name, owner.st_uid, owner.st_gid, dir_fd=directory, follow_symlinks=False)
+            except OSError:
+                pass  # if the program then cannot open the pipe, its input goes through the exec
             stream = PipedExecStream(control_api, container, argv, env, '/tmp/' + name)
             fd = _open_for_writing(stream, name, directory)
         finally:
@@ -161,8 +164,8 @@ def _remove_pipe(name, directory):
         holder = None
     try:
         os.unlink(name, dir_fd=directory)
-    except FileNotFoundError:
-        pass
+    except OSError:
+        pass  # gone already, or the container's /tmp refuses: a name in the container's /tmp, no more
     finally:
         if holder is not None:
             os.close(holder)

@@ -18,7 +18,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dock
     NotFound,
     reason,
 )
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import DockerError
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import DockerError, SupabaseBackupError
 
 COMPOSE_PROJECT_LABEL = 'com.docker.compose.project'
 COMPOSE_SERVICE_LABEL = 'com.docker.compose.service'
@@ -47,11 +47,8 @@ class WriterControl:
         """
         if (self._flush is not None and self._flush.is_alive()) or (not self._names and not self._compose_project):
             return
-        try:
-            root = self._target.docker_api.info().get('DockerRootDir') or ''
-        except API_ERRORS:
-            return
-        self._flush = threading.Thread(target=_sync_filesystem, args=(root,), daemon=True)
+        # A Docker client of its own: the caller's may be busy in another thread.
+        self._flush = threading.Thread(target=_write_out_engine_filesystem, args=(self._target.copy(),), daemon=True)
         self._flush.start()
 
     def _is_database(self, info):
@@ -133,13 +130,17 @@ class WriterControl:
                 dict((name, reason(errors[name])) for name in names if name in errors))
 
 
-def _sync_filesystem(path):
-    """syncfs(2) of the filesystem holding ``path``, when it is a directory here; otherwise nothing."""
+def _write_out_engine_filesystem(target):
+    """syncfs(2) of the file system holding the Docker engine's root directory, when it is a directory here.
+
+    Only ever a head start for the stop: on any failure (another host's engine, no such directory here,
+    no syncfs) nothing is done, and the stop writes the file system out as it always did.
+    """
     try:
+        path = target.docker_api.info().get('DockerRootDir') or ''
         syncfs = ctypes.CDLL(None, use_errno=True).syncfs
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except (OSError, AttributeError):
-        # Another host's engine, no such directory here, or no syncfs: the stop flushes as before.
+    except (SupabaseBackupError, AttributeError) + API_ERRORS:
         return
     try:
         syncfs(fd)

@@ -26,7 +26,10 @@ description:
     and with nothing stopped in the default mode. When the module runs as root on the Docker host, the first
     session's psql reads the dump from a named pipe in the DB container's C(/tmp) (created for the load, removed
     once opened) instead of through the Docker engine's exec stream, which costs the engine about 2 CPU-seconds per
-    350 MB; otherwise, or if psql cannot open the pipe, the exec stream is used (see RV(load))."
+    350 MB; otherwise, or if psql cannot open the pipe, the exec stream is used (see RV(load)). Past its first
+    8 MB, a table's COPY rows go in turns of whole lines to that session and to helper sessions running the
+    same COPY (one fewer than the post-data sessions), so more than one backend parses them; the helpers end
+    before any post-data statement, and the row counts are checked as always."
   - "With O(writers_stop_at=swap), the Docker engine's file system is written out (C(syncfs)) while the scratch
     database is verified: a container's stop writes out what is dirty there first, so after a large load the
     writers' stop took most of a second longer."
@@ -330,8 +333,9 @@ timings:
   type: dict
 load:
   description: How the dump reached psql (C(transport) V(pipe), V(exec) or V(local), and C(not_piped), why a
-    container's load did not use the named pipe) and how the post-data section was built (C(sessions),
-    C(maintenance_work_mem), C(max_parallel_maintenance_workers), C(parallel_entries)).
+    container's load did not use the named pipe), the tables whose rows more than one session parsed
+    (C(rows_shared)), and how the post-data section was built (C(sessions), C(maintenance_work_mem),
+    C(max_parallel_maintenance_workers), C(parallel_entries)).
   returned: success, not in check mode
   type: dict
 interrupted_restore:
