@@ -134,7 +134,8 @@ class CopySharing:
             if block is not None:
                 # The stream ends inside a COPY block (a cut dump, which its checks fail): all to the first session.
                 self._block = None
-                yield block.carry
+                if block.carry:
+                    yield block.carry
                 self._end_helpers(block)
         finally:
             if self._block is not None:
@@ -145,8 +146,8 @@ class CopySharing:
         return [helper.result() for helper in self._started]
 
     def abort(self):
-        """End every helper's input now and wait for them; returns the results of those that ended on their
-        own failure (their errors are what the caller reports), as (rc, output, stderr) or an exception."""
+        """End every helper's input now and wait for them; returns each helper's outcome, in order: its
+        (rc, output, stderr), or the exception it ended with. A helper that failed on its own shows it there."""
         outcomes = []
         for helper in self._started:
             helper.abort()
