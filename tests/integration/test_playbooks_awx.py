@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ import pexpect
 import pytest
 
 import testbed
+from restore_helpers import inject_failing_statement
 
 PLAYBOOKS = testbed.REPO_ROOT / "playbooks"
 # The test runner's Python has the Docker SDK and zlib-ng, as the role's virtualenv would.
@@ -207,6 +209,11 @@ def test_restore_with_confirmation_through_ansible_runner(runner_job, scratch):
     runner, stdout, _seconds = runner_job.run(PLAYBOOKS / "restore.yml",
                                               _restore_vars(scratch, supabase_restore_confirm=True))
     assert runner.status == "successful" and runner.rc == 0, stdout[-4000:]
+    # Confirmed beforehand, no plan is shown: the backup is read once, by the restore's own load.
+    plan = [event["event"] for event in runner.events
+            if event.get("event_data", {}).get("task", "").endswith("Verify the backup and plan the restore")
+            and event["event"] in ("runner_on_ok", "runner_on_failed", "runner_on_skipped")]
+    assert plan == ["runner_on_skipped"], plan
     counts = testbed.table_counts(scratch["db"])
     assert "awx_after_backup" not in counts
     assert counts == scratch["seed_counts"]
@@ -215,3 +222,53 @@ def test_restore_with_confirmation_through_ansible_runner(runner_job, scratch):
         assert testbed.container_status(name) == "running"
     assert all(_started_at(name)[name] != started_at[name] for name in writers), stdout[-4000:]
     assert [name for name in testbed.list_databases() if name.startswith(scratch["db"] + "_pre_restore_")]
+
+
+def test_a_restore_killed_mid_load_gets_its_writers_started_by_the_role(ansible_env, run_module, scratch, tmp_path):
+    # The module's process dies (SIGKILL) during the load, after it stopped the writers: it returns no
+    # result, so the role reads the restore's own record beside the backup and starts them again.
+    writers = testbed.APP_CONTAINERS
+    dump = run_module("supabase_dump", {"db": scratch["db"], "backup_dir": str(tmp_path / "dumps")})
+    assert dump.get("failed") is not True, dump
+    slow_dir = tmp_path / "slow"
+    slow = inject_failing_statement(dump["path"], slow_dir / "supabase_backup_20260101_000000.sql.gz",
+                                    statement=b"SELECT pg_catalog.pg_sleep(120);")
+    counts = testbed.table_counts(scratch["db"])
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable,
+                         encoding="utf-8")
+    extravars = tmp_path / "vars.json"
+    _write_private(extravars, json.dumps(_restore_vars(scratch, supabase_restore_confirm=True, supabase_restore_src=slow,
+                                                       supabase_restore_writers_stop_at="load")))
+    play = subprocess.Popen([sys.executable, "-m", "ansible", "playbook", "-i", str(inventory), "-e", "@%s" % extravars,
+                             str(PLAYBOOKS / "restore.yml")], env=ansible_env, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        record = testbed.wait_until(lambda: _loading(slow_dir, scratch["db"]), timeout=120, interval=0.2,
+                                    what="the restore's load")
+        assert record["stopped_writers"] == list(writers)
+        assert {name: testbed.container_status(name) for name in writers} == dict.fromkeys(writers, "exited")
+        time.sleep(1.0)  # inside the sleep statement
+        os.kill(record["pid"], signal.SIGKILL)
+        stdout, _ = play.communicate(timeout=300)
+    finally:
+        if play.poll() is None:
+            play.kill()
+            play.communicate()
+    assert play.returncode != 0, stdout[-4000:]
+    assert "Restore into database '%s'" % scratch["db"] in stdout and "failed" in stdout, stdout[-4000:]
+    assert {name: testbed.container_status(name) for name in writers} == dict.fromkeys(writers, "running"), stdout[-4000:]
+    assert "Traceback" not in stdout
+    assert testbed.table_counts(scratch["db"]) == counts
+
+
+def _loading(directory, db):
+    """The record of the restore into ``db`` once it loads into its scratch database, else None."""
+    for name in os.listdir(directory):
+        if name.startswith(".cortexreview-restore-"):
+            with open(os.path.join(directory, name), encoding="utf-8") as handle:
+                record = json.load(handle)
+            if record.get("phase") == "loading" and any(
+                    database.startswith(db + "_restore_") for database in testbed.list_databases()):
+                return record
+    return None
