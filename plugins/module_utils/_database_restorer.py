@@ -148,6 +148,10 @@ class DatabaseRestorer:
         self.jobs = jobs
         self.timings = {}
 
+    def own_session(self):
+        """The same restorer with a Docker client of its own, for another thread."""
+        return DatabaseRestorer(self.target.copy(), self.maintenance_db, self.maintenance_work_mem, self.jobs)
+
     def admin(self, sql):
         return self.target.query(sql, db=self.maintenance_db)
 

@@ -39,7 +39,7 @@ import time
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import DirectoryLock
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import DATA_CHECKS, LoadSettings
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import DATA_CHECKS, InThread, LoadSettings
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump import check_superuser
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
     ConfigError,
@@ -190,13 +190,10 @@ class RestoreBackend(Backend):
                     if start_errors:
                         exc.details['start_errors'] = start_errors
                 raise
+            # Older copies are dropped while the writers start: a session of its own, no part of their downtime.
+            tidy = InThread(self._tidy_all_previous, restorer.own_session(), databases, stamp)
             started_again, start_errors = self._start_writers(outcome['stopped'], journal)
-            # Older copies are dropped once the writers run again: that is no part of their downtime.
-            for database in databases:
-                if database.exists:
-                    kept = self._tidy_previous(restorer, database.previous, stamp)
-                    if database.main:
-                        result['previous_database'] = kept
+            result['previous_database'] = tidy.result()
             if roles is not None:
                 self._restore_own_password(roles, result)
         downtime = _since(outcome['downtime_began'])
@@ -561,6 +558,16 @@ class RestoreBackend(Backend):
             return
         result['roles_kept'] = [role for role in result['roles_kept'] if role != target.login_user]
         result['password_restored'] = target.login_user
+
+    def _tidy_all_previous(self, restorer, databases, stamp):
+        """_tidy_previous for each restored database that existed; returns the main one's kept copy."""
+        kept_main = None
+        for database in databases:
+            if database.exists:
+                kept = self._tidy_previous(restorer, database.previous, stamp)
+                if database.main:
+                    kept_main = kept
+        return kept_main
 
     def _tidy_previous(self, restorer, previous, stamp):
         """Keep at most one previous copy: the one just made, unless keep_previous is false."""

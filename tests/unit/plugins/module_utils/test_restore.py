@@ -9,6 +9,7 @@ writers stop for the swap only) and ``load`` (the contract's order).
 import copy
 import gzip
 import os
+import threading
 
 import pytest
 
@@ -236,20 +237,32 @@ def test_a_restored_database_with_other_row_counts_is_never_swapped_in(world):
     world.assert_writers_started_again(error)
 
 
-def test_older_previous_copies_are_dropped_once_the_writers_run_again(world):
-    """Dropping an older copy (a whole database) is no part of the writers' downtime."""
+def test_older_previous_copies_are_dropped_beside_the_writers_start(world):
+    """Dropping an older copy (a whole database) begins after the swap, in a session of its own while the
+    writers start: no part of their downtime, and no wait after their start either."""
     world.server.databases['postgres_pre_restore_20200101_000000'] = FakeDatabase()
-    started_at_drop = []
-    original = world.server.execute
+    drop_began = threading.Event()
+    swapped_at_drop, drop_seen_at_start = [], []
+    execute, start = world.server.execute, world.docker.start
 
-    def execute(db, sql):
+    def dropping(db, sql):
         if sql.startswith('DROP DATABASE') and 'pre_restore_2020' in sql:
-            started_at_drop.append(world.docker.actions('start'))
-        return original(db, sql)
+            swapped_at_drop.append(bool(world.server.executed('RENAME')))
+            drop_began.set()
+        return execute(db, sql)
 
-    world.server.execute = execute
-    world.run()
-    assert started_at_drop == [WRITERS]
+    def starting(name):
+        drop_seen_at_start.append(drop_began.wait(5))
+        return start(name)
+
+    world.server.execute = dropping
+    world.docker.start = starting
+    _backend, result = world.run()
+    assert swapped_at_drop == [True]
+    assert drop_seen_at_start == [True, True]
+    assert 'postgres_pre_restore_20200101_000000' not in world.server.databases
+    assert result['previous_database'] in world.server.databases
+    world.assert_writers_started_again()
 
 
 def test_a_data_check_failure_is_reported_before_the_index_checks(world):
