@@ -165,6 +165,19 @@ def test_restore_without_confirmation_fails_at_once_through_ansible_runner(runne
     assert _untouched_state(scratch) == before
 
 
+def test_restore_without_the_runtime_fails_with_the_way_out(runner_job, scratch, tmp_path):
+    before = _untouched_state(scratch)
+    missing = str(tmp_path / "no-venv")
+    runner, stdout, _seconds = runner_job.run(PLAYBOOKS / "restore.yml", _restore_vars(
+        scratch, supabase_restore_confirm=True, supabase_restore_venv_dir=missing))
+    assert runner.status == "failed", (runner.status, stdout[-4000:])
+    assert "%s/bin/python3 does not run (" % missing in stdout, stdout[-4000:]
+    assert "No such file or directory" in stdout or "not found" in stdout, stdout[-4000:]
+    assert "playbooks/backup.yml --tags provision" in stdout and "supabase_restore_venv_dir" in stdout
+    assert "Traceback" not in stdout
+    assert _untouched_state(scratch) == before
+
+
 def test_volume_restore_without_confirmation_fails_at_once_through_ansible_runner(runner_job, scratch):
     started_at = _started_at(testbed.DB_CONTAINER)
     runner, stdout, seconds = runner_job.run(PLAYBOOKS / "volume_restore.yml", {
