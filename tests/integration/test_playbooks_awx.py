@@ -263,7 +263,7 @@ def test_a_restore_killed_mid_load_gets_its_writers_started_by_the_role(ansible_
         assert {name: testbed.container_status(name) for name in writers} == dict.fromkeys(writers, "exited")
         time.sleep(1.0)  # inside the sleep statement
         os.kill(record["pid"], signal.SIGKILL)
-        stdout, _ = play.communicate(timeout=300)
+        stdout = play.communicate(timeout=300)[0]
     finally:
         if play.poll() is None:
             play.kill()
