@@ -119,6 +119,21 @@ class DirectoryLock:
         self._fd = None
 
 
+def directory_in_use(path):
+    """Whether a run holds ``path``'s DirectoryLock now: asked without waiting, the answer released at once."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 class AtomicFile:
     """A temporary file beside ``final_path``, renamed into place only by ``commit()``.
 

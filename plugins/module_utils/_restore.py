@@ -37,7 +37,7 @@ import re
 import time
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import DirectoryLock
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import DirectoryLock, directory_in_use
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import DATA_CHECKS, InThread, LoadSettings
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump import check_superuser
@@ -164,7 +164,11 @@ class RestoreBackend(Backend):
         journal_file = journal_path(directory, target)
         stamp = self.stamp()
         if self.check_mode:
-            plan = self._plan(parts, backup, stamp, restorer, file_restorers, read_journal(journal_file), started)
+            record = read_journal(journal_file)
+            if record is not None:
+                # A record whose restore still runs (it holds the directory) is no dead run's.
+                record = dict(record, running=directory_in_use(directory))
+            plan = self._plan(parts, backup, stamp, restorer, file_restorers, record, started)
             plan['restore_point'] = restore_point
             return plan
         with DirectoryLock(directory, settings.lock_timeout):
@@ -315,7 +319,10 @@ class RestoreBackend(Backend):
                 message += "; %s's objects of %s restored after the swap" % (', '.join(database.after_swap), database.db)
         if parts.not_in_backup:
             message += '; not in the backup: %s' % ', '.join(parts.not_in_backup)
-        if interrupted:
+        if interrupted and interrupted['running']:
+            message += '; a restore of %s (%s) or another run still holds the directory' % (
+                interrupted.get('src'), interrupted.get('started_at'))
+        elif interrupted:
             message += '; first finish the interrupted restore of %s (%s)' % (
                 interrupted.get('src'), interrupted.get('started_at'))
         return {

@@ -339,7 +339,10 @@ load:
   returned: success, not in check mode
   type: dict
 interrupted_restore:
-  description: An earlier restore that did not end and that this run finished (or, in check mode, would finish).
+  description:
+    - An earlier restore that did not end and that this run finished (or, in check mode, would finish).
+    - In check mode, its record as found, with C(running) true while a run still holds the backup directory (the
+      record is then a running restore's, not a dead one's).
   returned: always
   type: dict
 checksum_only:

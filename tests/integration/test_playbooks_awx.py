@@ -239,7 +239,8 @@ def test_restore_with_confirmation_through_ansible_runner(runner_job, scratch):
 
 def test_a_restore_killed_mid_load_gets_its_writers_started_by_the_role(ansible_env, run_module, scratch, tmp_path):
     # The module's process dies (SIGKILL) during the load, after it stopped the writers: it returns no
-    # result, so the role reads the restore's own record beside the backup and starts them again.
+    # result, so the role reads the restore's own record beside the backup and starts them again (and a
+    # restore that fails meanwhile does not: that record is of a restore that still runs).
     writers = testbed.APP_CONTAINERS
     dump = run_module("supabase_dump", {"db": scratch["db"], "backup_dir": str(tmp_path / "dumps")})
     assert dump.get("failed") is not True, dump
@@ -256,16 +257,32 @@ def test_a_restore_killed_mid_load_gets_its_writers_started_by_the_role(ansible_
     play = subprocess.Popen([sys.executable, "-m", "ansible", "playbook", "-i", str(inventory), "-e", "@%s" % extravars,
                              str(PLAYBOOKS / "restore.yml")], env=ansible_env, cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
+    record = None
     try:
         record = testbed.wait_until(lambda: _loading(slow_dir, scratch["db"]), timeout=120, interval=0.2,
                                     what="the restore's load")
         assert record["stopped_writers"] == list(writers)
+        assert {name: testbed.container_status(name) for name in writers} == dict.fromkeys(writers, "exited")
+        # A second restore of the same database meanwhile fails on the directory's lock, without a list of
+        # stopped writers: the record it then reads is the running restore's, whose writers stay stopped.
+        second = tmp_path / "second.json"
+        _write_private(second, json.dumps(_restore_vars(
+            scratch, supabase_restore_confirm=True, supabase_restore_src=slow, supabase_restore_lock_timeout=1)))
+        meanwhile = subprocess.run([sys.executable, "-m", "ansible", "playbook", "-i", str(inventory),
+                                    "-e", "@%s" % second, str(PLAYBOOKS / "restore.yml")], env=ansible_env,
+                                   cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+        assert meanwhile.returncode != 0 and "another backup run holds" in meanwhile.stdout, meanwhile.stdout[-4000:]
         assert {name: testbed.container_status(name) for name in writers} == dict.fromkeys(writers, "exited")
         time.sleep(1.0)  # inside the sleep statement
         os.kill(record["pid"], signal.SIGKILL)
         stdout = play.communicate(timeout=300)[0]
     finally:
         if play.poll() is None:
+            if record is not None:  # the module outlives its playbook: it would go on restoring
+                try:
+                    os.kill(record["pid"], signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             play.kill()
             play.communicate()
     assert play.returncode != 0, stdout[-4000:]

@@ -97,6 +97,18 @@ def test_directory_lock_excludes_and_leaves_nothing(tmp_path):
     assert os.listdir(directory) == []
 
 
+def test_directory_in_use_while_a_run_holds_it(tmp_path):
+    directory = str(tmp_path)
+    assert files.directory_in_use(directory) is False
+    with files.DirectoryLock(directory, timeout=0):
+        assert files.directory_in_use(directory) is True
+    assert files.directory_in_use(directory) is False
+    # The question takes nothing: a run can lock the directory right after it.
+    with files.DirectoryLock(directory, timeout=0):
+        pass
+    assert files.directory_in_use(str(tmp_path / 'missing')) is False
+
+
 def test_directory_lock_waits_for_release(tmp_path):
     directory = str(tmp_path)
     released = []

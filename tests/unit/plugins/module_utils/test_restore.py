@@ -14,6 +14,7 @@ import threading
 import pytest
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils import _database_restorer, _restore
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import DirectoryLock
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
     BackupFileError,
     CommandError,
@@ -382,6 +383,26 @@ def test_a_record_naming_the_live_database_or_a_previous_copy_never_drops_it(wor
     first_create = next(number for number, sql in enumerate(log) if sql.startswith('CREATE DATABASE'))
     assert not any(sql.startswith('DROP DATABASE IF EXISTS "%s"' % named) for sql in log[:first_create])
     assert world.server.databases['postgres'].tables == BACKUP_TABLES
+
+
+@pytest.mark.parametrize('held', [False, True])
+def test_check_mode_tells_a_dead_restores_record_from_a_running_ones(world, held):
+    """The role starts the writers of a record only when no run holds the directory: a running restore's
+    writers stay stopped."""
+    target = world.backend().settings.target
+    directory = os.path.dirname(world.src)
+    path = journal_path(directory, target)
+    RestoreJournal.begin(path, target, world.src, 'then').note(stopped_writers=WRITERS)
+    if held:
+        with DirectoryLock(directory, timeout=0):
+            result = world.backend(check_mode=True).run()
+    else:
+        result = world.backend(check_mode=True).run()
+    assert result['interrupted_restore']['stopped_writers'] == WRITERS
+    assert result['interrupted_restore']['running'] is held
+    assert ('still holds the directory' in result['msg']) is held
+    assert ('first finish the interrupted restore' in result['msg']) is not held
+    assert read_journal(path)['stopped_writers'] == WRITERS  # check mode changes nothing
 
 
 def test_a_writer_the_interrupted_restore_stopped_that_cannot_start_stops_this_one(world):
