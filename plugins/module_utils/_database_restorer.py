@@ -215,7 +215,8 @@ class DatabaseRestorer:
         not one transaction: on any failure the caller drops the database. A ``diverter``
         (_single_database_extensions.DivertedEntries) takes its entries out of what is loaded.
         ``beside_post_data(findings)`` runs in a thread of its own while the post-data section is built
-        (checks of the data, which that section does not change); its failure is raised after that.
+        (checks of the data, which that section does not change); its failure is raised after that. A section
+        holding anything that may change rows (planted DML, a function call) has it run after the section.
         """
         began = time.monotonic()
         memory, cpus = database_resources(self.target)
@@ -249,7 +250,9 @@ class DatabaseRestorer:
         if diverter is not None:
             diverter.preamble = splitter.preamble()
         plan = splitter.plan
-        beside = InThread(beside_post_data, findings) if beside_post_data is not None else None
+        beside = None
+        if beside_post_data is not None and (plan is None or plan.keeps_rows):
+            beside = InThread(beside_post_data, findings)
         try:
             if plan is not None:
                 began = time.monotonic()
@@ -263,6 +266,8 @@ class DatabaseRestorer:
             raise
         if beside is not None:
             beside.result()
+        elif beside_post_data is not None:
+            beside_post_data(findings)
         findings['load'] = {'transport': transport, 'not_piped': not_piped, 'rows_shared': sharing.shared_blocks,
                             'sessions': sessions if plan is not None else 1, 'maintenance_work_mem': '%dkB' % memory_kb,
                             'max_parallel_maintenance_workers': workers,

@@ -39,12 +39,27 @@ _ON_TABLE = re.compile(r' ON (?:ONLY )?(\S+) ')
 _ALTER_TABLE = re.compile(r'^ALTER TABLE ONLY (\S+)')
 
 
-class PostDataPlan:
-    """``parallel``: [(cost, sql)] to spread over sessions; ``sequential``: SQL to run after them."""
+# What pg_dump writes in a post-data section, none of which adds, removes or moves a table's rows.
+# Anything else there (a DELETE, a function call, a REFRESH that may run one) can change the data.
+_NAME = r'(?:"(?:[^"]|"")*"|[^\s"])+'
+_KEEPS_ROWS = re.compile(
+    r'^(?:CREATE (?:UNIQUE )?INDEX |CREATE (?:CONSTRAINT )?TRIGGER |CREATE (?:OR REPLACE )?RULE |CREATE POLICY '
+    r'|CREATE EVENT TRIGGER |CREATE PUBLICATION |ALTER PUBLICATION |COMMENT ON |GRANT |REVOKE |SET '
+    r'|ALTER DEFAULT PRIVILEGES |SELECT pg_catalog\.set_config\(|\\unrestrict |ALTER INDEX ' + _NAME + r' ATTACH PARTITION '
+    r'|ALTER (?:EVENT TRIGGER|PUBLICATION) ' + _NAME + r' OWNER TO '
+    r'|ALTER TABLE (?:ONLY )?' + _NAME + r'\s+(?:ADD CONSTRAINT|ENABLE ROW LEVEL SECURITY|FORCE ROW LEVEL SECURITY'
+    r'|REPLICA IDENTITY|CLUSTER ON|ENABLE (?:ALWAYS |REPLICA )?(?:TRIGGER|RULE)|DISABLE (?:TRIGGER|RULE)) )')
 
-    def __init__(self, parallel, sequential):
+
+class PostDataPlan:
+    """``parallel``: [(cost, sql)] to spread over sessions; ``sequential``: SQL to run after them;
+    ``keeps_rows``: whether every statement of the section is one that leaves the tables' rows as they are
+    (so the data can be checked while it runs)."""
+
+    def __init__(self, parallel, sequential, keeps_rows=False):
         self.parallel = parallel
         self.sequential = sequential
+        self.keeps_rows = keeps_rows
 
     def sessions(self, jobs, preamble):
         """The parallel entries spread over at most ``jobs`` session scripts, heaviest first to
@@ -182,7 +197,18 @@ def split_post_data(data, row_counts=None):
         sequential.append(text[divert:end])
     if not parallel:
         return None
-    return PostDataPlan(parallel, ''.join(sequential))
+    return PostDataPlan(parallel, ''.join(sequential), keeps_rows=_keeps_rows(text, statement_ends))
+
+
+def _keeps_rows(text, statement_ends):
+    """Whether every top-level statement of ``text`` is one of _KEEPS_ROWS (comments aside)."""
+    begin = 0
+    for end in statement_ends + [len(text)]:
+        statement = _strip_comments(text[begin:end])
+        begin = end + 1
+        if statement and not _KEEPS_ROWS.match(statement):
+            return False
+    return True
 
 
 def _diverted_end(text, header, header_end, ends):

@@ -56,8 +56,9 @@ WRITERS = list(testbed.APP_CONTAINERS)
 COMPLETION_MARKER = b"-- PostgreSQL database dump complete"
 TABLE = "public.learned_constraints"
 INJECTED_ERROR = "defence: injected failure between the two renames"
-# Runs without error after all the COPY data: half the rows of one table are gone.
-DELETE_ROWS = b"DELETE FROM public.learned_constraints WHERE id % 2 = 0;"
+# Runs without error after all the COPY data and the index builds: half the rows of one table are gone. The
+# pause first gives any check of the data that runs beside the post-data section the time to see them all.
+DELETE_ROWS = b"SELECT pg_catalog.pg_sleep(1);\nDELETE FROM public.learned_constraints WHERE id % 2 = 0;"
 # Created before the table's COPY: every odd row is silently dropped as it is loaded.
 DROPPING_TRIGGER = b"""CREATE FUNCTION public.defence_drop_odd() RETURNS trigger LANGUAGE plpgsql AS $f$
 BEGIN IF NEW.id % 2 = 1 THEN RETURN NULL; END IF; RETURN NEW; END $f$;

@@ -79,6 +79,37 @@ def test_indexes_and_constraints_go_parallel_foreign_keys_stay_in_order():
     assert splitter.plan.sequential.rstrip().endswith('\\unrestrict KEY123')
 
 
+def test_pg_dumps_own_post_data_keeps_the_rows():
+    """What pg_dump writes there (constraints, indexes, settings, the restrict pair's end) lets the data be checked
+    while it runs."""
+    _inspector, splitter, _first = _split(DUMP + b'--\n-- Name: kb; Type: ROW SECURITY\n--\n\n'
+                                          b'ALTER TABLE public."Weird ""kb"""\n    ENABLE ROW LEVEL SECURITY;\n'
+                                          b'GRANT ALL ON TABLE public.kb TO anon;\n', 1 << 20)
+    assert splitter.plan.keeps_rows is True
+
+
+@pytest.mark.parametrize('planted', [
+    b'DELETE FROM public.kb WHERE id % 2 = 0;\n',
+    b'SELECT public.f();\n',
+    b'REFRESH MATERIALIZED VIEW public.mv;\n',
+    b"CREATE INDEX kb_x ON public.kb USING btree (id); TRUNCATE public.kb;\n",
+    b'    UPDATE public.kb SET body = NULL;\n',
+    b'ALTER TABLE ONLY public.kb\n    RENAME TO gone;\n',
+])
+def test_anything_else_in_post_data_has_the_data_checked_after_it(planted):
+    """A planted statement that may change rows, wherever it sits in the section (an entry of its own, the same
+    line as an index, a continuation line), has the data checks wait for the whole section."""
+    post = POST.replace(b'CREATE INDEX kb_vec_idx ON public.kb USING ivfflat (body);\n',
+                        b'CREATE INDEX kb_vec_idx ON public.kb USING ivfflat (body);\n' + planted)
+    assert post != POST
+    _inspector, splitter, _first = _split(HEAD + post, 1 << 20)
+    assert splitter.plan is not None and splitter.plan.keeps_rows is False
+    # A comment is no statement.
+    commented = b''.join(b'-- ' + line + b'\n' for line in planted.splitlines())
+    _inspector, splitter, _first = _split(HEAD + POST.replace(b'\n\n\n', b'\n' + commented, 1), 1 << 20)
+    assert splitter.plan.keeps_rows is True
+
+
 def test_heaviest_entry_gets_a_session_of_its_own():
     _inspector, splitter, _first = _split(DUMP, 1 << 20)
     sessions = splitter.plan.sessions(2, splitter.preamble())
