@@ -64,6 +64,13 @@ else
 fi
 
 # --------------------------------------------------------- 3. dockerd -----
+# The test bed's stacks publish their DB on 127.0.0.1:54322 and 55000-55999, inside the kernel's range of
+# ephemeral ports: a client connection could hold one just when a stack starts (bind: address already in
+# use). Reserved, the kernel never hands them out (best effort: a container may not allow it).
+if [ -w /proc/sys/net/ipv4/ip_local_reserved_ports ]; then
+	echo 54322,55000-55999 >/proc/sys/net/ipv4/ip_local_reserved_ports 2>/dev/null ||
+		log "could not reserve the test bed's ports from the ephemeral range"
+fi
 if docker info >/dev/null 2>&1; then
 	log "docker daemon running"
 else
