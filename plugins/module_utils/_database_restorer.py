@@ -250,22 +250,26 @@ class DatabaseRestorer:
         if diverter is not None:
             diverter.preamble = splitter.preamble()
         plan = splitter.plan
-        beside = None
-        if beside_post_data is not None and (plan is None or plan.keeps_rows):
-            beside = InThread(beside_post_data, findings)
+        beside = []
+
+        def check_beside():
+            # Once every constraint is built: building one locks its table against the checks' reads too.
+            if beside_post_data is not None and plan.keeps_rows:
+                beside.append(InThread(beside_post_data, findings))
+
         try:
             if plan is not None:
                 began = time.monotonic()
                 preamble = splitter.preamble()
-                self._in_parallel(name, backup, plan.sessions(sessions, preamble), options)
+                self._build_in_parallel(name, backup, plan.sessions(sessions, preamble), options, check_beside)
                 self._psql(self.target, name, backup, [(preamble + plan.sequential).encode('utf-8')], options)
                 self.timings['post_data'] = round(time.monotonic() - began, 3)
         except BaseException:
-            if beside is not None:
-                beside.join()  # the post-data failure is the one to report
+            for thread in beside:
+                thread.join()  # the post-data failure is the one to report
             raise
-        if beside is not None:
-            beside.result()
+        if beside:
+            beside[0].result()
         elif beside_post_data is not None:
             beside_post_data(findings)
         findings['load'] = {'transport': transport, 'not_piped': not_piped, 'rows_shared': sharing.shared_blocks,
@@ -290,17 +294,34 @@ class DatabaseRestorer:
             if returncode != 0:
                 raise load_failed('restoring %s into database %s' % (backup.path, name), returncode, stderr)
 
-    def _in_parallel(self, name, backup, scripts, options):
-        """Run each script in a session of its own; the first failure is raised once all ended."""
+    def _build_in_parallel(self, name, backup, sessions, options, after_constraints):
+        """Each session's (constraints, indexes) scripts, one after the other, in a session of its own; all sessions
+        at once. ``after_constraints()`` runs once every session's constraints were built (never when one failed).
+        The first failure is raised once all ended."""
         errors = []
+        waiting = [sum(1 for constraints, _indexes in sessions if constraints)]
+        lock = threading.Lock()
 
-        def run(script):
+        def constraints_built():
+            with lock:
+                waiting[0] -= 1
+                if waiting[0] == 0:
+                    after_constraints()
+
+        def run(constraints, indexes):
             try:
-                self._psql(self.target.copy(), name, backup, [script.encode('utf-8')], options)
+                if constraints:
+                    self._psql(self.target.copy(), name, backup, [constraints.encode('utf-8')], options)
+                    constraints_built()
+                if indexes:
+                    self._psql(self.target.copy(), name, backup, [indexes.encode('utf-8')], options)
             except Exception as exc:  # pylint: disable=broad-except
-                errors.append(exc)
+                with lock:
+                    errors.append(exc)
 
-        threads = [threading.Thread(target=run, args=(script,), daemon=True) for script in scripts]
+        if not waiting[0]:
+            after_constraints()
+        threads = [threading.Thread(target=run, args=scripts, daemon=True) for scripts in sessions]
         for thread in threads:
             thread.start()
         for thread in threads:

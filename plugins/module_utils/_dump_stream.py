@@ -23,6 +23,10 @@ COPY_END_LINE = b'\\.\n'
 # header or COPY statement we parse, and memory stays bounded for huge DDL lines.
 LINE_KEEP = 64 * 1024
 TAIL_KEEP = 256
+# Backslashes looked at one by one before the search for the end marker is left to bytes.find.
+BACKSLASH_PROBES = 64
+# Newlines found one by one (memchr) before the rest of a chunk's are left to bytes.count.
+NEWLINE_PROBES = 64
 
 IDENTIFIER = r'(?:"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$]*)'
 _INDEX_PATTERN = re.compile(r'^CREATE (?:UNIQUE )?INDEX (%s) ON (?:ONLY )?(%s)\.' % (IDENTIFIER, IDENTIFIER))
@@ -80,12 +84,40 @@ def find_copy_end(data, pos, partial):
             return pos, pos + needed, b''
         if len(candidate) < len(COPY_END_LINE) and COPY_END_LINE.startswith(candidate):
             return pos, None, candidate
-    terminator = data.find(b'\n' + COPY_END_LINE, pos)
+    terminator = _find_end_marker(data, pos)
     if terminator >= 0:
         return terminator + 1, terminator + 1 + len(COPY_END_LINE), b''
     last_newline = data.rfind(b'\n', pos)
     rest = data[last_newline + 1:] if last_newline >= 0 else None
     return len(data), None, rest if rest is not None and COPY_END_LINE.startswith(rest) else None
+
+
+def _find_end_marker(data, pos):
+    """Where b'\\n\\.\\n' first starts in data[pos:], or -1. COPY data holds few backslashes (each one
+    in a value is written doubled), so the marker's backslash is looked for with memchr, ten times
+    faster than bytes.find's search for the four bytes; data full of backslashes gets that search."""
+    backslash = data.find(b'\\', pos + 1)
+    for _probe in range(BACKSLASH_PROBES):
+        if backslash < 0:
+            return -1
+        if data[backslash - 1] == 10 and data[backslash + 1:backslash + 3] == b'.\n':
+            return backslash - 1
+        backslash = data.find(b'\\', backslash + 1)
+    return data.find(b'\n' + COPY_END_LINE, backslash - 1) if backslash >= 0 else -1
+
+
+def count_lines(data, start, end):
+    """The newlines in data[start:end]. bytes.count looks at every byte (1 GB/s here); rows of vectors
+    are kilobytes long, so finding each newline with memchr is several times faster. Short lines
+    are left to bytes.count after a few probes."""
+    count = 0
+    newline = data.find(b'\n', start, end)
+    while newline >= 0:
+        count += 1
+        if count == NEWLINE_PROBES:
+            return count + data.count(b'\n', newline + 1, end)
+        newline = data.find(b'\n', newline + 1, end)
+    return count
 
 
 class DumpInspector:
@@ -113,7 +145,7 @@ class DumpInspector:
     def _copy_data(self, data, pos):
         """Count rows from data[pos:]; returns where the COPY data ended, or len(data)."""
         rows_end, stop, self._partial = find_copy_end(data, pos, self._partial)
-        self.tables[self._table] += data.count(b'\n', pos, rows_end)
+        self.tables[self._table] += count_lines(data, pos, rows_end)
         if stop is None:
             return len(data)
         self._finish_copy()

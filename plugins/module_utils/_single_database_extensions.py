@@ -25,6 +25,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump
     ENTRY_HEADER,
     LINE_KEEP,
     PREAMBLE_PREFIXES,
+    count_lines,
     find_copy_end,
     parse_copy_target,
 )
@@ -252,7 +253,7 @@ class DivertedEntries:
         """Where the current COPY data ends in data[pos:] (just after its "\\." line), or len(data)."""
         rows_end, stop, self._copy_partial = find_copy_end(data, pos, self._copy_partial)
         if self._divert:
-            self.tables[self._copy] += data.count(b'\n', pos, rows_end)
+            self.tables[self._copy] += count_lines(data, pos, rows_end)
         if stop is None:
             return len(data)
         self._copy = None

@@ -2,7 +2,11 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump_stream import (
+    BACKSLASH_PROBES,
     DumpInspector,
+    NEWLINE_PROBES,
+    _find_end_marker,
+    count_lines,
     parse_copy_target,
 )
 
@@ -51,6 +55,52 @@ def test_any_chunking_gives_the_same_counts(cuts):
     bounds = [0] + sorted(cuts) + [len(DUMP)]
     inspector = _inspect([DUMP[a:b] for a, b in zip(bounds, bounds[1:])])
     assert inspector.tables == EXPECTED
+    assert inspector.complete
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(min_size=0, max_size=300).map(lambda raw: bytes(b'\\\n.x'[byte % 4] for byte in raw)),
+       st.integers(min_value=0, max_value=300))
+def test_the_end_marker_is_found_where_a_plain_search_finds_it(data, pos):
+    # Made of backslashes, newlines and dots: the probes and the fallback past them both run.
+    assert _find_end_marker(data, pos) == data.find(b'\n\\.\n', pos)
+
+
+@pytest.mark.parametrize('decoys', range(BACKSLASH_PROBES - 2, BACKSLASH_PROBES + 3))
+@pytest.mark.parametrize('pos', [0, 1, 3])
+def test_the_end_marker_after_as_many_backslashes_as_probes(decoys, pos):
+    # The marker's backslash is the last probed one, the first left to the plain search, or one past it.
+    data = b'\\.' + b'x\\' * decoys + b'\n\\.\n' + b'\n\\.\n'
+    assert _find_end_marker(data, pos) == data.find(b'\n\\.\n', pos) == 2 + 2 * decoys
+
+
+@pytest.mark.parametrize('data, pos, expected', [
+    (b'\n\\.\n', 0, 0), (b'ab\n\\.\n', 2, 2), (b'ab\n\\.\n', 3, -1), (b'\\.\n', 0, -1), (b'a\n\\.', 0, -1)])
+def test_the_end_marker_at_the_edges(data, pos, expected):
+    assert _find_end_marker(data, pos) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=40), max_size=3 * NEWLINE_PROBES),
+       st.integers(min_value=0, max_value=50), st.integers(min_value=0, max_value=50))
+def test_count_lines_counts_as_bytes_count(line_lengths, start, cut):
+    # Fewer lines than the probes, and more: the count left to bytes.count starts where the probes stopped.
+    data = b''.join(b'x' * length + b'\n' for length in line_lengths)
+    end = max(start, len(data) - cut)
+    assert count_lines(data, start, end) == data.count(b'\n', start, end)
+
+
+@pytest.mark.parametrize('lines', [NEWLINE_PROBES - 1, NEWLINE_PROBES, NEWLINE_PROBES + 1, 3 * NEWLINE_PROBES])
+def test_count_lines_around_the_probes(lines):
+    data = b'row\n' * lines + b'unfinished'
+    assert count_lines(data, 0, len(data)) == lines
+    assert count_lines(data, 4, len(data) - 1) == lines - 1
+
+
+def test_a_block_with_more_backslashes_than_probes_still_ends_at_its_marker():
+    rows = b''.join(b'%d\tescaped \\\\ backslash\n' % number for number in range(BACKSLASH_PROBES * 3))
+    inspector = _inspect([DUMP.replace(b'4\ttab\\there\\nnewline\n', b'4\ttab\\there\\nnewline\n' + rows)])
+    assert inspector.tables == dict(EXPECTED, **{'public.kb': 4 + BACKSLASH_PROBES * 3})
     assert inspector.complete
 
 
