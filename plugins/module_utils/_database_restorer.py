@@ -38,6 +38,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._erro
     VerificationError,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._gpg import Passphrase
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._in_thread import InThread
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._parallel_copy import (
     CopyHelper,
     CopySharing,
@@ -298,36 +299,22 @@ class DatabaseRestorer:
         """Each session's (constraints, indexes) scripts, one after the other, in a session of its own; all sessions
         at once. ``after_constraints()`` runs once every session's constraints were built (never when one failed).
         The first failure is raised once all ended."""
-        errors = []
         waiting = [sum(1 for constraints, _indexes in sessions if constraints)]
         lock = threading.Lock()
 
-        def constraints_built():
-            with lock:
-                waiting[0] -= 1
-                if waiting[0] == 0:
-                    after_constraints()
-
-        def run(constraints, indexes):
-            try:
-                if constraints:
-                    self._psql(self.target.copy(), name, backup, [constraints.encode('utf-8')], options)
-                    constraints_built()
-                if indexes:
-                    self._psql(self.target.copy(), name, backup, [indexes.encode('utf-8')], options)
-            except Exception as exc:  # pylint: disable=broad-except
+        def build(constraints, indexes):
+            if constraints:
+                self._psql(self.target.copy(), name, backup, [constraints.encode('utf-8')], options)
                 with lock:
-                    errors.append(exc)
+                    waiting[0] -= 1
+                    if not waiting[0]:
+                        after_constraints()
+            if indexes:
+                self._psql(self.target.copy(), name, backup, [indexes.encode('utf-8')], options)
 
         if not waiting[0]:
             after_constraints()
-        threads = [threading.Thread(target=run, args=scripts, daemon=True) for scripts in sessions]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        if errors:
-            raise errors[0]
+        all_ended([InThread(build, *scripts) for scripts in sessions])
 
     @staticmethod
     def _psql(target, name, backup, chunks, options, bulk=False):
@@ -357,8 +344,7 @@ class DatabaseRestorer:
         """The entries ``diverter`` took out of the load, in database ``name``, in one transaction; then their
         tables' rows are counted against the stream's."""
         returncode, _output, stderr = self.target.feed(
-            'psql', ['--dbname', name, '--no-psqlrc', '--quiet', '--set', 'ON_ERROR_STOP=1', '--single-transaction',
-                     '--file', '-'], diverter.script_chunks())
+            'psql', PSQL_LOAD_ARGS + ['--single-transaction', '--file', '-', '--dbname', name], diverter.script_chunks())
         if returncode != 0:
             raise load_failed('%s in database %s' % (', '.join(diverter.found) or 'the diverted entries', name),
                               returncode, stderr)
@@ -441,51 +427,17 @@ class DatabaseRestorer:
         return dict(done, **findings)
 
 
-class InThread:
-    """``call(*args)`` started in a thread of its own; ``result()`` waits for it and raises its failure."""
-
-    def __init__(self, call, *args):
-        self._outcome = {}
-        self._thread = threading.Thread(target=self._run, args=(call,) + args, daemon=True)
-        self._thread.start()
-
-    def _run(self, call, *args):
-        try:
-            self._outcome['value'] = call(*args)
-        except BaseException as exc:  # pylint: disable=broad-except
-            self._outcome['error'] = exc
-
-    def join(self):
-        self._thread.join()
-
-    def result(self):
-        self._thread.join()
-        if 'error' in self._outcome:
-            raise self._outcome['error']
-        return self._outcome.get('value')
-
-
 def at_once(target, calls):
     """``call(target)`` for each call, each in a thread with a target (and Docker client) of its own;
     returns their results in order, or raises the first failure in order once all ended."""
-    results = [None] * len(calls)
-    errors = [None] * len(calls)
+    return all_ended([InThread(call, target.copy()) for call in calls])
 
-    def run(number, call):
-        try:
-            results[number] = call(target.copy())
-        except BaseException as exc:  # pylint: disable=broad-except
-            errors[number] = exc
 
-    threads = [threading.Thread(target=run, args=item, daemon=True) for item in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for error in errors:
-        if error is not None:
-            raise error
-    return results
+def all_ended(runs):
+    """The results of InThread ``runs`` in order once all ended; the first failure in order is raised."""
+    for run in runs:
+        run.join()
+    return [run.result() for run in runs]
 
 
 def _verify_row_counts(target, name, tables):

@@ -19,13 +19,13 @@ helpers end before any post-data statement runs.
 from __future__ import annotations
 
 import queue
-import threading
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump_stream import (
     COPY_END_LINE,
     find_copy_end,
     parse_copy_target,
 )
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._in_thread import InThread
 
 # Below this, a block is loaded by the first session alone: a helper's start costs more than it saves.
 SHARE_AFTER = 8 << 20
@@ -46,9 +46,7 @@ class CopyHelper:
 
     def __init__(self, stream, first, feed):
         self._queue = queue.Queue(HELPER_QUEUE)
-        self._outcome = {}
-        self._thread = threading.Thread(target=self._run, args=(stream, first, feed), daemon=True)
-        self._thread.start()
+        self._feeding = InThread(feed, stream, self._pieces(first))
 
     def _pieces(self, first):
         yield first
@@ -58,15 +56,9 @@ class CopyHelper:
                 return
             yield piece
 
-    def _run(self, stream, first, feed):
-        try:
-            self._outcome['result'] = feed(stream, self._pieces(first))
-        except BaseException as exc:  # pylint: disable=broad-except
-            self._outcome['error'] = exc
-
     def put(self, piece):
         """Queue ``piece`` (None: the end of the input); HelperEnded when the session no longer reads."""
-        while self._thread.is_alive():
+        while self._feeding.running():
             try:
                 self._queue.put(piece, timeout=PUT_POLL)
                 return
@@ -76,14 +68,11 @@ class CopyHelper:
 
     def result(self):
         """Wait for the session: (rc, output, stderr); raises what went wrong on the way."""
-        self._thread.join()
-        if 'error' in self._outcome:
-            raise self._outcome['error']
-        return self._outcome['result']
+        return self._feeding.result()
 
     def abort(self):
         """End the session's input now and wait for it."""
-        while self._thread.is_alive():
+        while self._feeding.running():
             try:
                 self._queue.put_nowait(None)
             except queue.Full:
@@ -91,7 +80,7 @@ class CopyHelper:
                     self._queue.get_nowait()  # make room: what it holds back does not matter now
                 except queue.Empty:
                     pass
-            self._thread.join(PUT_POLL)
+            self._feeding.join(PUT_POLL)
 
 
 class _Block:

@@ -39,7 +39,7 @@ import time
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import DirectoryLock, directory_in_use
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import DATA_CHECKS, InThread, LoadSettings
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import DATA_CHECKS, LoadSettings
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump import check_superuser
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
     ConfigError,
@@ -50,6 +50,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._glob
     RolesScript,
     apply_roles_script,
 )
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._in_thread import InThread
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_components import (
     FILE_COMPONENTS,
     RestorePointParts,
