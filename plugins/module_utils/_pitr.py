@@ -521,7 +521,9 @@ class ReceiverContainer:
         """Remove the container when it exists; returns whether it did."""
         if self.inspect() is None:
             return False
-        api_call('remove the receiver container %s' % self.name, self.api.remove_container, self.name, force=True)
+        # v=True: the image's VOLUME (the data directory) gave it an anonymous volume that would stay behind.
+        api_call('remove the receiver container %s' % self.name, self.api.remove_container, self.name, force=True,
+                 v=True)
         return True
 
     def log_tail(self):

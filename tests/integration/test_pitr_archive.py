@@ -265,10 +265,15 @@ def test_absent_removes_receiver_and_slot_and_keeps_the_archive(pitr, run_module
     check = run_module("pitr_archive", args, check=True)
     assert check["changes"] == ["remove receiver container %s" % pitr["receiver"], "drop replication slot %s" % SLOT]
     assert _receiver(docker_client, pitr["receiver"]) is not None and _slot(stack) is not None
+    # The DB image declares the data directory a VOLUME, so the receiver has an anonymous volume of its own.
+    anonymous = [mount["Name"] for mount in _receiver(docker_client, pitr["receiver"])["Mounts"]
+                 if mount["Type"] == "volume"]
+    assert anonymous
     result = run_module("pitr_archive", args)
     assert not result.get("failed"), result.get("msg")
     assert result["changed"] is True
     assert _receiver(docker_client, pitr["receiver"]) is None
+    assert not [name for name in anonymous if testbed._run(["docker", "volume", "inspect", name]).returncode == 0]
     assert _slot(stack) is None
     assert set(wal_before) <= set(_wal_files(pitr["backup_dir"]))
     assert (pitr["backup_dir"] / "pitr" / ".pgpass").exists()
@@ -322,7 +327,8 @@ def test_role_turns_archiving_on_and_a_second_run_changes_nothing(pitr, run_play
         changed, status = _role_run(run_playbook, play, variables)
         assert changed > 0 and status == "changed"
         assert _slot(stack) == ("physical", "t")
-        assert _receiver(docker_client, pitr["receiver"])["Mounts"][0]["Source"] == str(managed / "backups" / "pitr")
+        mounts = {mount["Destination"]: mount for mount in _receiver(docker_client, pitr["receiver"])["Mounts"]}
+        assert mounts["/pitr"]["Source"] == str(managed / "backups" / "pitr")
         changed, status = _role_run(run_playbook, play, variables, check=True)
         assert (changed, status) == (0, "ok")
         changed, status = _role_run(run_playbook, play, variables)
@@ -336,4 +342,4 @@ def test_role_turns_archiving_on_and_a_second_run_changes_nothing(pitr, run_play
         metrics = (managed / "node-exporter" / "supabase_backup.prom").read_text()
         assert 'supabase_backup_pitr_receiver_up{kind="pitr",operation="archive"} 1' in metrics
     finally:
-        testbed._run(["docker", "rm", "-f", pitr["receiver"]])
+        testbed._run(["docker", "rm", "-f", "-v", pitr["receiver"]])
