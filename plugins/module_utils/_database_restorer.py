@@ -49,6 +49,10 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._sql 
 
 # The checks of the data alone: the post-data section (indexes, constraints) does not change what they see.
 DATA_CHECKS = ('row_counts', 'extensions')
+# The exact half of the vector search, a check of the data too unless the section changes what a query sees.
+EXACT_SEARCH = 'exact_search'
+# pgvector's highest ivfflat.probes; a scan takes at most the index's lists, so this makes it search them all.
+IVFFLAT_MAX_PROBES = 32768
 PSQL_LOAD_ARGS = ['--no-psqlrc', '--quiet', '--set', 'ON_ERROR_STOP=1']
 MEMORY_SETTING = re.compile(r'^([0-9]+)(kB|MB|GB|TB)?$')
 MEMORY_UNITS = {None: 1 << 10, 'kB': 1 << 10, 'MB': 1 << 20, 'GB': 1 << 30, 'TB': 1 << 40}
@@ -215,9 +219,9 @@ class DatabaseRestorer:
         read and run before any post-data statement, so a damaged backup fails here. The load is
         not one transaction: on any failure the caller drops the database. A ``diverter``
         (_single_database_extensions.DivertedEntries) takes its entries out of what is loaded.
-        ``beside_post_data(findings)`` runs in a thread of its own while the post-data section is built
-        (checks of the data, which that section does not change); its failure is raised after that. A section
-        holding anything that may change rows (planted DML, a function call) has it run after the section.
+        ``beside_post_data(findings, checks)`` runs in a thread of its own while the post-data section is built
+        (``checks``: those of the data that the section does not change); its failure is raised after that. A
+        section holding anything that may change rows (planted DML, a function call) has it run after the section.
         """
         began = time.monotonic()
         memory, cpus = database_resources(self.target)
@@ -256,7 +260,8 @@ class DatabaseRestorer:
         def check_beside():
             # Once every constraint is built: building one locks its table against the checks' reads too.
             if beside_post_data is not None and plan.keeps_rows:
-                beside.append(InThread(beside_post_data, findings))
+                exact = (EXACT_SEARCH,) if plan.keeps_reads_of('public.' + VECTOR_TABLE) else ()
+                beside.append(InThread(beside_post_data, findings, DATA_CHECKS + exact))
 
         try:
             if plan is not None:
@@ -272,7 +277,7 @@ class DatabaseRestorer:
         if beside:
             beside[0].result()
         elif beside_post_data is not None:
-            beside_post_data(findings)
+            beside_post_data(findings, DATA_CHECKS + (EXACT_SEARCH,))
         findings['load'] = {'transport': transport, 'not_piped': not_piped, 'rows_shared': sharing.shared_blocks,
                             'sessions': sessions if plan is not None else 1, 'maintenance_work_mem': '%dkB' % memory_kb,
                             'max_parallel_maintenance_workers': workers,
@@ -404,9 +409,11 @@ class DatabaseRestorer:
         """Compare the restored database with what the backup holds; returns the findings.
 
         The checks are independent, so each runs in a session of its own, all at once; the first
-        failure (in the order row counts, indexes, extensions, vector search) is raised once all ended.
+        failure (in the order row counts, extensions, indexes and vector search) is raised once all ended.
         What ``diverter`` took out of the load (its tables, its extensions) is left out here. ``only`` names
-        the checks to run (default: all); ``done`` holds the findings of checks run before, not run again.
+        checks of the data alone to run (DATA_CHECKS, and EXACT_SEARCH where the post-data section keeps what
+        a query of the vector table sees), which return their findings as they are; ``done`` holds the
+        findings of checks run before, not run again.
         """
         manifest = expected.get('manifest') or {}
         tables = expected['tables']
@@ -415,16 +422,27 @@ class DatabaseRestorer:
             tables = dict((table, rows) for table, rows in tables.items() if table not in diverter.tables)
             extensions = dict((extension, version) for extension, version in extensions.items()
                               if extension not in diverter.found)
-        checks = (
-            ('row_counts', lambda target: _verify_row_counts(target, name, tables)),
-            ('indexes', lambda target: _verify_indexes(target, name, expected['indexes'])),
-            ('extensions', lambda target: _verify_extensions(target, name, extensions)),
-            ('vector_search', lambda target: _verify_vector_search(target, name)),
-        )
+        checks = {
+            'row_counts': lambda target: _verify_row_counts(target, name, tables),
+            'extensions': lambda target: _verify_extensions(target, name, extensions),
+            EXACT_SEARCH: lambda target: _exact_vector_search(target, name),
+        }
         done = done or {}
-        checks = [(key, check) for key, check in checks if key not in done and (only is None or key in only)]
-        findings = dict(zip([key for key, _check in checks], at_once(self.target, [check for _key, check in checks])))
-        return dict(done, **findings)
+        if only is not None:
+            keys = [key for key in only if key not in done]
+            return dict(done, **dict(zip(keys, at_once(self.target, [checks[key] for key in keys]))))
+
+        def indexes_and_search(target):
+            # One session once the indexes are built; the exact search first when it did not run beside them.
+            exact = done[EXACT_SEARCH] if EXACT_SEARCH in done else _exact_vector_search(target, name)
+            return _verify_indexes_and_search(target, name, expected['indexes'], exact)
+
+        keys = [key for key in DATA_CHECKS if key not in done]
+        results = at_once(self.target, [checks[key] for key in keys] + [indexes_and_search])
+        findings = dict(done, **dict(zip(keys, results)))
+        findings['indexes'], findings['vector_search'] = results[-1]
+        findings.pop(EXACT_SEARCH, None)
+        return findings
 
 
 def at_once(target, calls):
@@ -455,22 +473,6 @@ def _verify_row_counts(target, name, tables):
     return actual
 
 
-def _verify_indexes(target, name, expected):
-    rows = target.query(
-        "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname), "
-        "i.indisvalid AND i.indisready FROM pg_catalog.pg_index i "
-        "JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
-        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')", db=name)
-    present = dict((index, valid == 't') for index, valid in rows)
-    missing = [index for index in expected if index not in present]
-    invalid = sorted(index for index, valid in present.items() if not valid)
-    if missing or invalid:
-        raise VerificationError('indexes of the backup are missing or invalid after the restore: %s'
-                                % ', '.join((missing + invalid)[:10]), missing=missing, invalid=invalid)
-    return sorted(present)
-
-
 def _verify_extensions(target, name, expected):
     installed = dict(target.query('SELECT extname, extversion FROM pg_catalog.pg_extension', db=name))
     missing = sorted(set(expected) - set(installed))
@@ -479,41 +481,65 @@ def _verify_extensions(target, name, expected):
     return installed
 
 
-def _verify_vector_search(target, name):
-    """Nearest neighbours through match_knowledge equal exact search, and a stored vector finds itself.
-
-    A rebuilt IVFFlat index samples differently, so approximate results may legitimately differ
-    from before the restore; with probes equal to lists (and with index scans off) the search is exact.
+def _exact_vector_search(target, name):
+    """The nearest neighbours of a stored vector through match_knowledge, with index scans off: an exact
+    search, which needs no index (so it may run while the indexes are built). Returns the findings of a
+    search that cannot run ({'checked': False, 'reason': ...}), else the neighbours and the vector's own id.
     """
-    # Whether the search can run, and the lists of the table's IVFFlat index (1 without one), at once.
     usable = target.query(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
-        "WHERE n.nspname = 'public' AND p.proname = %(function)s) AND pg_catalog.to_regclass(%(table)s) IS NOT NULL, "
-        "coalesce((SELECT coalesce((SELECT substring(opt FROM 'lists=([0-9]+)') FROM pg_catalog.unnest(c.reloptions) opt "
-        "WHERE opt LIKE 'lists=%%'), '100') FROM pg_catalog.pg_index i "
-        "JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid JOIN pg_catalog.pg_am am ON am.oid = c.relam "
-        "WHERE am.amname = 'ivfflat' AND i.indrelid = pg_catalog.to_regclass(%(table)s) LIMIT 1), '1')"
-        % {'function': quote_literal(VECTOR_FUNCTION), 'table': quote_literal('public.' + VECTOR_TABLE)}, db=name)
+        "WHERE n.nspname = 'public' AND p.proname = %s) AND pg_catalog.to_regclass(%s) IS NOT NULL"
+        % (quote_literal(VECTOR_FUNCTION), quote_literal('public.' + VECTOR_TABLE)), db=name)
     if not usable or usable[0][0] != 't':
         return {'checked': False, 'reason': 'no public.%s function or %s table' % (VECTOR_FUNCTION, VECTOR_TABLE)}
-    probes = int(usable[0][1])
+    # The stored vector's own id comes with the search.
+    own = ', (SELECT id FROM public.%s WHERE %s IS NOT NULL ORDER BY id LIMIT 1)' % (VECTOR_TABLE, VECTOR_COLUMN)
+    rows = target.query('SET enable_indexscan = off; SET enable_bitmapscan = off; ' + _search_sql(own), db=name)
+    if not rows:
+        return {'checked': False, 'reason': '%s holds no vectors' % VECTOR_TABLE}
+    return {'checked': True, 'exact': [_as_id(row[0]) for row in rows], 'own': _as_id(rows[0][1])}
+
+
+def _search_sql(extra_columns=''):
     probe = ('(SELECT %(column)s FROM public.%(table)s WHERE %(column)s IS NOT NULL ORDER BY id LIMIT 1)'
              % {'column': VECTOR_COLUMN, 'table': VECTOR_TABLE})
-    search = 'SELECT id%%s FROM public.%s(%s, -1, %d)' % (VECTOR_FUNCTION, probe, VECTOR_NEIGHBOURS)
-    # The stored vector's own id comes with the exact search; the indexed one runs beside it.
-    own = ', (SELECT id FROM public.%s WHERE %s IS NOT NULL ORDER BY id LIMIT 1)' % (VECTOR_TABLE, VECTOR_COLUMN)
-    exact, indexed = at_once(target, [
-        lambda session: session.query('SET enable_indexscan = off; SET enable_bitmapscan = off; ' + search % own,
-                                      db=name),
-        lambda session: session.query('SET ivfflat.probes = %d; %s' % (probes, search % ''), db=name)])
-    if not exact:
-        return {'checked': False, 'reason': '%s holds no vectors' % VECTOR_TABLE}
-    exact_ids = [_as_id(row[0]) for row in exact]
-    indexed_ids = [_as_id(row[0]) for row in indexed]
-    if exact_ids[0] != _as_id(exact[0][1]) or sorted(indexed_ids) != sorted(exact_ids):
+    return 'SELECT id%s FROM public.%s(%s, -1, %d)' % (extra_columns, VECTOR_FUNCTION, probe, VECTOR_NEIGHBOURS)
+
+
+def _verify_indexes_and_search(target, name, expected, exact):
+    """Every index of the backup present and valid, and (when ``exact`` was checked) the same neighbours found
+    through the vector table's index as by the exact search; returns (the indexes, the search's findings).
+
+    One statement, so it takes one session: the index rows, then the search's. A rebuilt IVFFlat index samples
+    differently, so approximate results may legitimately differ from before the restore; with probes at
+    their most (pgvector takes at most the index's lists) the search is exact.
+    """
+    sql = ("SELECT 'index', pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname), "
+           "i.indisvalid AND i.indisready, CASE WHEN am.amname = 'ivfflat' AND i.indrelid = "
+           "pg_catalog.to_regclass(%(table)s) THEN coalesce((SELECT substring(opt FROM 'lists=([0-9]+)') "
+           "FROM pg_catalog.unnest(c.reloptions) opt WHERE opt LIKE 'lists=%%'), '100') END "
+           "FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
+           "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace JOIN pg_catalog.pg_am am ON am.oid = c.relam "
+           "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')"
+           % {'table': quote_literal('public.' + VECTOR_TABLE)})
+    if exact['checked']:
+        sql = 'SET ivfflat.probes = %d; %s UNION ALL SELECT \'match\', id::text, NULL, NULL FROM (%s) search' % (
+            IVFFLAT_MAX_PROBES, sql, _search_sql())
+    rows = target.query(sql, db=name)
+    present = dict((row[1], row[2] == 't') for row in rows if row[0] == 'index')
+    missing = [index for index in expected if index not in present]
+    invalid = sorted(index for index, valid in present.items() if not valid)
+    if missing or invalid:
+        raise VerificationError('indexes of the backup are missing or invalid after the restore: %s'
+                                % ', '.join((missing + invalid)[:10]), missing=missing, invalid=invalid)
+    if not exact['checked']:
+        return sorted(present), exact
+    indexed = [_as_id(row[1]) for row in rows if row[0] == 'match']
+    if exact['exact'][0] != exact['own'] or sorted(indexed) != sorted(exact['exact']):
         raise VerificationError('vector search through %s is wrong after the restore: exact %s, with the index %s'
-                                % (VECTOR_FUNCTION, exact_ids, indexed_ids))
-    return {'checked': True, 'neighbours': exact_ids, 'probes': probes}
+                                % (VECTOR_FUNCTION, exact['exact'], indexed))
+    lists = [int(row[3]) for row in rows if row[0] == 'index' and row[3]]
+    return sorted(present), {'checked': True, 'neighbours': exact['exact'], 'probes': lists[0] if lists else 1}
 
 
 def _as_id(text):

@@ -44,25 +44,40 @@ _ALTER_TABLE = re.compile(r'^ALTER TABLE ONLY (\S+)', re.MULTILINE)
 # What pg_dump writes in a post-data section, none of which adds, removes or moves a table's rows.
 # Anything else there (a DELETE, a function call, a REFRESH that may run one) can change the data.
 _NAME = r'(?:"(?:[^"]|"")*"|[^\s"])+'
+_TABLE_NAME = r'(?:"(?:[^"]|"")*"|[\w$.])+'
 _KEEPS_ROWS = re.compile(
     r'^(?:CREATE (?:UNIQUE )?INDEX |CREATE (?:CONSTRAINT )?TRIGGER |CREATE (?:OR REPLACE )?RULE |CREATE POLICY '
     r'|CREATE EVENT TRIGGER |CREATE PUBLICATION |ALTER PUBLICATION |COMMENT ON |GRANT |REVOKE |SET '
-    r'|ALTER DEFAULT PRIVILEGES |SELECT pg_catalog\.set_config\(|\\unrestrict |ALTER INDEX ' + _NAME + r' ATTACH PARTITION '
+    r'|ALTER DEFAULT PRIVILEGES |SELECT pg_catalog\.set_config\(|ALTER INDEX ' + _NAME + r' ATTACH PARTITION '
     r'|ALTER (?:EVENT TRIGGER|PUBLICATION) ' + _NAME + r' OWNER TO '
     r'|ALTER TABLE (?:ONLY )?' + _NAME + r'\s+(?:ADD CONSTRAINT|ENABLE ROW LEVEL SECURITY|FORCE ROW LEVEL SECURITY'
-    r'|REPLICA IDENTITY|CLUSTER ON|ENABLE (?:ALWAYS |REPLICA )?(?:TRIGGER|RULE)|DISABLE (?:TRIGGER|RULE)) )')
+    r'|REPLICA IDENTITY|CLUSTER ON|ENABLE (?:ALWAYS |REPLICA )?(?:TRIGGER|RULE)|DISABLE (?:TRIGGER|RULE))(?:\s|$))')
+_UNRESTRICT_LINE = re.compile(r'^\\unrestrict [^\n]*$', re.MULTILINE)
+# Of those, the ones that may change which rows a query of a table sees (for a login that is not a superuser).
+_CHANGES_READS = re.compile(r'^(?:CREATE POLICY\s|CREATE (?:OR REPLACE )?RULE\s|ALTER TABLE (?:ONLY )?' + _NAME +
+                            r'\s+(?:ENABLE|FORCE) ROW LEVEL SECURITY)')
+_READS_CHANGED_OF = re.compile(
+    r'^(?:CREATE POLICY ' + _NAME + r'\s+ON (?P<policy>' + _TABLE_NAME + r')(?:\s|$)'
+    r'|CREATE (?:OR REPLACE )?RULE ' + _NAME + r' AS\s+ON \w+ TO (?:ONLY )?(?P<rule>' + _TABLE_NAME + r')(?:\s|$)'
+    r'|ALTER TABLE (?:ONLY )?(?P<table>' + _TABLE_NAME + r')\s+(?:ENABLE|FORCE) ROW LEVEL SECURITY$)')
 
 
 class PostDataPlan:
     """``constraints`` and ``indexes``: [(cost, sql)] to spread over sessions; ``sequential``: SQL to run after them;
     ``keeps_rows``: whether every statement of the section is one that leaves the tables' rows as they are
-    (so the data can be checked while it runs)."""
+    (so the data can be checked while it runs); ``reads_changed``: the tables (as the dump names them) whose
+    rows a query may no longer all see after the section (row level security, policies); None among them: any."""
 
-    def __init__(self, constraints, indexes, sequential, keeps_rows=False):
+    def __init__(self, constraints, indexes, sequential, keeps_rows=False, reads_changed=frozenset([None])):
         self.constraints = constraints
         self.indexes = indexes
         self.sequential = sequential
         self.keeps_rows = keeps_rows
+        self.reads_changed = reads_changed
+
+    def keeps_reads_of(self, table):
+        """Whether a query of ``table`` run beside the section sees what it would see after it."""
+        return self.keeps_rows and None not in self.reads_changed and table not in self.reads_changed
 
     @property
     def parallel(self):
@@ -217,19 +232,26 @@ def split_post_data(data, row_counts=None):
         sequential.append(text[divert:end])
     if not parallel['CONSTRAINT'] and not parallel['INDEX']:
         return None
+    keeps_rows, reads_changed = _what_statements_keep(text, statement_ends)
     return PostDataPlan(parallel['CONSTRAINT'], parallel['INDEX'], ''.join(sequential),
-                        keeps_rows=_keeps_rows(text, statement_ends))
+                        keeps_rows=keeps_rows, reads_changed=reads_changed)
 
 
-def _keeps_rows(text, statement_ends):
-    """Whether every top-level statement of ``text`` is one of _KEEPS_ROWS (comments aside)."""
+def _what_statements_keep(text, statement_ends):
+    """(whether every top-level statement of ``text`` is one of _KEEPS_ROWS, the tables whose reads
+    _CHANGES_READS statements change: None for one whose table is not found), comments aside."""
+    reads_changed = set()
     begin = 0
     for end in statement_ends + [len(text)]:
-        statement = _strip_comments(text[begin:end])
+        # psql's \unrestrict line is no part of the statement that follows it, which must pass on its own.
+        statement = _strip_comments(_UNRESTRICT_LINE.sub('', text[begin:end]))
         begin = end + 1
         if statement and not _KEEPS_ROWS.match(statement):
-            return False
-    return True
+            return False, frozenset([None])
+        if statement and _CHANGES_READS.match(statement):
+            named = _READS_CHANGED_OF.match(statement)
+            reads_changed.add(named and (named.group('policy') or named.group('rule') or named.group('table')))
+    return True, frozenset(reads_changed)
 
 
 def _diverted_end(text, header, header_end, ends):

@@ -39,7 +39,7 @@ import time
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import DirectoryLock, directory_in_use
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import DATA_CHECKS, LoadSettings
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import LoadSettings
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump import check_superuser
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import (
     ConfigError,
@@ -501,12 +501,11 @@ class RestoreBackend(Backend):
         database.diverter = DivertedEntries(os.path.dirname(database.backup.path)) if database.divert else None
         early = {}
 
-        def beside_post_data(loaded_data):
+        def beside_post_data(loaded_data, checks):
             # The data is in: written out and checked while the indexes are built.
             if settings.writers_stop_at == 'swap':
                 settings.writers.flush_before_stop()
-            early.update(restorer.verify(database.scratch, expected or loaded_data, database.diverter,
-                                         only=DATA_CHECKS))
+            early.update(restorer.verify(database.scratch, expected or loaded_data, database.diverter, only=checks))
 
         loaded = restorer.load(database.scratch, database.backup, database.diverter, beside_post_data)
         if settings.writers_stop_at == 'swap':

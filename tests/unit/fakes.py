@@ -359,8 +359,9 @@ class FakeServer:
                     raise SqlError('ERROR:  relation "%s" does not exist' % table)
                 rows.append([number, database.tables[table]])
             return rows
-        if 'i.indisvalid AND i.indisready' in sql:
-            return [[index, 't'] for index in database.indexes]
+        if sql.startswith("SELECT 'index', ") and 'i.indisvalid AND i.indisready' in sql:
+            # Tag, index, valid, lists of the vector table's IVFFlat index (empty: another index).
+            return [['index', index, 't', ''] for index in database.indexes]
         match = re.match(r"^SELECT EXISTS \(SELECT 1 FROM pg_catalog\.pg_available_extensions WHERE name = %s\), "
                          r"coalesce\(pg_catalog\.current_setting\(%s, true\), ''\)$" % (LITERAL, LITERAL), sql)
         if match:
@@ -368,8 +369,6 @@ class FakeServer:
                      self.server_settings.get(_literal(match.group(2)), '')]]
         if sql == 'SELECT extname, extversion FROM pg_catalog.pg_extension':
             return sorted(database.extensions.items())
-        if "am.amname = 'ivfflat'" in sql:
-            return []
         if sql.startswith('SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc'):
             return [['f']]  # no match_knowledge: the vector check reports itself skipped
         if sql.startswith("SELECT 'extension', extname, extversion"):

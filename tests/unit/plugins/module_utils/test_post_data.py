@@ -97,6 +97,34 @@ def test_pg_dumps_own_post_data_keeps_the_rows():
     assert splitter.plan.keeps_rows is True
 
 
+def test_a_section_without_row_security_keeps_what_queries_see():
+    _inspector, splitter, _first = _split(DUMP, 1 << 20)
+    assert splitter.plan.keeps_reads_of('public.kb') is True
+
+
+@pytest.mark.parametrize('planted, table', [
+    (b'ALTER TABLE public."Weird ""kb"""\n    ENABLE ROW LEVEL SECURITY;\n', 'public."Weird ""kb"""'),
+    (b'ALTER TABLE ONLY public.kb FORCE ROW LEVEL SECURITY;\n', 'public.kb'),
+    (b'CREATE POLICY "own rows" ON public.kb FOR SELECT USING (false);\n', 'public.kb'),
+    (b'CREATE RULE r AS\n    ON INSERT TO public.kb DO INSTEAD NOTHING;\n', 'public.kb'),
+    (b'CREATE POLICY own ON public.kb;\n', 'public.kb'),
+    (b'CREATE POLICY own ON /* hidden */ public.kb;\n', None),
+])
+def test_row_security_in_post_data_changes_what_queries_of_its_table_see(planted, table):
+    """Policies and row level security keep the rows but may hide some from a query of their table: one run
+    beside the section cannot be compared with one run after it. Where the table is not found, no table's."""
+    end = b'--\n-- PostgreSQL database dump complete'
+    entry = b'--\n-- Name: kb; Type: ROW SECURITY\n--\n\n' + planted + b'\n\n'
+    _inspector, splitter, _first = _split(DUMP.replace(end, entry + end), 1 << 20)
+    assert splitter.plan.keeps_rows is True
+    assert splitter.plan.reads_changed == frozenset([table])
+    assert splitter.plan.keeps_reads_of(table or 'public.kb') is False
+    assert splitter.plan.keeps_reads_of('public.other') is (table is not None)
+    # Rows changed as well: no query's reads are kept.
+    _inspector, splitter, _first = _split(DUMP.replace(end, entry + b'DELETE FROM public.kb;\n' + end), 1 << 20)
+    assert splitter.plan.keeps_rows is False and splitter.plan.keeps_reads_of('public.other') is False
+
+
 @pytest.mark.parametrize('planted', [
     b'DELETE FROM public.kb WHERE id % 2 = 0;\n',
     b'SELECT public.f();\n',
@@ -104,6 +132,7 @@ def test_pg_dumps_own_post_data_keeps_the_rows():
     b"CREATE INDEX kb_x ON public.kb USING btree (id); TRUNCATE public.kb;\n",
     b'    UPDATE public.kb SET body = NULL;\n',
     b'ALTER TABLE ONLY public.kb\n    RENAME TO gone;\n',
+    b'\\unrestrict KEY123\nDELETE FROM public.kb;\n',
 ])
 def test_anything_else_in_post_data_has_the_data_checked_after_it(planted):
     """A planted statement that may change rows, wherever it sits in the section (an entry of its own, the same
@@ -169,7 +198,7 @@ def test_the_data_checks_begin_once_the_constraints_are_built(tmp_path, monkeypa
     monkeypatch.setattr(DatabaseRestorer, '_psql', staticmethod(psql))
     target = SimpleNamespace(copy=lambda: target)
     findings = DatabaseRestorer(target, 'template1', '1GB').load(
-        'scratch', BackupFile(str(path)), beside_post_data=lambda loaded: checks_began.set())
+        'scratch', BackupFile(str(path)), beside_post_data=lambda loaded, checks: checks_began.set())
     assert sorted(scripts) == [('constraints', False), ('indexes', True), ('indexes', True)]
     assert findings['tables'] == {'public.kb': 2}
 
@@ -189,8 +218,36 @@ def test_a_failed_constraint_leaves_the_data_unchecked_and_is_raised(tmp_path, m
     target = SimpleNamespace(copy=lambda: target)
     with pytest.raises(CommandError, match='kb_pkey'):
         DatabaseRestorer(target, 'template1', '1GB').load('scratch', BackupFile(str(path)),
-                                                          beside_post_data=checked.append)
+                                                          beside_post_data=lambda loaded, checks: checked.append(1))
     assert checked == []
+
+
+@pytest.mark.parametrize('planted, beside', [
+    (b'', ('row_counts', 'extensions', 'exact_search')),
+    (b'CREATE POLICY own ON public.kb USING (false);\n', ('row_counts', 'extensions', 'exact_search')),
+    (b'CREATE POLICY own ON public.knowledge_base USING (false);\n', ('row_counts', 'extensions')),
+    (b'ALTER TABLE public.knowledge_base FORCE ROW LEVEL SECURITY;\n', ('row_counts', 'extensions')),
+])
+def test_the_exact_vector_search_runs_beside_the_section_unless_it_hides_rows_of_the_vector_table(
+        tmp_path, monkeypatch, planted, beside):
+    """The exact search would be compared with the indexed one run after the section: a policy or row level
+    security on the vector table in between could make them differ."""
+    end = b'--\n-- PostgreSQL database dump complete'
+    dump = DUMP.replace(b'CREATE TABLE', b'-- %s\nCREATE TABLE' % (b'-' * START_BYTES), 1)
+    path = tmp_path / 'supabase_backup_20260101_000000.sql.gz'
+    path.write_bytes(gzip.compress(dump.replace(end, planted + b'\n' + end)))
+    checked = []
+    monkeypatch.setattr(_database_restorer, 'database_resources', lambda target: (8 << 30, 2))
+
+    def psql(_target, _name, _backup, chunks, _options, bulk=False):
+        b''.join(chunks)
+        return ('pipe', None) if bulk else (None, None)
+
+    monkeypatch.setattr(DatabaseRestorer, '_psql', staticmethod(psql))
+    target = SimpleNamespace(copy=lambda: target)
+    DatabaseRestorer(target, 'template1', '1GB').load('scratch', BackupFile(str(path)),
+                                                      beside_post_data=lambda loaded, checks: checked.append(checks))
+    assert checked == [beside]
 
 
 def test_on_end_runs_before_post_data_is_released_and_can_stop_it():
