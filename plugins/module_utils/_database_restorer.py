@@ -49,8 +49,10 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._sql 
 
 # The checks of the data alone: the post-data section (indexes, constraints) does not change what they see.
 DATA_CHECKS = ('row_counts', 'extensions')
-# The exact half of the vector search, a check of the data too unless the section changes what a query sees.
+# The exact half of the vector search, a check of the data too unless the section changes what a query sees;
+# else whether the search can run at all (its function and table: pre-data).
 EXACT_SEARCH = 'exact_search'
+SEARCH_USABLE = 'search_usable'
 # pgvector's highest ivfflat.probes; a scan takes at most the index's lists, so this makes it search them all.
 IVFFLAT_MAX_PROBES = 32768
 PSQL_LOAD_ARGS = ['--no-psqlrc', '--quiet', '--set', 'ON_ERROR_STOP=1']
@@ -260,8 +262,8 @@ class DatabaseRestorer:
         def check_beside():
             # Once every constraint is built: building one locks its table against the checks' reads too.
             if beside_post_data is not None and plan.keeps_rows:
-                exact = (EXACT_SEARCH,) if plan.keeps_reads_of('public.' + VECTOR_TABLE) else ()
-                beside.append(InThread(beside_post_data, findings, DATA_CHECKS + exact))
+                search = EXACT_SEARCH if plan.keeps_reads_of('public.' + VECTOR_TABLE) else SEARCH_USABLE
+                beside.append(InThread(beside_post_data, findings, DATA_CHECKS + (search,)))
 
         try:
             if plan is not None:
@@ -412,8 +414,8 @@ class DatabaseRestorer:
         failure (in the order row counts, extensions, indexes and vector search) is raised once all ended.
         What ``diverter`` took out of the load (its tables, its extensions) is left out here. ``only`` names
         checks of the data alone to run (DATA_CHECKS, and EXACT_SEARCH where the post-data section keeps what
-        a query of the vector table sees), which return their findings as they are; ``done`` holds the
-        findings of checks run before, not run again.
+        a query of the vector table sees, else SEARCH_USABLE), which return their findings as they are;
+        ``done`` holds the findings of checks run before, not run again.
         """
         manifest = expected.get('manifest') or {}
         tables = expected['tables']
@@ -426,6 +428,7 @@ class DatabaseRestorer:
             'row_counts': lambda target: _verify_row_counts(target, name, tables),
             'extensions': lambda target: _verify_extensions(target, name, extensions),
             EXACT_SEARCH: lambda target: _exact_vector_search(target, name),
+            SEARCH_USABLE: lambda target: _search_unusable(target, name),
         }
         done = done or {}
         if only is not None:
@@ -433,15 +436,27 @@ class DatabaseRestorer:
             return dict(done, **dict(zip(keys, at_once(self.target, [checks[key] for key in keys]))))
 
         def indexes_and_search(target):
-            # One session once the indexes are built; the exact search first when it did not run beside them.
-            exact = done[EXACT_SEARCH] if EXACT_SEARCH in done else _exact_vector_search(target, name)
-            return _verify_indexes_and_search(target, name, expected['indexes'], exact)
+            # Once the indexes are built: one session, and the exact search beside it when it did not run before.
+            exact = done.get(EXACT_SEARCH)
+            if exact is None:
+                reason = done[SEARCH_USABLE] if SEARCH_USABLE in done else _search_unusable(target, name)
+                if reason:
+                    exact = {'checked': False, 'reason': reason}
+            if exact is None:
+                (indexes, indexed, lists), exact = at_once(target, [
+                    lambda session: _indexes_and_indexed_search(session, name, expected['indexes'], True),
+                    lambda session: _exact_search(session, name)])
+            else:
+                indexes, indexed, lists = _indexes_and_indexed_search(
+                    target, name, expected['indexes'], exact['checked'])
+            return indexes, _judge_search(exact, indexed, lists)
 
         keys = [key for key in DATA_CHECKS if key not in done]
         results = at_once(self.target, [checks[key] for key in keys] + [indexes_and_search])
         findings = dict(done, **dict(zip(keys, results)))
         findings['indexes'], findings['vector_search'] = results[-1]
         findings.pop(EXACT_SEARCH, None)
+        findings.pop(SEARCH_USABLE, None)
         return findings
 
 
@@ -481,23 +496,32 @@ def _verify_extensions(target, name, expected):
     return installed
 
 
-def _exact_vector_search(target, name):
-    """The nearest neighbours of a stored vector through match_knowledge, with index scans off: an exact
-    search, which needs no index (so it may run while the indexes are built). Returns the findings of a
-    search that cannot run ({'checked': False, 'reason': ...}), else the neighbours and the vector's own id.
-    """
+def _search_unusable(target, name):
+    """Why the vector search cannot run in database ``name`` (no function or table), or ''."""
     usable = target.query(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
         "WHERE n.nspname = 'public' AND p.proname = %s) AND pg_catalog.to_regclass(%s) IS NOT NULL"
         % (quote_literal(VECTOR_FUNCTION), quote_literal('public.' + VECTOR_TABLE)), db=name)
     if not usable or usable[0][0] != 't':
-        return {'checked': False, 'reason': 'no public.%s function or %s table' % (VECTOR_FUNCTION, VECTOR_TABLE)}
-    # The stored vector's own id comes with the search.
+        return 'no public.%s function or %s table' % (VECTOR_FUNCTION, VECTOR_TABLE)
+    return ''
+
+
+def _exact_search(target, name):
+    """The nearest neighbours of a stored vector through match_knowledge with index scans off: an exact search,
+    which needs no index. Returns {'checked': True, 'exact': ids, 'own': the vector's own id}, or the findings of
+    a search that found nothing to search for."""
     own = ', (SELECT id FROM public.%s WHERE %s IS NOT NULL ORDER BY id LIMIT 1)' % (VECTOR_TABLE, VECTOR_COLUMN)
     rows = target.query('SET enable_indexscan = off; SET enable_bitmapscan = off; ' + _search_sql(own), db=name)
     if not rows:
         return {'checked': False, 'reason': '%s holds no vectors' % VECTOR_TABLE}
     return {'checked': True, 'exact': [_as_id(row[0]) for row in rows], 'own': _as_id(rows[0][1])}
+
+
+def _exact_vector_search(target, name):
+    """_exact_search where the search can run, else why not ({'checked': False, 'reason': ...})."""
+    reason = _search_unusable(target, name)
+    return {'checked': False, 'reason': reason} if reason else _exact_search(target, name)
 
 
 def _search_sql(extra_columns=''):
@@ -506,9 +530,9 @@ def _search_sql(extra_columns=''):
     return 'SELECT id%s FROM public.%s(%s, -1, %d)' % (extra_columns, VECTOR_FUNCTION, probe, VECTOR_NEIGHBOURS)
 
 
-def _verify_indexes_and_search(target, name, expected, exact):
-    """Every index of the backup present and valid, and (when ``exact`` was checked) the same neighbours found
-    through the vector table's index as by the exact search; returns (the indexes, the search's findings).
+def _indexes_and_indexed_search(target, name, expected, search):
+    """Every index of the backup present and valid; returns (the indexes, the neighbours found through the
+    vector table's index when ``search``, else None, the lists of its IVFFlat index or 1).
 
     One statement, so it takes one session: the index rows, then the search's. A rebuilt IVFFlat index samples
     differently, so approximate results may legitimately differ from before the restore; with probes at
@@ -522,7 +546,7 @@ def _verify_indexes_and_search(target, name, expected, exact):
            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace JOIN pg_catalog.pg_am am ON am.oid = c.relam "
            "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')"
            % {'table': quote_literal('public.' + VECTOR_TABLE)})
-    if exact['checked']:
+    if search:
         sql = 'SET ivfflat.probes = %d; %s UNION ALL SELECT \'match\', id::text, NULL, NULL FROM (%s) search' % (
             IVFFLAT_MAX_PROBES, sql, _search_sql())
     rows = target.query(sql, db=name)
@@ -532,14 +556,20 @@ def _verify_indexes_and_search(target, name, expected, exact):
     if missing or invalid:
         raise VerificationError('indexes of the backup are missing or invalid after the restore: %s'
                                 % ', '.join((missing + invalid)[:10]), missing=missing, invalid=invalid)
+    indexed = [_as_id(row[1]) for row in rows if row[0] == 'match'] if search else None
+    lists = [int(row[3]) for row in rows if row[0] == 'index' and row[3]]
+    return sorted(present), indexed, lists[0] if lists else 1
+
+
+def _judge_search(exact, indexed, lists):
+    """The vector search's findings: the same neighbours through the index as by the exact search, and the
+    stored vector first among them; a VerificationError otherwise."""
     if not exact['checked']:
-        return sorted(present), exact
-    indexed = [_as_id(row[1]) for row in rows if row[0] == 'match']
+        return exact
     if exact['exact'][0] != exact['own'] or sorted(indexed) != sorted(exact['exact']):
         raise VerificationError('vector search through %s is wrong after the restore: exact %s, with the index %s'
                                 % (VECTOR_FUNCTION, exact['exact'], indexed))
-    lists = [int(row[3]) for row in rows if row[0] == 'index' and row[3]]
-    return sorted(present), {'checked': True, 'neighbours': exact['exact'], 'probes': lists[0] if lists else 1}
+    return {'checked': True, 'neighbours': exact['exact'], 'probes': lists}
 
 
 def _as_id(text):

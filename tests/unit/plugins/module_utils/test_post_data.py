@@ -89,11 +89,13 @@ def test_indexes_and_constraints_go_parallel_foreign_keys_stay_in_order():
 
 
 def test_pg_dumps_own_post_data_keeps_the_rows():
-    """What pg_dump writes there (constraints, indexes, settings, the restrict pair's end) lets the data be checked
-    while it runs."""
-    _inspector, splitter, _first = _split(DUMP + b'--\n-- Name: kb; Type: ROW SECURITY\n--\n\n'
-                                          b'ALTER TABLE public."Weird ""kb"""\n    ENABLE ROW LEVEL SECURITY;\n'
-                                          b'GRANT ALL ON TABLE public.kb TO anon;\n', 1 << 20)
+    """What pg_dump writes there (constraints, indexes, settings, row security, grants, the restrict pair's end)
+    lets the data be checked while it runs."""
+    end = b'--\n-- PostgreSQL database dump complete'
+    entry = (b'--\n-- Name: kb; Type: ROW SECURITY\n--\n\n'
+             b'ALTER TABLE public."Weird ""kb"""\n    ENABLE ROW LEVEL SECURITY;\n'
+             b'GRANT ALL ON TABLE public.kb TO anon;\n\n')
+    _inspector, splitter, _first = _split(DUMP.replace(end, entry + end), 1 << 20)
     assert splitter.plan.keeps_rows is True
 
 
@@ -225,8 +227,8 @@ def test_a_failed_constraint_leaves_the_data_unchecked_and_is_raised(tmp_path, m
 @pytest.mark.parametrize('planted, beside', [
     (b'', ('row_counts', 'extensions', 'exact_search')),
     (b'CREATE POLICY own ON public.kb USING (false);\n', ('row_counts', 'extensions', 'exact_search')),
-    (b'CREATE POLICY own ON public.knowledge_base USING (false);\n', ('row_counts', 'extensions')),
-    (b'ALTER TABLE public.knowledge_base FORCE ROW LEVEL SECURITY;\n', ('row_counts', 'extensions')),
+    (b'CREATE POLICY own ON public.knowledge_base USING (false);\n', ('row_counts', 'extensions', 'search_usable')),
+    (b'ALTER TABLE public.knowledge_base FORCE ROW LEVEL SECURITY;\n', ('row_counts', 'extensions', 'search_usable')),
 ])
 def test_the_exact_vector_search_runs_beside_the_section_unless_it_hides_rows_of_the_vector_table(
         tmp_path, monkeypatch, planted, beside):

@@ -2,10 +2,10 @@
 
 import pytest
 
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils import _database_restorer
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import (
     EXACT_SEARCH,
     IVFFLAT_MAX_PROBES,
+    SEARCH_USABLE,
     DatabaseRestorer,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._errors import VerificationError
@@ -46,7 +46,11 @@ class Server:
 
 
 def _judge(server, exact=None):
-    return _database_restorer._verify_indexes_and_search(server, 'scratch', INDEXES, exact or EXACT)
+    """The checks after the builds, the exact search (``exact``) having run beside them."""
+    done = {'row_counts': {}, 'extensions': {}, EXACT_SEARCH: exact or EXACT}
+    findings = DatabaseRestorer(server, 'template1', '1GB').verify('scratch', {'tables': {}, 'indexes': INDEXES},
+                                                                   done=done)
+    return findings['indexes'], findings['vector_search']
 
 
 def test_the_same_neighbours_through_the_index_pass_and_report_the_lists():
@@ -98,6 +102,24 @@ def test_the_exact_search_run_beside_the_indexes_is_not_run_again():
     assert findings['vector_search'] == {'checked': True, 'neighbours': [7, 3, 9, 1, 4], 'probes': 100}
     assert EXACT_SEARCH not in findings
     assert not [sql for sql in server.queries if sql.startswith(('SET enable_indexscan', 'SELECT EXISTS'))]
+
+
+@pytest.mark.parametrize('reason', ['', 'no public.match_knowledge function or knowledge_base table'])
+def test_a_search_found_possible_beside_the_builds_runs_both_halves_after_them(reason):
+    """Where row security kept the exact search from running beside the builds, only whether the search can run
+    was checked there: after them its halves run at once, and the check is not run again."""
+    server = Server([('public.kb_pkey', 't', ''), ('public.kb_vec_idx', 't', '100')], matches=[4, 1, 9, 3, 7],
+                    exact_rows=[('7', '7'), ('3', '7'), ('9', '7'), ('1', '7'), ('4', '7')])
+    findings = DatabaseRestorer(server, 'template1', '1GB').verify(
+        'scratch', {'tables': {}, 'indexes': INDEXES}, done={'row_counts': {}, 'extensions': {}, SEARCH_USABLE: reason})
+    assert not [sql for sql in server.queries if sql.startswith('SELECT EXISTS')]
+    assert SEARCH_USABLE not in findings
+    if reason:
+        assert findings['vector_search'] == {'checked': False, 'reason': reason}
+        assert len(server.queries) == 1 and 'UNION ALL' not in server.queries[0]
+    else:
+        assert findings['vector_search'] == {'checked': True, 'neighbours': [7, 3, 9, 1, 4], 'probes': 100}
+        assert len(server.queries) == 2
 
 
 def test_without_a_search_beside_the_last_checks_run_it_first():
