@@ -607,8 +607,8 @@ def run_module(module: str, args: Optional[Mapping[str, Any]] = None, check: boo
     already have built in when it is the default stack.
 
     A one-task playbook registers the result (``ignore_errors: true``) and a
-    second task writes ``result | to_json`` to a file, so failures come back
-    as dicts too (``result['failed']``, ``result['msg']``). ``module`` may be
+    ``debug`` task shows it, which callback_plugins/registered_result.py writes to a
+    file, so failures come back as dicts too (``result['failed']``, ``result['msg']``). ``module`` may be
     a short name (prefixed with ``cortexreview.supabase_backup.``) or a FQCN.
     Args are tagged ``!unsafe`` (strings are never templated). Raises
     :class:`TestbedError` only when ansible-playbook produced no result.
@@ -632,17 +632,20 @@ def run_module(module: str, args: Optional[Mapping[str, Any]] = None, check: boo
       check_mode: {"true" if check else "false"}
       diff: {"true" if diff else "false"}
 
-    - name: Save the registered result
-      ansible.builtin.copy:
-        content: "{{{{ result | to_json }}}}"
-        dest: {json.dumps(str(out))}
-        mode: "0600"
-      check_mode: false
-      diff: false
+    - name: Show the registered result
+      ansible.builtin.debug:
+        var: result
 """, encoding="utf-8")
         inv = _local_inventory(workdir)
+        run_env = ansible_env(collections_path, env)
+        enabled = [name for name in run_env.get("ANSIBLE_CALLBACKS_ENABLED", "").split(",") if name]
+        run_env.update({
+            "CORTEXREVIEW_RESULT_FILE": str(out),
+            "ANSIBLE_CALLBACK_PLUGINS": str(Path(__file__).resolve().parent / "callback_plugins"),
+            "ANSIBLE_CALLBACKS_ENABLED": ",".join(enabled + ["registered_result"]),
+        })
         proc = _run([sys.executable, "-m", "ansible", "playbook", "-i", str(inv), str(playbook)],
-                    env=ansible_env(collections_path, env), cwd=workdir, timeout=timeout)
+                    env=run_env, cwd=workdir, timeout=timeout)
         if not out.exists():
             raise TestbedError(f"ansible-playbook produced no result for {fqcn(module)}",
                                returncode=proc.returncode, stdout=proc.stdout, stderr=proc.stderr)
