@@ -54,12 +54,12 @@ _KEEPS_ROWS = re.compile(
     r'|REPLICA IDENTITY|CLUSTER ON|ENABLE (?:ALWAYS |REPLICA )?(?:TRIGGER|RULE)|DISABLE (?:TRIGGER|RULE))(?:\s|$))')
 _UNRESTRICT_LINE = re.compile(r'^\\unrestrict [^\n]*$', re.MULTILINE)
 # Of those, the ones that may change which rows a query of a table sees (for a login that is not a superuser).
-_CHANGES_READS = re.compile(r'^(?:CREATE POLICY\s|CREATE (?:OR REPLACE )?RULE\s|ALTER TABLE (?:ONLY )?' + _NAME +
-                            r'\s+(?:ENABLE|FORCE) ROW LEVEL SECURITY)')
-_READS_CHANGED_OF = re.compile(
-    r'^(?:CREATE POLICY ' + _NAME + r'\s+ON (?P<policy>' + _TABLE_NAME + r')(?:\s|$)'
-    r'|CREATE (?:OR REPLACE )?RULE ' + _NAME + r' AS\s+ON \w+ TO (?:ONLY )?(?P<rule>' + _TABLE_NAME + r')(?:\s|$)'
-    r'|ALTER TABLE (?:ONLY )?(?P<table>' + _TABLE_NAME + r')\s+(?:ENABLE|FORCE) ROW LEVEL SECURITY$)')
+# Each names its table where the statement is written plainly enough to tell.
+_CHANGES_READS = re.compile(
+    r'^(?:CREATE POLICY\s(?:' + _NAME + r'\s+ON (?P<policy>' + _TABLE_NAME + r')(?:\s|$))?'
+    r'|CREATE (?:OR REPLACE )?RULE\s(?:' + _NAME + r' AS\s+ON \w+ TO (?:ONLY )?(?P<rule>' + _TABLE_NAME + r')(?:\s|$))?'
+    r'|ALTER TABLE (?:ONLY )?(?:(?P<table>' + _TABLE_NAME + r')\s+(?:ENABLE|FORCE) ROW LEVEL SECURITY$'
+    r'|' + _NAME + r'\s+(?:ENABLE|FORCE) ROW LEVEL SECURITY))')
 
 
 class PostDataPlan:
@@ -248,9 +248,10 @@ def _what_statements_keep(text, statement_ends):
         begin = end + 1
         if statement and not _KEEPS_ROWS.match(statement):
             return False, frozenset([None])
-        if statement and _CHANGES_READS.match(statement):
-            named = _READS_CHANGED_OF.match(statement)
-            reads_changed.add(named and (named.group('policy') or named.group('rule') or named.group('table')))
+        changes_reads = statement and _CHANGES_READS.match(statement)
+        if changes_reads:
+            reads_changed.add(changes_reads.group('policy') or changes_reads.group('rule')
+                              or changes_reads.group('table'))
     return True, frozenset(reads_changed)
 
 

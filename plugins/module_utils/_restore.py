@@ -37,7 +37,7 @@ import re
 import time
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backend import Backend
-from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import DirectoryLock, directory_in_use
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import DirectoryLock
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_kinds import LOGICAL
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._database_restorer import LoadSettings
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump import check_superuser
@@ -60,6 +60,7 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._rest
     RestoreJournal,
     journal_path,
     read_journal,
+    restore_running,
 )
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._single_database_extensions import (
     DivertedEntries,
@@ -167,8 +168,8 @@ class RestoreBackend(Backend):
         if self.check_mode:
             record = read_journal(journal_file)
             if record is not None:
-                # A record whose restore still runs (it holds the directory) is no dead run's.
-                record = dict(record, running=directory_in_use(directory))
+                # A record whose restore still runs is no dead run's.
+                record = dict(record, running=restore_running(record, directory))
             plan = self._plan(parts, backup, stamp, restorer, file_restorers, record, started)
             plan['restore_point'] = restore_point
             return plan
@@ -321,7 +322,7 @@ class RestoreBackend(Backend):
         if parts.not_in_backup:
             message += '; not in the backup: %s' % ', '.join(parts.not_in_backup)
         if interrupted and interrupted['running']:
-            message += '; a restore of %s (%s) or another run still holds the directory' % (
+            message += '; the restore of %s that started at %s still runs' % (
                 interrupted.get('src'), interrupted.get('started_at'))
         elif interrupted:
             message += '; first finish the interrupted restore of %s (%s)' % (

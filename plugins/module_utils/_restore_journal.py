@@ -22,6 +22,7 @@ import os
 import re
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._backup_files import (
+    directory_in_use,
     storage_error,
     write_file_atomically,
 )
@@ -93,7 +94,7 @@ class RestoreJournal:
     @classmethod
     def begin(cls, path, target, src, started_at):
         record = {'format': FORMAT, 'src': src, 'started_at': started_at, 'pid': os.getpid(),
-                  'container': target.container, 'db': target.db, 'scratch_database': None,
+                  'process': process_identity(os.getpid()), 'container': target.container, 'db': target.db, 'scratch_database': None,
                   'stopped_writers': [], 'phase': 'started'}
         journal = cls(path, record)
         journal.write()
@@ -115,19 +116,49 @@ class RestoreJournal:
             raise storage_error('remove the restore record', self.path, exc) from None
 
 
+def process_identity(pid):
+    """[boot id, start time in clock ticks since boot] of process ``pid``, or None when there is none: a
+    pid alone may name another process after its own ended, both together name one process."""
+    try:
+        with open('/proc/sys/kernel/random/boot_id', encoding='ascii') as handle:
+            boot_id = handle.read().strip()
+        with open('/proc/%d/stat' % pid, encoding='utf-8', errors='replace') as handle:
+            # The fields after the command name, which may hold spaces and ")"; the start time is the 22nd.
+            fields = handle.read().rpartition(')')[2].split()
+        # A zombie has ended; only its parent has not collected it yet.
+        return None if fields[0] in ('Z', 'X') else [boot_id, int(fields[19])]
+    except (OSError, ValueError, IndexError, TypeError):
+        return None
+
+
+def restore_running(record, directory=None):
+    """Whether the process that wrote ``record`` still runs. A record of an older release names no process:
+    with ``directory``, whether a run holds its lock answers instead (a backup's lock then counts too);
+    without, it never counts as running."""
+    pid = record.get('pid')
+    identity = record.get('process')
+    if not identity:
+        return directory is not None and directory_in_use(directory)
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    return process_identity(pid) == identity
+
+
 def interrupted_restores(directory, docker_host=None):
     """The restores whose records are in ``directory``: each with the writers it stopped that are
-    still down (``writers_down``; all of them when Docker cannot be asked, with ``error``)."""
+    still down (``writers_down``; all of them when Docker cannot be asked, with ``error``), and whether its
+    process still runs (``running``: a restore under way, not one that died)."""
     found = []
     for path, record in journals(directory):
         if record is None:
             found.append({'journal': path, 'src': None, 'started_at': None, 'stopped_writers': [],
-                          'writers_down': [], 'error': 'the record cannot be read'})
+                          'writers_down': [], 'running': False, 'error': 'the record cannot be read'})
             continue
         writers = [name for name in record.get('stopped_writers') or [] if isinstance(name, str)]
         entry = {'journal': path, 'src': record.get('src'), 'started_at': record.get('started_at'),
                  'db': record.get('db'), 'container': record.get('container'), 'stopped_writers': writers,
-                 'scratch_database': record.get('scratch_database'), 'writers_down': [], 'error': None}
+                 'scratch_database': record.get('scratch_database'), 'writers_down': [],
+                 'running': restore_running(record), 'error': None}
         if writers:
             try:
                 api = docker_client(docker_host)
@@ -147,9 +178,12 @@ def _running(api, name):
 
 
 def interrupted_restore_problems(restores):
-    """One line per unfinished restore that still keeps writers down."""
+    """One line per restore whose process died and that still keeps writers down (a restore under way
+    stops them on purpose)."""
     problems = []
     for entry in restores:
+        if entry.get('running'):
+            continue
         if entry['src'] is None:
             problems.append('restore record %s cannot be read; check what it describes and remove it'
                             % entry['journal'])

@@ -20,6 +20,8 @@ import os
 import re
 import socket as socket_module
 import struct
+import subprocess
+import sys
 import tarfile
 import threading
 
@@ -27,6 +29,7 @@ from docker.errors import APIError, NotFound
 
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._commands import PgTarget
 from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._dump_stream import DumpInspector
+from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._restore_journal import process_identity
 
 DB_CONTAINER = 'fake-db'
 FIELD = '\x1f'
@@ -749,3 +752,12 @@ class FakeVolumeDocker:
             else:
                 assert command[:2] == ['rm', '-rf'], command
         return 0, '', ''
+
+
+def ended_process():
+    """(pid, identity) of a process that ran and has ended: a restore record's writer that died."""
+    process = subprocess.Popen([sys.executable, '-c', 'import sys; sys.stdin.read()'], stdin=subprocess.PIPE)
+    identity = process_identity(process.pid)
+    process.communicate(b'')
+    assert identity is not None and process_identity(process.pid) is None
+    return process.pid, identity

@@ -35,6 +35,7 @@ from ansible_collections.cortexreview.supabase_backup.tests.unit.fakes import (
     FakeServer,
     api_error,
     dump_text,
+    ended_process,
     install,
     module_params,
     write_backup,
@@ -385,23 +386,37 @@ def test_a_record_naming_the_live_database_or_a_previous_copy_never_drops_it(wor
     assert world.server.databases['postgres'].tables == BACKUP_TABLES
 
 
-@pytest.mark.parametrize('held', [False, True])
-def test_check_mode_tells_a_dead_restores_record_from_a_running_ones(world, held):
-    """The role starts the writers of a record only when no run holds the directory: a running restore's
+@pytest.mark.parametrize('writer, held, running', [
+    ('this process', False, True),
+    ('an ended process', False, False),
+    # A backup holding the directory does not hide a dead restore.
+    ('an ended process', True, False),
+    # A record of an older release names no process: the directory's lock answers.
+    ('an older release', True, True),
+    ('an older release', False, False),
+])
+def test_check_mode_tells_a_dead_restores_record_from_a_running_ones(world, writer, held, running):
+    """The role starts the writers of a record only when its restore no longer runs: a running restore's
     writers stay stopped."""
     target = world.backend().settings.target
     directory = os.path.dirname(world.src)
     path = journal_path(directory, target)
-    RestoreJournal.begin(path, target, world.src, 'then').note(stopped_writers=WRITERS)
+    journal = RestoreJournal.begin(path, target, world.src, 'then')
+    if writer == 'an ended process':
+        pid, identity = ended_process()
+        journal.note(pid=pid, process=identity)
+    elif writer == 'an older release':
+        journal.record.pop('process')
+    journal.note(stopped_writers=WRITERS)
     if held:
         with DirectoryLock(directory, timeout=0):
             result = world.backend(check_mode=True).run()
     else:
         result = world.backend(check_mode=True).run()
     assert result['interrupted_restore']['stopped_writers'] == WRITERS
-    assert result['interrupted_restore']['running'] is held
-    assert ('still holds the directory' in result['msg']) is held
-    assert ('first finish the interrupted restore' in result['msg']) is not held
+    assert result['interrupted_restore']['running'] is running
+    assert ('that started at then still runs' in result['msg']) is running
+    assert ('first finish the interrupted restore' in result['msg']) is not running
     assert read_journal(path)['stopped_writers'] == WRITERS  # check mode changes nothing
 
 

@@ -24,9 +24,11 @@ from ansible_collections.cortexreview.supabase_backup.plugins.module_utils._rest
     interrupted_restore_problems,
     interrupted_restores,
     journal_path,
+    process_identity,
     read_journal,
     recovery_journal_path,
 )
+from ansible_collections.cortexreview.supabase_backup.tests.unit.fakes import ended_process
 
 GIB = 1 << 30
 DUMP = (b'--\n-- PostgreSQL database dump\n--\n\n-- Dumped from database version 18.6\n\n'
@@ -121,8 +123,45 @@ def test_a_record_without_stopped_writers_is_no_problem(tmp_path):
     restores = interrupted_restores(str(tmp_path))
     assert len(restores) == 1 and restores[0]['writers_down'] == []
     assert interrupted_restore_problems(restores) == []
-    assert interrupted_restore_problems([dict(restores[0], writers_down=['api', 'worker'])])[0].startswith(
+    assert interrupted_restore_problems([dict(restores[0], writers_down=['api', 'worker'], running=False)])[0].startswith(
         'the restore of /b/x.sql.gz that started at then did not finish and api, worker it stopped are down')
+
+
+def _record_of(tmp_path, **fields):
+    path = journal_path(str(tmp_path), TARGET)
+    RestoreJournal.begin(path, TARGET, '/b/x.sql.gz', 'then').note(stopped_writers=['api'], **fields)
+    [entry] = interrupted_restores(str(tmp_path), docker_host='unix:///nonexistent')
+    return entry
+
+
+def test_a_restore_under_way_is_running_and_no_problem(tmp_path):
+    entry = _record_of(tmp_path)
+    assert entry['running'] is True and entry['writers_down'] == ['api']
+    assert interrupted_restore_problems([entry]) == []
+
+
+def test_a_restore_whose_process_ended_did_not_finish(tmp_path):
+    pid, identity = ended_process()
+    entry = _record_of(tmp_path, pid=pid, process=identity)
+    assert entry['running'] is False
+    assert 'did not finish and api it stopped is down' in interrupted_restore_problems([entry])[0]
+
+
+@pytest.mark.parametrize('fields', [
+    {'process': None},  # a record of an older release
+    {'pid': True},
+    {'pid': -1},
+])
+def test_a_record_that_cannot_name_a_live_process_did_not_finish(tmp_path, fields):
+    entry = _record_of(tmp_path, **fields)
+    assert entry['running'] is False and interrupted_restore_problems([entry])
+
+
+def test_a_live_process_that_started_at_another_time_reused_the_pid(tmp_path):
+    boot_id, started = process_identity(os.getpid())
+    entry = _record_of(tmp_path, process=[boot_id, started + 1])
+    assert entry['running'] is False and interrupted_restore_problems([entry])
+    assert _record_of(tmp_path, process=['another boot', started])['running'] is False
 
 
 def _backup(tmp_path, sidecars=True, tables=None, sha=None):
