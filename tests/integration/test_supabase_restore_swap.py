@@ -197,6 +197,7 @@ def interrupted(stack, run_module, collections_path):
             time.sleep(0.2)
         assert record and record["phase"] == "loading", f"the restore never reached the load: {record}"
         time.sleep(1.0)  # inside the sleep statement
+        state.results["status_while_running"] = run_module("backup_status", {"backup_dir": journal_dir})
         os.kill(record["pid"], signal.SIGKILL)
         process.communicate(timeout=120)
         state.record = record
@@ -228,10 +229,18 @@ def test_killed_restore_leaves_its_record_and_the_live_database(interrupted):
     assert interrupted.killed.scratch == [interrupted.record["scratch_database"]]
 
 
+def test_backup_status_reports_a_restore_under_way_as_running_not_as_a_problem(interrupted):
+    result = interrupted.results["status_while_running"]
+    assert result.get("failed") is not True, result
+    [entry] = result["interrupted_restores"]
+    assert entry["running"] is True and sorted(entry["writers_down"]) == sorted([API, WORKER]), entry
+
+
 def test_backup_status_fails_while_writers_stopped_by_a_restore_are_down(interrupted):
     result = interrupted.results["status_meanwhile"]
     assert result.get("failed") is True, result
     assert "did not finish" in result["msg"] and API in result["msg"] and WORKER in result["msg"], result["msg"]
+    assert [entry["running"] for entry in result["interrupted_restores"]] == [False]
     assert interrupted.results["status_after"].get("failed") is not True, interrupted.results["status_after"]
 
 
