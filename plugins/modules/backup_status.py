@@ -270,7 +270,7 @@ interrupted_restores:
     - Restores whose record, C(.cortexreview-restore-*.json), is in O(backup_dir), each with C(src), C(started_at),
       C(stopped_writers), C(writers_down), C(scratch_database) and C(running).
     - C(running) is true while the process that wrote the record still runs (the same process ID, started at the
-      same time since the same boot): a restore under way, whose stopped writers are no problem.
+      same time since the same boot). The writers a running restore stopped are no problem.
     - Writers stopped by a restore whose process died that are still down are a problem; the next restore from
       that directory drops its scratch database and starts them.
   returned: when backup_dir exists
