@@ -94,8 +94,8 @@ class RestoreJournal:
     @classmethod
     def begin(cls, path, target, src, started_at):
         record = {'format': FORMAT, 'src': src, 'started_at': started_at, 'pid': os.getpid(),
-                  'process': process_identity(os.getpid()), 'container': target.container, 'db': target.db, 'scratch_database': None,
-                  'stopped_writers': [], 'phase': 'started'}
+                  'process': process_identity(os.getpid()), 'container': target.container, 'db': target.db,
+                  'scratch_database': None, 'stopped_writers': [], 'phase': 'started'}
         journal = cls(path, record)
         journal.write()
         return journal
