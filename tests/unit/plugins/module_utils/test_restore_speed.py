@@ -5,6 +5,9 @@ import hashlib
 import json
 import os
 import stat
+import subprocess
+import sys
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -155,6 +158,25 @@ def test_a_restore_whose_process_ended_did_not_finish(tmp_path):
 def test_a_record_that_cannot_name_a_live_process_did_not_finish(tmp_path, fields):
     entry = _record_of(tmp_path, **fields)
     assert entry['running'] is False and interrupted_restore_problems([entry])
+
+
+def test_a_process_that_ended_but_is_not_yet_collected_runs_no_restore():
+    process = subprocess.Popen([sys.executable, '-c', 'import sys; sys.stdin.read()'], stdin=subprocess.PIPE)
+    try:
+        identity = process_identity(process.pid)
+        process.stdin.close()
+        deadline = time.monotonic() + 30
+        while _state(process.pid) != 'Z' and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert identity is not None and _state(process.pid) == 'Z'
+        assert process_identity(process.pid) is None
+    finally:
+        process.wait()
+
+
+def _state(pid):
+    with open('/proc/%d/stat' % pid, encoding='utf-8') as handle:
+        return handle.read().rpartition(')')[2].split()[0]
 
 
 def test_a_live_process_that_started_at_another_time_reused_the_pid(tmp_path):
