@@ -87,12 +87,7 @@ def run_tasks(collections_path: str, tasks: Sequence[Mapping[str, Any]], *,
         playbook.write_text(
             "---\n- name: supabase_dump integration tasks\n  hosts: localhost\n  gather_facts: false\n"
             + vars_part + "  tasks:\n" + body
-            + "    - name: Save the registered results\n"
-              "      ansible.builtin.copy:\n"
-              f"        content: \"{{{{ [{names}] | to_json }}}}\"\n"
-              f"        dest: {json.dumps(str(out))}\n"
-              "        mode: \"0600\"\n"
-              "      check_mode: false\n",
+            + testbed.save_result_task(f"[{names}]"),
             encoding="utf-8")
         inventory = workdir / "inventory.ini"
         inventory.write_text(f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n",
@@ -101,7 +96,8 @@ def run_tasks(collections_path: str, tasks: Sequence[Mapping[str, Any]], *,
         stdout_path, stderr_path = workdir / "stdout", workdir / "stderr"
         with open(stdout_path, "wb") as so, open(stderr_path, "wb") as se:
             proc = subprocess.Popen(argv, stdout=so, stderr=se, stdin=subprocess.DEVNULL,
-                                    env=testbed.ansible_env(collections_path), cwd=workdir)
+                                    env=testbed.saving_result_env(testbed.ansible_env(collections_path), out),
+                                    cwd=workdir)
             try:
                 if popen_hook is not None:
                     popen_hook(proc)

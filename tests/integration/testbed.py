@@ -596,6 +596,28 @@ def play_module_defaults(stack: Optional["Stack"] = None) -> str:
     return "\n  module_defaults: " + json.dumps(stack_module_defaults(stack))
 
 
+def save_result_task(expression: str) -> str:
+    """A last task (YAML, in a play's task list) whose value of ``expression`` the test-only callback
+    callback_plugins/registered_result.py writes to the file :func:`saving_result_env` names: the
+    ``debug`` action runs on the controller, where a ``copy`` task would run two modules on the host
+    (about 2 s a play on 2 cores)."""
+    return ("    - name: Show the registered result\n"
+            "      ansible.builtin.debug:\n"
+            f"        var: {json.dumps(expression)}\n")
+
+
+def saving_result_env(env: Mapping[str, str], out: os.PathLike) -> Dict[str, str]:
+    """``env`` with the callback of :func:`save_result_task` enabled, writing to ``out``."""
+    env = dict(env)
+    enabled = [name for name in env.get("ANSIBLE_CALLBACKS_ENABLED", "").split(",") if name]
+    env.update({
+        "CORTEXREVIEW_RESULT_FILE": str(out),
+        "ANSIBLE_CALLBACK_PLUGINS": str(Path(__file__).resolve().parent / "callback_plugins"),
+        "ANSIBLE_CALLBACKS_ENABLED": ",".join(enabled + ["registered_result"]),
+    })
+    return env
+
+
 def run_module(module: str, args: Optional[Mapping[str, Any]] = None, check: bool = False, *,
                diff: bool = False, collections_path: Optional[str] = None,
                env: Optional[Mapping[str, str]] = None, timeout: float = 1800,
@@ -632,20 +654,10 @@ def run_module(module: str, args: Optional[Mapping[str, Any]] = None, check: boo
       check_mode: {"true" if check else "false"}
       diff: {"true" if diff else "false"}
 
-    - name: Show the registered result
-      ansible.builtin.debug:
-        var: result
-""", encoding="utf-8")
+{save_result_task("result")}""", encoding="utf-8")
         inv = _local_inventory(workdir)
-        run_env = ansible_env(collections_path, env)
-        enabled = [name for name in run_env.get("ANSIBLE_CALLBACKS_ENABLED", "").split(",") if name]
-        run_env.update({
-            "CORTEXREVIEW_RESULT_FILE": str(out),
-            "ANSIBLE_CALLBACK_PLUGINS": str(Path(__file__).resolve().parent / "callback_plugins"),
-            "ANSIBLE_CALLBACKS_ENABLED": ",".join(enabled + ["registered_result"]),
-        })
         proc = _run([sys.executable, "-m", "ansible", "playbook", "-i", str(inv), str(playbook)],
-                    env=run_env, cwd=workdir, timeout=timeout)
+                    env=saving_result_env(ansible_env(collections_path, env), out), cwd=workdir, timeout=timeout)
         if not out.exists():
             raise TestbedError(f"ansible-playbook produced no result for {fqcn(module)}",
                                returncode=proc.returncode, stdout=proc.stdout, stderr=proc.stderr)

@@ -201,20 +201,14 @@ def run_steps(collections_path: str, steps: Sequence[Mapping[str, Any]], timeout
                           f"      check_mode: {'true' if step['check'] else 'false'}"]
             lines += [f"      register: r_{step['key']}", "      ignore_errors: true"]
         results = "{" + ", ".join(f"'{s['key']}': r_{s['key']}" for s in steps) + "}"
-        lines += ["    - name: Save the results",
-                  "      ansible.builtin.copy:",
-                  f"        content: \"{{{{ {results} | to_json }}}}\"",
-                  f"        dest: {json.dumps(str(out))}",
-                  "        mode: '0600'",
-                  "      check_mode: false"]
         playbook = workdir / "playbook.yml"
-        playbook.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        playbook.write_text("\n".join(lines) + "\n" + testbed.save_result_task(results), encoding="utf-8")
         inventory = workdir / "inventory.ini"
         inventory.write_text(f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n",
                              encoding="utf-8")
         proc = subprocess.run([sys.executable, "-m", "ansible", "playbook", "-i", str(inventory), str(playbook)],
                               capture_output=True, text=True, timeout=timeout, cwd=workdir,
-                              env=testbed.ansible_env(collections_path), check=False)
+                              env=testbed.saving_result_env(testbed.ansible_env(collections_path), out), check=False)
         if not out.exists():
             raise testbed.TestbedError("ansible-playbook produced no results", returncode=proc.returncode,
                                        stdout=proc.stdout, stderr=proc.stderr)

@@ -2,7 +2,7 @@
 # Copyright (c) 2026 CortexReview engineering
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Test-only callback for ``testbed.run_module``: writes the value a ``debug: var=result``
+"""Test-only callback for ``testbed.save_result_task``: writes the value its ``debug: var=...``
 task shows to the file named by CORTEXREVIEW_RESULT_FILE.
 
 A ``copy`` task on the host did the same, but it runs two more modules: about 2 s of every
@@ -32,4 +32,4 @@ class CallbackModule(CallbackBase):
         path = os.environ["CORTEXREVIEW_RESULT_FILE"]
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as out:
-            json.dump(result.result["result"], out, cls=AnsibleJSONEncoder)
+            json.dump(result.result[result.task.args["var"]], out, cls=AnsibleJSONEncoder)
