@@ -125,7 +125,7 @@ def main():
             'supabase_backup_encrypt_passphrase': PASSPHRASE, 'supabase_backup_container': db,
             'supabase_restore_stop_containers': writers, 'supabase_restore_confirm': True, **restore,
         }, workdir)
-        phases = {name: float(value) for name, value in
+        phases = {phase: float(value) for phase, value in
                   re.findall(r'"(runtime|fetch|restore|validate|total) +([0-9.]+) s"', output)}
         if set(phases) != set(PHASES):
             sys.exit('the drill printed no phases:\n%s' % output[-3000:])
@@ -133,8 +133,8 @@ def main():
         print('database %d MB (%d rows of bench.knowledge_base), %d MB on the remote, profile %s'
               % (size >> 20, args.rows, uploaded >> 20, args.profile))
         print('backup with upload: %.1f s (not part of the recovery)' % backup_seconds)
-        for name in PHASES:
-            print('  %-8s %7.1f s' % (name, phases[name]))
+        for phase in PHASES:
+            print('  %-8s %7.1f s' % (phase, phases[phase]))
         print('drill, ansible-playbook wall time: %.1f s' % drill_seconds)
         print('recovery time %.1f s = %.2f of the contract\'s RTO (30 min); target %d s: %s; data identical: %s'
               % (phases['total'], phases['total'] / CONTRACT_RTO, TARGET,

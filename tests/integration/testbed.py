@@ -596,12 +596,15 @@ def play_module_defaults(stack: Optional["Stack"] = None) -> str:
     return "\n  module_defaults: " + json.dumps(stack_module_defaults(stack))
 
 
+RESULT_TASK_NAME = "Show the registered result"
+
+
 def save_result_task(expression: str) -> str:
     """A last task (YAML, in a play's task list) whose value of ``expression`` the test-only callback
     callback_plugins/registered_result.py writes to the file :func:`saving_result_env` names: the
     ``debug`` action runs on the controller, where a ``copy`` task would run two modules on the host
     (about 2 s a play on 2 cores)."""
-    return ("    - name: Show the registered result\n"
+    return (f"    - name: {RESULT_TASK_NAME}\n"
             "      ansible.builtin.debug:\n"
             f"        var: {json.dumps(expression)}\n")
 
@@ -612,6 +615,7 @@ def saving_result_env(env: Mapping[str, str], out: os.PathLike) -> Dict[str, str
     enabled = [name for name in env.get("ANSIBLE_CALLBACKS_ENABLED", "").split(",") if name]
     env.update({
         "CORTEXREVIEW_RESULT_FILE": str(out),
+        "CORTEXREVIEW_RESULT_TASK": RESULT_TASK_NAME,
         "ANSIBLE_CALLBACK_PLUGINS": str(Path(__file__).resolve().parent / "callback_plugins"),
         "ANSIBLE_CALLBACKS_ENABLED": ",".join(enabled + ["registered_result"]),
     })
