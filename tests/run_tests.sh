@@ -20,7 +20,7 @@ export PYTHONDONTWRITEBYTECODE=1 ANSIBLE_NOCOLOR=1 PY_COLORS=0
 
 # ------------------------------------------------------------------ steps --
 pytest_unit()        { "$PYTHON" -m pytest -q -p no:cacheprovider -n auto tests/unit; }
-pytest_integration() { "$PYTHON" -m pytest -q -p no:cacheprovider tests/integration; }
+pytest_integration() { "$PYTHON" -m pytest -q -p no:cacheprovider --durations=25 tests/integration; }
 sanity()             { bash tests/sanity.sh; }
 lint()               { bash tests/lint.sh; }
 molecule_scenarios() { bash tests/molecule.sh; }

@@ -85,7 +85,8 @@ def run_tasks(collections_path: str, tasks: Sequence[Mapping[str, Any]], *,
         names = ", ".join(f"r{i}" for i in range(len(tasks)))
         playbook = workdir / "playbook.yml"
         playbook.write_text(
-            "---\n- name: supabase_dump integration tasks\n  hosts: localhost\n  gather_facts: false\n"
+            "---\n- name: supabase_dump integration tasks\n  hosts: localhost\n  gather_facts: false"
+            + testbed.play_module_defaults() + "\n"
             + vars_part + "  tasks:\n" + body
             + testbed.save_result_task(f"[{names}]"),
             encoding="utf-8")

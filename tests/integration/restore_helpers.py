@@ -107,7 +107,7 @@ class TaskSession:
 
     def _playbook(self) -> str:
         lines = ["---", "- name: restore integration session", "  hosts: localhost",
-                 "  gather_facts: false", "  tasks:"]
+                 "  gather_facts: false" + testbed.play_module_defaults(), "  tasks:"]
         done: List[str] = []
         for index, step in enumerate(self.steps):
             if isinstance(step, Task):

@@ -102,14 +102,13 @@ def scratch(stack, tmp_path_factory):
 
 
 def _backup_vars(scratch):
-    return {"supabase_backup_hosts": "localhost", "supabase_backup_db": scratch["db"],
-            "supabase_backup_dir": scratch["backup_dir"], "supabase_backup_venv_dir": VENV,
-            "supabase_backup_metrics_file": ""}
+    return dict(testbed.stack_role_vars(), supabase_backup_hosts="localhost", supabase_backup_db=scratch["db"],
+                supabase_backup_dir=scratch["backup_dir"], supabase_backup_venv_dir=VENV, supabase_backup_metrics_file="")
 
 
 def _restore_vars(scratch, **extra):
-    return dict({"supabase_restore_hosts": "localhost", "supabase_backup_db": scratch["db"],
-                 "supabase_backup_dir": scratch["backup_dir"], "supabase_backup_venv_dir": VENV}, **extra)
+    return dict(testbed.stack_role_vars(), supabase_restore_hosts="localhost", supabase_backup_db=scratch["db"],
+                supabase_backup_dir=scratch["backup_dir"], supabase_backup_venv_dir=VENV, **extra)
 
 
 def _backups(scratch):
@@ -180,9 +179,9 @@ def test_restore_without_the_runtime_fails_with_the_way_out(runner_job, scratch,
 
 def test_volume_restore_without_confirmation_fails_at_once_through_ansible_runner(runner_job, scratch):
     started_at = _started_at(testbed.DB_CONTAINER)
-    runner, stdout, seconds = runner_job.run(PLAYBOOKS / "volume_restore.yml", {
-        "volume_snapshot_hosts": "localhost", "volume_snapshot_backup_dir": scratch["backup_dir"],
-        "volume_snapshot_venv_dir": VENV})
+    runner, stdout, seconds = runner_job.run(PLAYBOOKS / "volume_restore.yml", dict(
+        testbed.stack_role_vars(), volume_snapshot_hosts="localhost", volume_snapshot_backup_dir=scratch["backup_dir"],
+        volume_snapshot_venv_dir=VENV))
     assert runner.status == "failed", (runner.status, stdout[-4000:])
     assert seconds < AT_ONCE, seconds
     assert "volume_snapshot_confirm=true" in stdout and "no one can answer" in stdout, stdout[-4000:]

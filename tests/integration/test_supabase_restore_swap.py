@@ -158,7 +158,7 @@ def test_swap_mode_refuses_to_drop_the_previous_database(swap):
 def _start_restore(collections_path, workdir, args):
     playbook = os.path.join(workdir, "restore.yml")
     with open(playbook, "w", encoding="utf-8") as handle:
-        handle.write("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        handle.write("- hosts: localhost\n  gather_facts: false" + testbed.play_module_defaults() + "\n  tasks:\n"
                      "    - cortexreview.supabase_backup.supabase_restore: %s\n" % json.dumps(args))
     inventory = os.path.join(workdir, "inventory.ini")
     with open(inventory, "w", encoding="utf-8") as handle:

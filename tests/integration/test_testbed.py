@@ -58,7 +58,7 @@ def test_official_image_behaviour(healthy_stack):
         shell=True, capture_output=True, text=True, check=True)
     assert int(out.stdout) > 100_000
     c = healthy_stack.container(testbed.DB_CONTAINER)
-    assert c.labels["com.docker.compose.project"] == "cortexreview"
+    assert c.labels["com.docker.compose.project"] == testbed.PROJECT
     assert c.labels["com.docker.compose.service"] == "supabase-db"
     assert any(m["Name"] == testbed.DB_VOLUME and m["Destination"] == testbed.DB_DATA_DIR
                for m in c.attrs["Mounts"])

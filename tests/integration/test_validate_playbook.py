@@ -54,9 +54,9 @@ def scratch(stack, run_module):
 def _run(run_playbook, scratch, src, **extra_vars):
     # The test runner's Python has the Docker SDK and zlib-ng, as the role's virtualenv would.
     venv = os.path.dirname(os.path.dirname(sys.executable))
-    return run_playbook(PLAYBOOK, dict({"supabase_validate_hosts": "localhost", "supabase_validate_db": scratch["db"],
-                                        "supabase_validate_src": src, "supabase_validate_venv_dir": venv},
-                                       **extra_vars), extra_args=["-v"])
+    return run_playbook(PLAYBOOK, dict(testbed.stack_role_vars(), supabase_validate_hosts="localhost",
+                                       supabase_validate_db=scratch["db"], supabase_validate_src=src,
+                                       supabase_validate_venv_dir=venv, **extra_vars), extra_args=["-v"])
 
 
 def _staging_databases(db):

@@ -596,6 +596,15 @@ def play_module_defaults(stack: Optional["Stack"] = None) -> str:
     return "\n  module_defaults: " + json.dumps(stack_module_defaults(stack))
 
 
+def stack_role_vars(stack: Optional["Stack"] = None) -> Dict[str, Any]:
+    """Role variables that point the roles at ``stack`` (default: this run's) instead of the default
+    stack's names in the roles' defaults: its DB container, writers and volume."""
+    stack = stack or Stack()
+    return {"supabase_backup_container": stack.db_container,
+            "supabase_restore_stop_containers": list(stack.app_containers),
+            "volume_snapshot_volume": stack.volume}
+
+
 RESULT_TASK_NAME = "Show the registered result"
 
 
