@@ -186,7 +186,7 @@ def run_steps(collections_path: str, steps: Sequence[Mapping[str, Any]], timeout
         os.chmod(workdir, 0o700)
         out = workdir / "results.json"
         lines = ["---", "- name: volume_snapshot integration steps", "  hosts: localhost",
-                 "  gather_facts: false" + testbed.play_module_defaults(), "  tasks:"]
+                 "  gather_facts: false", "  tasks:"]
         for step in steps:
             lines.append(f"    - name: {step['key']}")
             if "argv" in step:
